@@ -1,0 +1,36 @@
+"""Turn our C headers into cffi ``cdef`` text, so each declaration is written once.
+
+Only used by the build scripts in this folder (cffi_modules in setup.py).
+"""
+
+import re
+from pathlib import Path
+
+HERE = Path(__file__).parent
+
+
+def header_cdef(name: str) -> str:
+    """Declarations of a cffi-friendly header: preprocessor lines dropped, integer #defines kept."""
+    lines = []
+    for line in (HERE / name).read_text().splitlines():
+        stripped = line.strip()
+        if stripped.startswith("#"):
+            if re.match(r"#define\s+\w+\s+\(?-?\d+\)?\s*$", stripped):
+                lines.append(stripped)
+            continue
+        lines.append(line)
+    return "\n".join(lines)
+
+
+def formats_cdef() -> str:
+    """The det_format table and its lookup from detector_formats.h (shared by both modules)."""
+    text = (HERE / "detector_formats.h").read_text()
+    defines = "\n".join(
+        m.group(0) for m in re.finditer(r"#define\s+(DET_KIND_\w+|SLS_\w+|MAX_\w+|CHIP_\w+)\s+\d+", text)
+    )
+    struct = re.search(r"typedef struct det_format \{.*?\} det_format;", text, re.S).group(0)
+    return f"{defines}\n{struct}\nint det_format_lookup(int kind, int bit_depth, det_format *out);\n"
+
+
+def compile_args() -> list[str]:
+    return ["-O3", "-std=gnu11", "-Wall", "-Wno-unused-function"]

@@ -1,0 +1,114 @@
+/*
+ * loopback_ceiling.c -- the machine's own limit, for benchmarks: the barest sendmmsg ->
+ * recvmmsg pair on loopback (one sender, one receiver thread, no processing at all), with
+ * the same datagram size as a detector. Our receiver is compared against this figure.
+ */
+#define _GNU_SOURCE
+#include "sim_sender.h"
+
+#include <arpa/inet.h>
+#include <errno.h>
+#include <netinet/in.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <sys/socket.h>
+#include <sys/time.h>
+#include <time.h>
+#include <unistd.h>
+
+#define BATCH 64
+
+typedef struct sink {
+    int fd;
+    int packet_size;
+    volatile int done;
+    uint64_t packets, bytes;
+    double first, last;
+} sink;
+
+static double now_s(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return ts.tv_sec + ts.tv_nsec * 1e-9;
+}
+
+static void *sink_main(void *arg)
+{
+    sink *s = arg;
+    struct mmsghdr msgs[BATCH];
+    struct iovec iov[BATCH];
+    uint8_t *buffer = malloc((size_t)BATCH * s->packet_size);
+    memset(msgs, 0, sizeof(msgs));
+    for (int i = 0; i < BATCH; i++) {
+        iov[i].iov_base = buffer + (size_t)i * s->packet_size;
+        iov[i].iov_len = s->packet_size;
+        msgs[i].msg_hdr.msg_iov = &iov[i];
+        msgs[i].msg_hdr.msg_iovlen = 1;
+    }
+    while (!s->done) {
+        int n = recvmmsg(s->fd, msgs, BATCH, MSG_WAITFORONE, NULL);
+        if (n <= 0) continue;
+        double t = now_s();
+        if (s->packets == 0) s->first = t;
+        s->last = t;
+        s->packets += n;
+        for (int i = 0; i < n; i++) s->bytes += msgs[i].msg_len;
+    }
+    free(buffer);
+    return NULL;
+}
+
+int loopback_ceiling(int port, int packet_size, uint64_t n_packets, int rcvbuf_bytes,
+                     loopback_result *out, char *err, int err_len)
+{
+    memset(out, 0, sizeof(*out));
+    sink s = {.packet_size = packet_size};
+    s.fd = socket(AF_INET, SOCK_DGRAM, 0);
+    int tx = socket(AF_INET, SOCK_DGRAM, 0);
+    if (setsockopt(s.fd, SOL_SOCKET, SO_RCVBUFFORCE, &rcvbuf_bytes, sizeof(rcvbuf_bytes)) != 0)
+        setsockopt(s.fd, SOL_SOCKET, SO_RCVBUF, &rcvbuf_bytes, sizeof(rcvbuf_bytes));
+    struct timeval tv = {.tv_sec = 0, .tv_usec = 20000};
+    setsockopt(s.fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
+    struct sockaddr_in addr = {0};
+    addr.sin_family = AF_INET;
+    addr.sin_port = htons((uint16_t)port);
+    addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    if (bind(s.fd, (struct sockaddr *)&addr, sizeof(addr)) != 0 ||
+        connect(tx, (struct sockaddr *)&addr, sizeof(addr)) != 0) {
+        snprintf(err, err_len, "cannot use UDP port %d: %s", port, strerror(errno));
+        close(s.fd);
+        close(tx);
+        return -1;
+    }
+    pthread_t thread;
+    pthread_create(&thread, NULL, sink_main, &s);
+    uint8_t *payload = calloc(1, packet_size);
+    struct mmsghdr msgs[BATCH];
+    struct iovec iov = {.iov_base = payload, .iov_len = packet_size};
+    memset(msgs, 0, sizeof(msgs));
+    for (int i = 0; i < BATCH; i++) {
+        msgs[i].msg_hdr.msg_iov = &iov;
+        msgs[i].msg_hdr.msg_iovlen = 1;
+    }
+    double start = now_s();
+    uint64_t sent = 0;
+    while (sent < n_packets) {
+        int want = n_packets - sent < BATCH ? (int)(n_packets - sent) : BATCH;
+        int n = sendmmsg(tx, msgs, want, 0);
+        if (n > 0) sent += n;
+    }
+    double send_end = now_s();
+    usleep(100000); /* let the sink drain */
+    s.done = 1;
+    pthread_join(thread, NULL);
+    out->packets_sent = sent;
+    out->packets_received = s.packets;
+    out->bytes_received = s.bytes;
+    out->seconds = (s.packets > 1 && s.last > start) ? s.last - start : send_end - start;
+    close(s.fd);
+    close(tx);
+    free(payload);
+    return 0;
+}

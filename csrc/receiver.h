@@ -1,0 +1,75 @@
+/*
+ * receiver.h -- the receiver's whole surface towards Python (cffi).
+ *
+ * Receive path, one file per stage:
+ *   socket_rx.c       UDP socket per module, recvmmsg batches
+ *   frame_assembly.c  one thread per module: packets -> module frame, lost packets
+ *   image_assembly.c  module pixels placed into the image by module_positions
+ *   ring_buffer.c     shared-memory image slots handed to the writer (Python)
+ *   receiver.c        lifecycle: start/stop, counters
+ *
+ * The receiver knows nothing of HTTP, Redis or HDF5.
+ * Keep this file parsable by cffi's cdef (the build script strips '#' lines).
+ */
+#ifndef STD_DAQ_RECEIVER_H
+#define STD_DAQ_RECEIVER_H
+#include <stdint.h>
+#include "detector_formats.h"
+
+typedef struct rx_config {
+    int detector_kind;          /* DET_KIND_* */
+    int bit_depth;
+    int n_modules;
+    int start_udp_port;         /* module i listens on start_udp_port + i */
+    char bind_address[64];      /* IPv4 address to bind, e.g. "0.0.0.0" */
+    int image_width;
+    int image_height;
+    int32_t module_positions[128]; /* 4 per module: start_x, start_y, end_x, end_y (inclusive) */
+    int n_slots;                /* images in the ring buffer */
+    int idle_timeout_ms;        /* a module silent this long closes its open frame */
+    int stale_timeout_ms;       /* an image nobody writes to any more is released after this */
+    int rcvbuf_bytes;           /* SO_RCVBUF asked for each socket */
+} rx_config;
+
+/* Counters, owned by the stage that sees the event. */
+typedef struct rx_counters {
+    uint64_t packets_received;      /* valid packets placed in a frame */
+    uint64_t bytes_received;        /* bytes of those packets */
+    uint64_t packets_foreign;       /* wrong size / version / packet number: dropped */
+    uint64_t packets_duplicate;     /* same packet twice in one frame: dropped */
+    uint64_t packets_late;          /* packet of an already closed frame: dropped */
+    uint64_t packets_lost;          /* packets missing in closed module frames */
+    uint64_t module_frames_complete;
+    uint64_t module_frames_incomplete;
+    uint64_t module_frames_dropped; /* no free ring slot: frame not received */
+    uint64_t frame_restarts;        /* detector frame number went backwards far */
+    uint64_t images_complete;       /* images handed to the writer, all packets present */
+    uint64_t images_incomplete;     /* images handed to the writer with lost packets */
+} rx_counters;
+
+/* One assembled image, valid until rx_release(slot). */
+typedef struct rx_image {
+    int slot;
+    uint64_t frame_number;
+    uint32_t n_missing_packets;
+    uint64_t detector_timestamp;    /* header timestamp of the first packet */
+    double receive_time;            /* unix time the first packet arrived */
+    uint8_t *data;                  /* image_height * image_width * bytes_per_pixel */
+    uint64_t data_bytes;
+} rx_image;
+
+typedef struct rx_receiver rx_receiver;
+
+/* Start receiving; returns NULL and writes a message to err on failure. */
+rx_receiver *rx_start(const rx_config *cfg, char *err, int err_len);
+/* Stop all threads, close sockets, unmap the ring buffer. */
+void rx_stop(rx_receiver *rx);
+/* Wait up to timeout_ms for the next assembled image; 1 if out is filled, 0 if none. */
+int rx_next_image(rx_receiver *rx, int timeout_ms, rx_image *out);
+/* Give an image slot back to the receiver. */
+void rx_release(rx_receiver *rx, int slot);
+void rx_get_counters(rx_receiver *rx, rx_counters *out);
+/* Check a geometry without starting anything; 0 if valid, else -1 and a message. */
+int rx_check_config(const rx_config *cfg, char *err, int err_len);
+
+#endif

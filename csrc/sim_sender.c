@@ -1,0 +1,214 @@
+/*
+ * sim_sender.c -- a simulated detector: every module's packet stream, sent with sendmmsg.
+ *
+ * Pixel content is deterministic: pixel p (row-major in the module) of module m in frame f
+ * is (p + 37 m + 101 f) masked to the bit depth, so a test can check every written pixel.
+ * Loss, reordering and duplicates are injected from a seeded generator.
+ */
+#define _GNU_SOURCE
+#include "sim_sender.h"
+
+#include <arpa/inet.h>
+#include <errno.h>
+#include <netinet/in.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <sys/socket.h>
+#include <time.h>
+#include <unistd.h>
+
+static uint32_t value_of(uint64_t frame, int module, uint64_t pixel, int bit_depth)
+{
+    uint64_t v = pixel + 37u * (uint64_t)module + 101u * frame;
+    return bit_depth == 32 ? (uint32_t)v : (uint32_t)(v & ((1u << bit_depth) - 1));
+}
+
+void sim_module_pixels(uint64_t frame, int module, int bit_depth, uint64_t n_pixels, void *out)
+{
+    for (uint64_t p = 0; p < n_pixels; p++) {
+        uint32_t v = value_of(frame, module, p, bit_depth);
+        if (bit_depth <= 8) ((uint8_t *)out)[p] = (uint8_t)v;
+        else if (bit_depth == 16) ((uint16_t *)out)[p] = (uint16_t)v;
+        else ((uint32_t *)out)[p] = v;
+    }
+}
+
+/* Payload of one packet in wire format (4 bit: two pixels a byte, low nibble first). */
+static void fill_payload(uint8_t *dst, const det_format *fmt, uint64_t frame, int module, int packet)
+{
+    uint64_t pixels = (uint64_t)fmt->payload_size * 8 / fmt->bit_depth;
+    uint64_t first = (uint64_t)packet * pixels;
+    uint64_t base = first + 37u * (uint64_t)module + 101u * frame;
+    switch (fmt->bit_depth) {
+    case 4:
+        for (uint64_t k = 0; k < pixels / 2; k++)
+            dst[k] = (uint8_t)(((base + 2 * k) & 0xf) | (((base + 2 * k + 1) & 0xf) << 4));
+        break;
+    case 8:
+        for (uint64_t k = 0; k < pixels; k++) dst[k] = (uint8_t)(base + k);
+        break;
+    case 16:
+        for (uint64_t k = 0; k < pixels; k++) ((uint16_t *)dst)[k] = (uint16_t)(base + k);
+        break;
+    default:
+        for (uint64_t k = 0; k < pixels; k++) ((uint32_t *)dst)[k] = (uint32_t)(base + k);
+    }
+}
+
+static uint64_t rng_next(uint64_t *state)
+{
+    uint64_t x = *state;
+    x ^= x << 13;
+    x ^= x >> 7;
+    x ^= x << 17;
+    return *state = x;
+}
+
+static double rng_uniform(uint64_t *state)
+{
+    return (rng_next(state) >> 11) * (1.0 / 9007199254740992.0);
+}
+
+static int open_sender(const char *host, int port, char *err, int err_len)
+{
+    int fd = socket(AF_INET, SOCK_DGRAM, 0);
+    if (fd < 0) {
+        snprintf(err, err_len, "cannot create a UDP socket: %s", strerror(errno));
+        return -1;
+    }
+    int sndbuf = 8 << 20;
+    setsockopt(fd, SOL_SOCKET, SO_SNDBUF, &sndbuf, sizeof(sndbuf));
+    struct sockaddr_in addr = {0};
+    addr.sin_family = AF_INET;
+    addr.sin_port = htons((uint16_t)port);
+    if (inet_pton(AF_INET, host, &addr.sin_addr) != 1) {
+        snprintf(err, err_len, "'%s' is not an IPv4 address", host);
+        close(fd);
+        return -1;
+    }
+    if (connect(fd, (struct sockaddr *)&addr, sizeof(addr)) != 0) {
+        snprintf(err, err_len, "cannot address %s:%d: %s", host, port, strerror(errno));
+        close(fd);
+        return -1;
+    }
+    return fd;
+}
+
+/* sendmmsg until every message went out; loopback may refuse with ENOBUFS/ECONNREFUSED. */
+static int send_all(int fd, struct mmsghdr *msgs, int n)
+{
+    int sent = 0;
+    while (sent < n) {
+        int rc = sendmmsg(fd, msgs + sent, n - sent, 0);
+        if (rc < 0) {
+            if (errno == EINTR || errno == ENOBUFS || errno == EAGAIN) continue;
+            if (errno == ECONNREFUSED) { sent++; continue; } /* nobody listens yet: UDP drops it */
+            return -1;
+        }
+        sent += rc;
+    }
+    return 0;
+}
+
+static void sleep_until(double t)
+{
+    struct timespec ts = {.tv_sec = (time_t)t, .tv_nsec = (long)((t - (time_t)t) * 1e9)};
+    while (clock_nanosleep(CLOCK_MONOTONIC, TIMER_ABSTIME, &ts, NULL) == EINTR) {
+    }
+}
+
+static double monotonic(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return ts.tv_sec + ts.tv_nsec * 1e-9;
+}
+
+int sim_run(const sim_config *cfg, volatile int *stop, sim_counters *counters, char *err, int err_len)
+{
+    det_format fmt;
+    memset(counters, 0, sizeof(*counters));
+    if (det_format_lookup(cfg->detector_kind, cfg->bit_depth, &fmt) != 0) {
+        snprintf(err, err_len, "bit_depth %d is not supported by this detector type", cfg->bit_depth);
+        return -1;
+    }
+    if (cfg->n_modules < 1 || cfg->n_modules > MAX_MODULES) {
+        snprintf(err, err_len, "n_modules must be 1 to %d", MAX_MODULES);
+        return -1;
+    }
+    int ppf = fmt.packets_per_frame;
+    int max_msgs = 2 * ppf; /* room for duplicates */
+    int fds[MAX_MODULES];
+    uint8_t *buffer = malloc((size_t)ppf * fmt.packet_size);
+    struct mmsghdr *msgs = calloc(max_msgs, sizeof(struct mmsghdr));
+    struct iovec *iov = calloc(max_msgs, sizeof(struct iovec));
+    int *order = calloc(ppf, sizeof(int));
+    if (!buffer || !msgs || !iov || !order) {
+        snprintf(err, err_len, "out of memory");
+        free(buffer); free(msgs); free(iov); free(order);
+        return -1;
+    }
+    int n_open = 0, rc = 0;
+    for (; n_open < cfg->n_modules; n_open++) {
+        fds[n_open] = open_sender(cfg->host, cfg->start_udp_port + n_open, err, err_len);
+        if (fds[n_open] < 0) { rc = -1; break; }
+    }
+    uint64_t rng = 0x9e3779b97f4a7c15ull ^ ((uint64_t)cfg->seed + 1) * 0x2545F4914F6CDD1Dull;
+    double start = monotonic();
+    for (uint64_t i = 0; rc == 0 && !*stop && (cfg->n_frames == 0 || i < cfg->n_frames); i++) {
+        uint64_t frame = cfg->first_frame + i;
+        if (cfg->rate_hz > 0) sleep_until(start + i / cfg->rate_hz);
+        uint64_t timestamp = (uint64_t)((monotonic() - start) * 1e7); /* 10 MHz clock */
+        for (int m = 0; m < cfg->n_modules && rc == 0; m++) {
+            for (int p = 0; p < ppf; p++) {
+                uint8_t *packet = buffer + (size_t)p * fmt.packet_size;
+                sls_header *h = (sls_header *)packet;
+                memset(h, 0, sizeof(*h));
+                h->frame_number = frame;
+                h->packet_number = (uint32_t)p;
+                h->det_spec1 = frame; /* bunch id */
+                h->timestamp = timestamp;
+                h->module_id = (uint16_t)m;
+                h->row = (uint16_t)m;
+                h->detector_type = (uint8_t)fmt.sls_detector_type;
+                h->version = SLS_HEADER_VERSION;
+                fill_payload(packet + SLS_HEADER_SIZE, &fmt, frame, m, p);
+                order[p] = p;
+            }
+            if (cfg->reorder > 1) {
+                for (int p = 0; p < ppf; p++) {
+                    int window_end = p - p % cfg->reorder + cfg->reorder;
+                    if (window_end > ppf) window_end = ppf;
+                    int q = p + (int)(rng_next(&rng) % (uint64_t)(window_end - p));
+                    int t = order[p]; order[p] = order[q]; order[q] = t;
+                }
+            }
+            int n = 0;
+            for (int k = 0; k < ppf; k++) {
+                if (cfg->loss > 0 && rng_uniform(&rng) < cfg->loss) {
+                    counters->packets_not_sent++;
+                    continue;
+                }
+                int copies = (cfg->duplicate > 0 && rng_uniform(&rng) < cfg->duplicate) ? 2 : 1;
+                for (int c = 0; c < copies; c++) {
+                    iov[n].iov_base = buffer + (size_t)order[k] * fmt.packet_size;
+                    iov[n].iov_len = fmt.packet_size;
+                    msgs[n].msg_hdr.msg_iov = &iov[n];
+                    msgs[n].msg_hdr.msg_iovlen = 1;
+                    n++;
+                }
+            }
+            if (send_all(fds[m], msgs, n) != 0) {
+                snprintf(err, err_len, "sending to port %d failed: %s", cfg->start_udp_port + m,
+                         strerror(errno));
+                rc = -1;
+            }
+            counters->packets_sent += n;
+            counters->bytes_sent += (uint64_t)n * fmt.packet_size;
+        }
+        if (rc == 0) counters->frames_sent++;
+    }
+    for (int m = 0; m < n_open; m++) close(fds[m]);
+    free(buffer); free(msgs); free(iov); free(order);
+    return rc;
+}

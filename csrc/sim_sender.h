@@ -1,0 +1,49 @@
+/*
+ * sim_sender.h -- the simulated detector's surface towards Python (cffi).
+ * Shares only detector_formats.h with the receiver.
+ * Keep this file parsable by cffi's cdef (the build script strips '#' lines).
+ */
+#ifndef STD_DAQ_SIM_SENDER_H
+#define STD_DAQ_SIM_SENDER_H
+#include <stdint.h>
+#include "detector_formats.h"
+
+typedef struct sim_config {
+    int detector_kind;        /* DET_KIND_* */
+    int bit_depth;
+    int n_modules;
+    int start_udp_port;       /* module i sends to start_udp_port + i */
+    char host[64];            /* IPv4 address of the receiver */
+    uint64_t first_frame;     /* frame number of the first image */
+    uint64_t n_frames;        /* 0: until stopped */
+    double rate_hz;           /* images per second; 0: as fast as possible */
+    double loss;              /* fraction of packets not sent, at random */
+    int reorder;              /* shuffle packets within windows of this many (0: in order) */
+    double duplicate;         /* fraction of packets sent twice */
+    uint32_t seed;            /* for loss / reorder / duplicate choices */
+} sim_config;
+
+typedef struct sim_counters {
+    uint64_t frames_sent;
+    uint64_t packets_sent;
+    uint64_t bytes_sent;
+    uint64_t packets_not_sent;   /* dropped on purpose (loss injection) */
+} sim_counters;
+
+/* Send frames until n_frames are sent or *stop becomes non-zero; 0 on success, else -1 and err. */
+int sim_run(const sim_config *cfg, volatile int *stop, sim_counters *counters, char *err, int err_len);
+
+/* The pixels the simulator sends for one module frame, unpacked into the image dtype
+ * (uint8 for 4 and 8 bit, uint16, uint32), row-major: what a test expects to read back. */
+void sim_module_pixels(uint64_t frame, int module, int bit_depth, uint64_t n_pixels, void *out);
+
+/* The machine's ceiling: a bare sendmmsg -> recvmmsg pair on loopback, same datagram size. */
+typedef struct loopback_result {
+    uint64_t packets_sent;
+    uint64_t packets_received;
+    uint64_t bytes_received;
+    double seconds;
+} loopback_result;
+int loopback_ceiling(int port, int packet_size, uint64_t n_packets, int rcvbuf_bytes,
+                     loopback_result *out, char *err, int err_len);
+#endif

@@ -1,0 +1,74 @@
+/*
+ * socket_rx.c -- where packets enter: one UDP socket per module, read in recvmmsg batches.
+ */
+#include "receiver_internal.h"
+
+#include <arpa/inet.h>
+#include <errno.h>
+#include <netinet/in.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <sys/time.h>
+#include <unistd.h>
+
+int socket_rx_open(const char *address, int port, int rcvbuf_bytes, int poll_ms, char *err, int err_len)
+{
+    int fd = socket(AF_INET, SOCK_DGRAM, 0);
+    if (fd < 0) {
+        snprintf(err, err_len, "cannot create a UDP socket: %s", strerror(errno));
+        return -1;
+    }
+    int one = 1;
+    setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
+    /* SO_RCVBUFFORCE passes net.core.rmem_max when we may (root); else take what we get. */
+    if (setsockopt(fd, SOL_SOCKET, SO_RCVBUFFORCE, &rcvbuf_bytes, sizeof(rcvbuf_bytes)) != 0)
+        setsockopt(fd, SOL_SOCKET, SO_RCVBUF, &rcvbuf_bytes, sizeof(rcvbuf_bytes));
+    struct timeval tv = {.tv_sec = poll_ms / 1000, .tv_usec = (poll_ms % 1000) * 1000};
+    setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
+    struct sockaddr_in addr = {0};
+    addr.sin_family = AF_INET;
+    addr.sin_port = htons((uint16_t)port);
+    if (inet_pton(AF_INET, address, &addr.sin_addr) != 1) {
+        snprintf(err, err_len, "'%s' is not an IPv4 address", address);
+        close(fd);
+        return -1;
+    }
+    if (bind(fd, (struct sockaddr *)&addr, sizeof(addr)) != 0) {
+        snprintf(err, err_len, "cannot bind UDP %s:%d: %s", address, port, strerror(errno));
+        close(fd);
+        return -1;
+    }
+    return fd;
+}
+
+int rx_batch_init(rx_batch *batch, int packet_size)
+{
+    batch->slot_size = packet_size + 64;
+    batch->buffer = malloc((size_t)RX_BATCH * batch->slot_size);
+    if (!batch->buffer) return -1;
+    memset(batch->msgs, 0, sizeof(batch->msgs));
+    for (int i = 0; i < RX_BATCH; i++) {
+        batch->iov[i].iov_base = batch->buffer + (size_t)i * batch->slot_size;
+        batch->iov[i].iov_len = batch->slot_size;
+        batch->msgs[i].msg_hdr.msg_iov = &batch->iov[i];
+        batch->msgs[i].msg_hdr.msg_iovlen = 1;
+    }
+    return 0;
+}
+
+void rx_batch_free(rx_batch *batch)
+{
+    free(batch->buffer);
+    batch->buffer = NULL;
+}
+
+int socket_rx_receive(int fd, rx_batch *batch)
+{
+    /* MSG_WAITFORONE: block (up to SO_RCVTIMEO) for the first datagram, then take what is queued. */
+    int n = recvmmsg(fd, batch->msgs, RX_BATCH, MSG_WAITFORONE, NULL);
+    if (n < 0) {
+        if (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR) return 0;
+        return -1;
+    }
+    return n;
+}

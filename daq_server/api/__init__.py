@@ -1,0 +1,40 @@
+"""The REST API of ``../shared/spec/rest-api.md``: one module per resource, thin handlers.
+
+Every handled request answers HTTP 200 with ``{"status": "ok"|"error", "message", <payload>}``;
+non-200 only for what is not an API request (unknown path, body not JSON, server bug),
+always with a JSON ``message``.
+"""
+
+from __future__ import annotations
+
+import logging
+
+from flask import Flask, jsonify
+from werkzeug.exceptions import HTTPException
+
+from daq_server.api import config, deployment, logs, stats, writer
+from daq_server.service import DaqService
+
+_log = logging.getLogger("daq_server.api")
+
+
+def create_app(service: DaqService) -> Flask:
+    app = Flask("daq_server")
+    app.config["service"] = service
+    for module in (writer, config, stats, logs, deployment):
+        app.register_blueprint(module.blueprint)
+
+    @app.errorhandler(HTTPException)
+    def http_error(error: HTTPException):
+        response = jsonify({"status": "error", "message": f"{error.code} {error.name}: {error.description}"})
+        response.status_code = error.code or 500
+        return response
+
+    @app.errorhandler(Exception)
+    def server_bug(error: Exception):
+        _log.exception("unhandled error")
+        response = jsonify({"status": "error", "message": f"Internal server error: {error}"})
+        response.status_code = 500
+        return response
+
+    return app

@@ -1,0 +1,70 @@
+"""``std_daq_server``: run the DAQ (receiver + writer + REST API) for one detector config."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import signal
+import sys
+from pathlib import Path
+
+from waitress import create_server
+
+from daq_server.api import create_app
+from daq_server.config import ConfigError
+from daq_server.receiver import ReceiverSettings
+from daq_server.service import DaqService, ServerOptions
+from daq_server.writer import COMPRESSIONS
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(prog="std_daq_server", description=__doc__)
+    parser.add_argument("--config", required=True, type=Path, help="detector config JSON (rewritten by set_config)")
+    parser.add_argument("--host", default="127.0.0.1", help="REST API address (default 127.0.0.1)")
+    parser.add_argument("--port", type=int, default=5000, help="REST API port (default 5000)")
+    parser.add_argument("--data-root", type=Path, default=Path("/"), help="output files must lie inside (default /)")
+    parser.add_argument(
+        "--state-dir", type=Path, help="acquisition log and crash marker (default: <config>.state next to the config)"
+    )
+    parser.add_argument("--udp-address", default="0.0.0.0", help="address the receiver binds (default 0.0.0.0)")
+    parser.add_argument("--ring-mb", type=int, default=256, help="ring buffer size in MiB (default 256)")
+    parser.add_argument("--compression", choices=COMPRESSIONS, default="none", help="HDF5 image compression")
+    parser.add_argument("--log-level", default="INFO")
+    return parser.parse_args(argv)
+
+
+def main(argv: list[str] | None = None) -> None:
+    args = parse_args(argv)
+    logging.basicConfig(level=args.log_level.upper(), format="%(asctime)s %(name)s %(levelname)s %(message)s")
+    options = ServerOptions(
+        config_file=args.config,
+        data_root=args.data_root,
+        state_dir=args.state_dir or args.config.with_name(args.config.name + ".state"),
+        receiver=ReceiverSettings(bind_address=args.udp_address, ring_bytes=args.ring_mb << 20),
+        compression=args.compression,
+    )
+    try:
+        service = DaqService(options)
+    except (ConfigError, RuntimeError, OSError) as error:
+        sys.exit(f"std_daq_server: {error}")
+    try:
+        server = create_server(create_app(service), host=args.host, port=args.port, threads=8)
+    except OSError as error:
+        service.close()
+        sys.exit(f"std_daq_server: cannot serve on {args.host}:{args.port}: {error}")
+
+    def shutdown(signum, frame):
+        raise KeyboardInterrupt
+
+    signal.signal(signal.SIGTERM, shutdown)
+    logging.getLogger("daq_server").info("serving on http://%s:%d", args.host, args.port)
+    try:
+        server.run()
+    except KeyboardInterrupt:
+        pass
+    finally:
+        service.close()
+
+
+if __name__ == "__main__":
+    main()

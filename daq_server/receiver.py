@@ -1,0 +1,168 @@
+"""Python face of the C receiver (``csrc/``, built by cffi as ``daq_server._receiver``).
+
+The C side receives every module's UDP stream in its own threads (no GIL), assembles
+images into a pre-faulted ring buffer and queues completed slots. Here a completed slot is
+seen as a numpy array that *views* the ring buffer memory (no copy); it must be released
+before the receiver can reuse the slot.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+
+import numpy as np
+
+from daq_server._receiver import ffi, lib
+
+DETECTOR_KINDS = {"jungfrau": lib.DET_KIND_JUNGFRAU, "eiger": lib.DET_KIND_EIGER}
+"""Detector types this receiver assembles from UDP (others are refused by config validation)."""
+
+_DTYPES = {1: np.uint8, 2: np.uint16, 4: np.uint32}
+
+
+@dataclass(frozen=True)
+class DetectorFormat:
+    """Packet and module facts of one detector type at one bit depth (from detector_formats.h)."""
+
+    packet_size: int
+    packets_per_frame: int
+    module_width: int
+    module_height: int
+    dtype: type
+
+    @property
+    def bytes_per_module_frame(self) -> int:
+        return self.packet_size * self.packets_per_frame
+
+
+def detector_format(detector_type: str, bit_depth: int) -> DetectorFormat:
+    """Look up the format; raises ValueError for an unknown type or unsupported bit depth."""
+    if detector_type not in DETECTOR_KINDS:
+        raise ValueError(
+            f"detector_type '{detector_type}' is not received by this server (supported: {', '.join(DETECTOR_KINDS)})"
+        )
+    fmt = ffi.new("det_format *")
+    if lib.det_format_lookup(DETECTOR_KINDS[detector_type], int(bit_depth), fmt) != 0:
+        raise ValueError(f"bit_depth {bit_depth} is not supported by detector_type '{detector_type}'")
+    return DetectorFormat(
+        packet_size=fmt.packet_size,
+        packets_per_frame=fmt.packets_per_frame,
+        module_width=fmt.module_width,
+        module_height=fmt.module_height,
+        dtype=_DTYPES[fmt.image_bytes_per_pixel],
+    )
+
+
+@dataclass(frozen=True)
+class ReceiverSettings:
+    """Host-side settings of the receiver, independent of the detector config."""
+
+    bind_address: str = "0.0.0.0"
+    ring_bytes: int = 256 << 20
+    idle_timeout_ms: int = 50
+    stale_timeout_ms: int = 500
+    rcvbuf_bytes: int = 64 << 20
+
+
+def _c_config(config: dict, settings: ReceiverSettings, image_bytes: int = 0):
+    cfg = ffi.new("rx_config *")
+    cfg.detector_kind = DETECTOR_KINDS[config["detector_type"]]
+    cfg.bit_depth = int(config["bit_depth"])
+    cfg.n_modules = int(config["n_modules"])
+    cfg.start_udp_port = int(config["start_udp_port"])
+    cfg.bind_address = settings.bind_address.encode()
+    cfg.image_width = int(config["image_pixel_width"])
+    cfg.image_height = int(config["image_pixel_height"])
+    for i in range(cfg.n_modules):
+        for k, value in enumerate(config["module_positions"][str(i)]):
+            cfg.module_positions[4 * i + k] = int(value)
+    cfg.n_slots = max(4, min(1024, settings.ring_bytes // image_bytes)) if image_bytes else 4
+    cfg.idle_timeout_ms = settings.idle_timeout_ms
+    cfg.stale_timeout_ms = settings.stale_timeout_ms
+    cfg.rcvbuf_bytes = settings.rcvbuf_bytes
+    return cfg
+
+
+def check_geometry(config: dict) -> None:
+    """Check module_positions against the image and each other; ValueError with the reason."""
+    cfg = _c_config(config, ReceiverSettings())
+    err = ffi.new("char[512]")
+    if lib.rx_check_config(cfg, err, len(err)) != 0:
+        raise ValueError(ffi.string(err).decode())
+
+
+@dataclass
+class ReceivedImage:
+    """One assembled image; ``data`` views the ring buffer and is valid until released."""
+
+    slot: int
+    frame_number: int
+    n_missing_packets: int
+    detector_timestamp: int
+    receive_time: float
+    data: np.ndarray
+
+    @property
+    def is_good_frame(self) -> bool:
+        return self.n_missing_packets == 0
+
+
+class Receiver:
+    """The running C receiver for one detector config."""
+
+    def __init__(self, config: dict, settings: ReceiverSettings | None = None):
+        settings = settings or ReceiverSettings()
+        fmt = detector_format(config["detector_type"], config["bit_depth"])
+        self.shape = (int(config["image_pixel_height"]), int(config["image_pixel_width"]))
+        self.dtype = np.dtype(fmt.dtype)
+        self.image_bytes = self.shape[0] * self.shape[1] * self.dtype.itemsize
+        cfg = _c_config(config, settings, self.image_bytes)
+        self.n_slots = cfg.n_slots
+        err = ffi.new("char[512]")
+        self._rx = lib.rx_start(cfg, err, len(err))
+        if self._rx == ffi.NULL:
+            raise RuntimeError(f"receiver did not start: {ffi.string(err).decode()}")
+        self._image = ffi.new("rx_image *")
+
+    def close(self) -> None:
+        """Stop the receive threads and unmap the ring buffer (release every image first)."""
+        if self._rx is not None:
+            lib.rx_stop(self._rx)
+            self._rx = None
+
+    def next_image(self, timeout: float = 0.1) -> ReceivedImage | None:
+        """Wait up to ``timeout`` seconds for the next assembled image."""
+        if not lib.rx_next_image(self._rx, int(timeout * 1000), self._image):
+            return None
+        img = self._image
+        data = np.frombuffer(ffi.buffer(img.data, img.data_bytes), dtype=self.dtype).reshape(self.shape)
+        return ReceivedImage(
+            slot=img.slot,
+            frame_number=int(img.frame_number),
+            n_missing_packets=int(img.n_missing_packets),
+            detector_timestamp=int(img.detector_timestamp),
+            receive_time=float(img.receive_time),
+            data=data,
+        )
+
+    def release(self, image: ReceivedImage) -> None:
+        """Give the image's slot back to the receiver."""
+        lib.rx_release(self._rx, image.slot)
+
+    @contextmanager
+    def images(self, timeout: float = 0.1) -> Iterator[ReceivedImage | None]:
+        """``with rx.images() as image:`` -- the next image (or None), released on exit."""
+        image = self.next_image(timeout)
+        try:
+            yield image
+        finally:
+            if image is not None:
+                self.release(image)
+
+    def counters(self) -> dict[str, int]:
+        """The receiver's own counters (packets, lost, foreign, images …) since start."""
+        out = ffi.new("rx_counters *")
+        lib.rx_get_counters(self._rx, out)
+        return {name: int(getattr(out, name)) for name, _ in ffi.typeof("rx_counters").fields}

@@ -1,0 +1,101 @@
+"""Validation of a write request (``output_file``, ``n_images``, ``run_id``).
+
+Rules of the original server plus ours: the file must be new (nothing already written is
+ever overwritten) and lie inside the server's data root.
+"""
+
+from __future__ import annotations
+
+import os
+import pwd
+import stat
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+
+class RequestError(ValueError):
+    """A write request that cannot be accepted; the message says why."""
+
+
+@dataclass(frozen=True)
+class WriteRequest:
+    output_file: str
+    n_images: int
+    run_id: int
+
+    def info(self) -> dict:
+        return {"n_images": self.n_images, "output_file": self.output_file, "run_id": self.run_id}
+
+
+def _as_int(value, name: str) -> int:
+    if isinstance(value, bool):
+        raise RequestError(f"{name} must be an integer, not {value!r}")
+    if isinstance(value, int):
+        return value
+    if isinstance(value, str) and value.strip().lstrip("-").isdigit():
+        return int(value.strip())
+    raise RequestError(f"{name} must be an integer, not {value!r}")
+
+
+def _uid_can_write(folder: Path, uid: int) -> bool:
+    """Would ``uid`` be allowed to create a file in ``folder`` (owner/group/other bits)?"""
+    if uid == 0:
+        return True
+    info = folder.stat()
+    if info.st_uid == uid:
+        return bool(info.st_mode & stat.S_IWUSR and info.st_mode & stat.S_IXUSR)
+    try:
+        user = pwd.getpwuid(uid)
+        groups = set(os.getgrouplist(user.pw_name, user.pw_gid))
+    except KeyError:
+        groups = set()
+    if info.st_gid in groups:
+        return bool(info.st_mode & stat.S_IWGRP and info.st_mode & stat.S_IXGRP)
+    return bool(info.st_mode & stat.S_IWOTH and info.st_mode & stat.S_IXOTH)
+
+
+def parse_write_request(body: object, data_root: Path, writer_user_id: int) -> WriteRequest:
+    """Check a request body; RequestError with the first problem found."""
+    if not isinstance(body, dict):
+        raise RequestError("The write request must be a JSON object with output_file and n_images")
+    unknown = set(body) - {"output_file", "n_images", "run_id"}
+    if unknown:
+        raise RequestError(f"Unknown field(s) in the write request: {', '.join(sorted(unknown))}")
+    if "output_file" not in body or body["output_file"] in (None, ""):
+        raise RequestError("output_file is mandatory")
+    if "n_images" not in body:
+        raise RequestError("n_images is mandatory")
+    n_images = _as_int(body["n_images"], "n_images")
+    if n_images < 1:
+        raise RequestError(f"n_images must be at least 1, not {n_images}")
+    run_id = _as_int(body["run_id"], "run_id") if body.get("run_id") is not None else time.time_ns()
+
+    output_file = body["output_file"]
+    if not isinstance(output_file, str) or "\0" in output_file:
+        raise RequestError("output_file must be a path string")
+    if not output_file.startswith("/"):
+        raise RequestError(f"output_file must be an absolute path, not '{output_file}'")
+    path = Path(output_file)
+    if not path.suffix or output_file.endswith("/"):
+        raise RequestError(f"output_file must name a file with an extension (e.g. .h5), not '{output_file}'")
+    root = data_root.resolve()
+    folder = path.parent.resolve()
+    if folder != root and root not in folder.parents:
+        raise RequestError(f"output_file must lie inside the data root {root}, not '{output_file}'")
+    if not folder.is_dir():
+        raise RequestError(f"The folder {folder} does not exist; create it first")
+    target = folder / path.name
+    if target.exists() or target.is_symlink():
+        raise RequestError(f"output_file {target} exists already; choose a new file name")
+    if writer_user_id > 0:
+        if os.geteuid() != 0 and os.geteuid() != writer_user_id:
+            raise RequestError(
+                f"writer_user_id is {writer_user_id} but the server runs as uid {os.geteuid()}, "
+                "not root: it cannot create files for another user"
+            )
+        if not _uid_can_write(folder, writer_user_id):
+            raise RequestError(f"User id {writer_user_id} may not create files in {folder}")
+    elif not os.access(folder, os.W_OK | os.X_OK):
+        raise RequestError(f"The server may not create files in {folder}")
+    return WriteRequest(output_file=str(target), n_images=n_images, run_id=run_id)

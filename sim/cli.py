@@ -1,0 +1,52 @@
+"""``std_daq_sim``: a simulated detector sending to the ports of a DAQ config file."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+from sim.detector import SimulatedDetector
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(prog="std_daq_sim", description=__doc__)
+    parser.add_argument("--config", required=True, type=Path, help="the same config JSON the server uses")
+    parser.add_argument("--rate", type=float, default=100.0, help="images per second (0: as fast as possible)")
+    parser.add_argument("--n-images", type=int, default=0, help="images to send (0: until Ctrl-C)")
+    parser.add_argument("--first-frame", type=int, default=1, help="frame number of the first image")
+    parser.add_argument("--host", default="127.0.0.1", help="receiver address (default 127.0.0.1)")
+    parser.add_argument("--loss", type=float, default=0.0, help="fraction of packets not sent")
+    parser.add_argument("--reorder", type=int, default=0, help="shuffle packets within windows of N")
+    parser.add_argument("--duplicate", type=float, default=0.0, help="fraction of packets sent twice")
+    parser.add_argument("--seed", type=int, default=0, help="seed of the loss/reorder/duplicate choices")
+    args = parser.parse_args(argv)
+    try:
+        config = json.loads(args.config.read_text())
+        detector = SimulatedDetector(
+            config,
+            rate_hz=args.rate,
+            n_images=args.n_images,
+            first_frame=args.first_frame,
+            host=args.host,
+            loss=args.loss,
+            reorder=args.reorder,
+            duplicate=args.duplicate,
+            seed=args.seed,
+        )
+    except (OSError, ValueError, KeyError) as error:
+        sys.exit(f"std_daq_sim: bad config {args.config}: {error}")
+    detector.start()
+    try:
+        while detector.running:
+            detector.join(0.2)
+    except KeyboardInterrupt:
+        detector.stop()
+    if detector.error:
+        sys.exit(f"std_daq_sim: {detector.error}")
+    print(json.dumps(detector.counters))
+
+
+if __name__ == "__main__":
+    main()

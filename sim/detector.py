@@ -1,0 +1,108 @@
+"""The simulated detector: every module's UDP packet stream, sent from C with sendmmsg.
+
+Uses the same JSON config file as the server (detector_type, bit_depth, n_modules,
+start_udp_port). Pixel content is deterministic, see :func:`module_pixels`.
+"""
+
+from __future__ import annotations
+
+import threading
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from sim._sender import ffi, lib
+
+DETECTOR_KINDS = {"jungfrau": lib.DET_KIND_JUNGFRAU, "eiger": lib.DET_KIND_EIGER}
+_DTYPES = {4: np.uint8, 8: np.uint8, 16: np.uint16, 32: np.uint32}
+
+
+def module_geometry(detector_type: str, bit_depth: int) -> tuple[int, int]:
+    """(width, height) in pixels of one module (Eiger: one half-module port)."""
+    fmt = ffi.new("det_format *")
+    if detector_type not in DETECTOR_KINDS or lib.det_format_lookup(DETECTOR_KINDS[detector_type], bit_depth, fmt):
+        raise ValueError(f"the simulator cannot emulate {detector_type} at {bit_depth} bit")
+    return fmt.module_width, fmt.module_height
+
+
+def module_pixels(frame: int, module: int, detector_type: str, bit_depth: int) -> np.ndarray:
+    """The pixels the simulator sends for one module frame, as (height, width) in the image dtype.
+
+    Pixel p (row-major) of module m in frame f is ``(p + 37 m + 101 f)`` masked to bit_depth.
+    """
+    width, height = module_geometry(detector_type, bit_depth)
+    out = np.empty((height, width), dtype=_DTYPES[bit_depth])
+    lib.sim_module_pixels(frame, module, bit_depth, out.size, ffi.from_buffer(out))
+    return out
+
+
+@dataclass
+class SimulatedDetector:
+    """Sends ``n_images`` frames (0: until stopped) of every module at ``rate_hz`` (0: max)."""
+
+    config: dict
+    rate_hz: float = 100.0
+    n_images: int = 0
+    first_frame: int = 1
+    host: str = "127.0.0.1"
+    loss: float = 0.0
+    reorder: int = 0
+    duplicate: float = 0.0
+    seed: int = 0
+    counters: dict = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        module_geometry(self.config["detector_type"], int(self.config["bit_depth"]))
+        self._stop = ffi.new("int *")
+        self._thread: threading.Thread | None = None
+        self.error: str | None = None
+
+    def run(self) -> dict:
+        """Send in this thread (the C loop runs without the GIL); returns the sender's counters."""
+        cfg = ffi.new("sim_config *")
+        cfg.detector_kind = DETECTOR_KINDS[self.config["detector_type"]]
+        cfg.bit_depth = int(self.config["bit_depth"])
+        cfg.n_modules = int(self.config["n_modules"])
+        cfg.start_udp_port = int(self.config["start_udp_port"])
+        cfg.host = self.host.encode()
+        cfg.first_frame = self.first_frame
+        cfg.n_frames = self.n_images
+        cfg.rate_hz = self.rate_hz
+        cfg.loss = self.loss
+        cfg.reorder = self.reorder
+        cfg.duplicate = self.duplicate
+        cfg.seed = self.seed
+        counters = ffi.new("sim_counters *")
+        err = ffi.new("char[512]")
+        self._stop[0] = 0
+        rc = lib.sim_run(cfg, self._stop, counters, err, len(err))
+        self.counters = {name: int(getattr(counters, name)) for name, _ in ffi.typeof("sim_counters").fields}
+        if rc != 0:
+            self.error = ffi.string(err).decode()
+            raise RuntimeError(f"simulator failed: {self.error}")
+        return self.counters
+
+    def start(self) -> None:
+        """Send in a background thread."""
+
+        def target() -> None:
+            try:
+                self.run()
+            except RuntimeError:
+                pass  # kept in self.error
+
+        self._thread = threading.Thread(target=target, name="simulated-detector", daemon=True)
+        self._thread.start()
+
+    def stop(self) -> None:
+        """Stop sending after the current frame."""
+        self._stop[0] = 1
+        self.join()
+
+    def join(self, timeout: float | None = None) -> None:
+        if self._thread is not None:
+            self._thread.join(timeout)
+
+    @property
+    def running(self) -> bool:
+        return self._thread is not None and self._thread.is_alive()

@@ -1,0 +1,11 @@
+"""Python client for the standard DAQ (std-daq) REST API.
+
+Depends only on ``requests``. See :class:`StdDaqClient`.
+"""
+
+from ._client import StdDaqClient
+from ._exceptions import StdDaqAdminException
+
+__version__ = "0.1.0"
+
+__all__ = ["StdDaqClient", "StdDaqAdminException"]

@@ -1,0 +1,9 @@
+"""Exceptions raised by the std-daq client."""
+
+
+class StdDaqAdminException(Exception):
+    """State or logic problem reported by the std-daq server.
+
+    Raised when the server answered HTTP 200 with ``"status" != "ok"`` (for example a write request while
+    the writer is busy, or an invalid config value). The exception message is the server's message.
+    """
