@@ -1,0 +1,155 @@
+"""Real parts only: the server runs as a subprocess on a free loopback port, the simulator
+sends real UDP, files are read back with h5py."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pytest
+import requests
+
+from sim import SimulatedDetector
+from std_daq_client import StdDaqClient
+
+
+def free_tcp_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def free_udp_ports(n: int) -> int:
+    """First of ``n`` consecutive free UDP ports on loopback."""
+    for _ in range(200):
+        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as probe:
+            probe.bind(("127.0.0.1", 0))
+            start = probe.getsockname()[1]
+        if start + n > 65535:
+            continue
+        sockets = []
+        try:
+            for port in range(start, start + n):
+                s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+                sockets.append(s)
+                s.bind(("127.0.0.1", port))
+            return start
+        except OSError:
+            continue
+        finally:
+            for s in sockets:
+                s.close()
+    raise RuntimeError("no block of free UDP ports")
+
+
+def jungfrau_config(n_modules: int = 2, name: str = "JF-test") -> dict:
+    """n Jungfrau modules stacked vertically, every odd module mirrored (as a real JF is)."""
+    positions = {}
+    for m in range(n_modules):
+        top, bottom = 512 * m, 512 * m + 511
+        positions[str(m)] = [0, top, 1023, bottom] if m % 2 == 0 else [0, bottom, 1023, top]
+    return {
+        "detector_name": name,
+        "detector_type": "jungfrau",
+        "bit_depth": 16,
+        "image_pixel_height": 512 * n_modules,
+        "image_pixel_width": 1024,
+        "n_modules": n_modules,
+        "start_udp_port": free_udp_ports(n_modules),
+        "writer_user_id": 0,
+        "module_positions": positions,
+    }
+
+
+@dataclass
+class RunningDaq:
+    """A std_daq_server subprocess and what a test needs to talk to it."""
+
+    workdir: Path
+    config: dict
+    port: int = field(default_factory=free_tcp_port)
+    proc: subprocess.Popen | None = None
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    @property
+    def data_root(self) -> Path:
+        return self.workdir / "data"
+
+    @property
+    def config_file(self) -> Path:
+        return self.workdir / "config.json"
+
+    @property
+    def client(self) -> StdDaqClient:
+        return StdDaqClient(self.url)
+
+    def start(self, write_config: bool = True) -> RunningDaq:
+        self.data_root.mkdir(parents=True, exist_ok=True)
+        if write_config:
+            self.config_file.write_text(json.dumps(self.config))
+        cmd = [
+            sys.executable, "-m", "daq_server.cli", "--config", str(self.config_file), "--port", str(self.port),
+            "--data-root", str(self.data_root), "--udp-address", "127.0.0.1", "--ring-mb", "48",
+        ]  # fmt: skip
+        self.log = open(self.workdir / "server.log", "a")
+        self.proc = subprocess.Popen(cmd, stdout=self.log, stderr=subprocess.STDOUT)
+        deadline = time.monotonic() + 20
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"server exited: {(self.workdir / 'server.log').read_text()}")
+            try:
+                requests.get(self.url + "/writer/status", timeout=1)
+                return self
+            except requests.ConnectionError:
+                time.sleep(0.05)
+        raise RuntimeError("server did not come up")
+
+    def stop(self, sig: int = signal.SIGTERM) -> None:
+        if self.proc and self.proc.poll() is None:
+            self.proc.send_signal(sig)
+            self.proc.wait(timeout=20)
+        self.log.close()
+
+    def simulator(self, **kwargs) -> SimulatedDetector:
+        kwargs.setdefault("rate_hz", 100)
+        return SimulatedDetector(self.config, **kwargs)
+
+
+@pytest.fixture
+def daq(tmp_path):
+    """A running server for a 2-module Jungfrau, nothing sending yet."""
+    running = RunningDaq(tmp_path, jungfrau_config()).start()
+    yield running
+    running.stop()
+
+
+@pytest.fixture
+def sending(daq):
+    """The server plus a simulator sending 100 images/s until the test ends."""
+    detector = daq.simulator(first_frame=19001)
+    detector.start()
+    yield daq
+    detector.stop()
+
+
+def wait_for(predicate, timeout: float = 10.0, interval: float = 0.02):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = predicate()
+        if value:
+            return value
+        time.sleep(interval)
+    raise AssertionError("condition not reached in time")
+
+
+os.environ.setdefault("PYTHONUNBUFFERED", "1")

@@ -1,0 +1,34 @@
+"""Test oracle: the image the DAQ must write for a frame, built independently of the C
+receiver from the simulator's pixel formula and the config's module_positions."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from sim import module_geometry, module_pixels
+
+DTYPES = {4: np.uint8, 8: np.uint8, 16: np.uint16, 32: np.uint32}
+
+
+def module_coordinates(config: dict, module: int) -> tuple[np.ndarray, np.ndarray]:
+    """Image rows and columns of every module row and column (chip gaps, mirroring)."""
+    width, height = module_geometry(config["detector_type"], config["bit_depth"])
+    sx, sy, ex, ey = config["module_positions"][str(module)]
+
+    def axis(start: int, end: int, size: int) -> np.ndarray:
+        chips = size // 256
+        gap = (abs(end - start) + 1 - size) // max(chips - 1, 1)
+        direction = 1 if end >= start else -1
+        index = np.arange(size)
+        return start + direction * (index + (index // 256) * gap)
+
+    return axis(sy, ey, height), axis(sx, ex, width)
+
+
+def expected_image(config: dict, frame: int) -> np.ndarray:
+    shape = (config["image_pixel_height"], config["image_pixel_width"])
+    image = np.zeros(shape, dtype=DTYPES[config["bit_depth"]])
+    for m in range(config["n_modules"]):
+        rows, cols = module_coordinates(config, m)
+        image[np.ix_(rows, cols)] = module_pixels(frame, m, config["detector_type"], config["bit_depth"])
+    return image
