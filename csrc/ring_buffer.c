@@ -158,7 +158,10 @@ static void complete_slot(ring_buffer *ring, int slot)
 static int module_finished_with(ring_buffer *ring, const slot_meta *meta, int m, double now)
 {
     if (meta->done_mask & (1u << m)) return 1;
-    if (ring->has_progress[m] && ring->progress[m] > meta->frame) return 1;
+    /* moved past it; a progress far ahead belongs to the numbering before a detector restart */
+    if (ring->has_progress[m] && ring->progress[m] > meta->frame &&
+        ring->progress[m] - meta->frame < RESTART_WINDOW)
+        return 1;
     /* silent while the others moved past this frame: a module that stopped sending */
     if (ring->has_max_progress && ring->max_progress > meta->frame &&
         now - ring->last_packet[m] > ring->idle_timeout_s)

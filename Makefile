@@ -1,0 +1,36 @@
+# Two commands for a fresh machine (see README.md):
+#   make demo   install into .venv, then run the demo (server + simulated detector + 100 images to HDF5)
+#   make test   install into .venv, then run ruff, the tests and the warning-free docs build
+VENV ?= .venv
+BIN = $(VENV)/bin
+
+.PHONY: install demo test lint docs benchmark clean
+
+install: $(VENV)/.installed
+
+$(VENV)/.installed: pyproject.toml setup.py $(wildcard csrc/*.c csrc/*.h csrc/*.py)
+	sh scripts/system-packages.sh
+	python3 -m venv $(VENV)
+	$(BIN)/python -m pip install -q --upgrade pip
+	$(BIN)/python -m pip install -q -e '.[test,docs,redis]'
+	touch $@
+
+demo: install
+	$(BIN)/std_daq_demo
+
+lint: install
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+
+docs: install
+	$(BIN)/sphinx-build -W --keep-going -q -b html docs docs/_build/html
+
+test: lint
+	$(BIN)/python -m pytest
+	$(MAKE) docs
+
+benchmark: install
+	$(BIN)/python benchmarks/throughput.py
+
+clean:
+	rm -rf $(VENV) build docs/_build *.egg-info daq_server/_receiver*.so sim/_sender*.so

@@ -1,0 +1,189 @@
+"""Throughput and loss of the receive path, next to the machine's own loopback ceiling.
+
+    python benchmarks/throughput.py [--frames N]
+
+Prints one table. Rows, all measured in this run on loopback:
+  * ceiling        a bare C sendmmsg -> recvmmsg pair, same datagram size, no processing
+  * receiver       simulator (a separate process, sendmmsg) -> our C receiver -> images
+                   taken from the ring buffer and released (Python touches only images)
+  * recv + writer  the same, every image written to an HDF5 file with the server's writer
+The simulator sends as fast as it can (offered load) or at a fixed rate. CPU % is the
+receiving process (all its threads) over wall time; 100 % = one core. Nothing here is a test.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import resource
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+from daq_server.receiver import Receiver, ReceiverSettings
+from daq_server.writer import Hdf5Writer, WriteTarget
+from sim._sender import ffi as sim_ffi
+from sim._sender import lib as sim_lib
+
+JUNGFRAU_PACKET = 8240
+JUNGFRAU_PACKETS_PER_FRAME = 128
+
+
+def free_udp_block(n: int) -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1] - n if s.getsockname()[1] > 60000 else s.getsockname()[1]
+
+
+def jungfrau(n_modules: int) -> dict:
+    return {
+        "detector_name": "bench",
+        "detector_type": "jungfrau",
+        "bit_depth": 16,
+        "image_pixel_height": 512 * n_modules,
+        "image_pixel_width": 1024,
+        "n_modules": n_modules,
+        "start_udp_port": free_udp_block(n_modules),
+        "writer_user_id": 0,
+        "module_positions": {str(m): [0, 512 * m, 1023, 512 * m + 511] for m in range(n_modules)},
+    }
+
+
+def cpu_seconds() -> float:
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    return usage.ru_utime + usage.ru_stime
+
+
+def ceiling(n_packets: int) -> dict:
+    result = sim_ffi.new("loopback_result *")
+    err = sim_ffi.new("char[256]")
+    port = free_udp_block(1)
+    if sim_lib.loopback_ceiling(port, JUNGFRAU_PACKET, n_packets, 64 << 20, result, err, 256) != 0:
+        raise RuntimeError(sim_ffi.string(err).decode())
+    seconds = result.seconds
+    return {
+        "case": "ceiling: bare sendmmsg->recvmmsg",
+        "offered": "max",
+        "gbps": result.bytes_received / seconds / 1e9,
+        "images_per_s": result.packets_received / JUNGFRAU_PACKETS_PER_FRAME / seconds,
+        "lost_packets": int(result.packets_sent - result.packets_received),
+        "lost_images": None,
+        "cpu": None,
+    }
+
+
+def disk_limit(n_bytes: int = 1 << 30) -> dict:
+    """Sequential write + fsync of plain bytes to the temp folder the writer rows use."""
+    block = np.ones(8 << 20, dtype=np.uint8)
+    fd, path = tempfile.mkstemp(prefix="std_daq_bench_disk_")
+    t0 = time.monotonic()
+    with os.fdopen(fd, "wb") as handle:
+        for _ in range(n_bytes // block.nbytes):
+            handle.write(block)
+        handle.flush()
+        os.fsync(handle.fileno())
+    seconds = time.monotonic() - t0
+    os.unlink(path)
+    return {
+        "case": "disk: sequential write + fsync",
+        "offered": "max",
+        "gbps": n_bytes / seconds / 1e9,
+        "images_per_s": n_bytes / seconds / (1 << 20),
+        "lost_packets": None,
+        "lost_images": None,
+        "cpu": None,
+    }
+
+
+def receive(n_modules: int, n_frames: int, rate: float, write: bool) -> dict:
+    config = jungfrau(n_modules)
+    workdir = Path(tempfile.mkdtemp(prefix="std_daq_bench_"))
+    config_file = workdir / "config.json"
+    config_file.write_text(json.dumps(config))
+    receiver = Receiver(config, ReceiverSettings(bind_address="127.0.0.1", ring_bytes=512 << 20))
+    writer = None
+    if write:
+        target = WriteTarget(str(workdir / "bench.h5"), n_frames, 1, receiver.shape, receiver.dtype, config)
+        writer = Hdf5Writer(target)
+    sim = subprocess.Popen(
+        [sys.executable, "-m", "sim.cli", "--config", str(config_file), "--rate", str(rate),
+         "--n-images", str(n_frames)],
+        stdout=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    images, first, last = 0, None, None
+    cpu0 = cpu_seconds()
+    t_start = time.monotonic()
+    idle_since = None
+    while True:
+        image = receiver.next_image(timeout=0.05)
+        if image is None:
+            if sim.poll() is not None:
+                idle_since = idle_since or time.monotonic()
+                if time.monotonic() - idle_since > 0.5:
+                    break
+            continue
+        idle_since = None
+        now = time.monotonic()
+        first = first or now
+        last = now
+        if writer is not None and writer.n_written < n_frames:
+            writer.write(image.data, image.frame_number, image.n_missing_packets, image.receive_time)
+        receiver.release(image)
+        images += 1
+    cpu = cpu_seconds() - cpu0
+    wall = (last or time.monotonic()) - t_start
+    sent = json.loads(sim.stdout.read())
+    counters = receiver.counters()
+    receiver.close()
+    if writer is not None:
+        writer.close()
+    for f in workdir.iterdir():
+        f.unlink()
+    workdir.rmdir()
+    span = (last - first) if first and last and last > first else wall
+    frames_received = counters["images_complete"] + counters["images_incomplete"]
+    return {
+        "case": f"{'recv + writer' if write else 'receiver'}: {n_modules} x Jungfrau",
+        "offered": "max" if rate == 0 else f"{rate:g} Hz",
+        "gbps": counters["bytes_received"] / span / 1e9,
+        "images_per_s": images / span,
+        "lost_packets": int(sent["packets_sent"] - counters["packets_received"]),
+        "lost_images": int(n_frames - frames_received + counters["images_incomplete"]),
+        "cpu": 100 * cpu / wall,
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--frames", type=int, default=2000, help="images per run (default 2000)")
+    args = parser.parse_args()
+    rows = [ceiling(args.frames * JUNGFRAU_PACKETS_PER_FRAME), disk_limit()]
+    for n_modules in (1, 4):
+        frames = args.frames // n_modules
+        rows.append(receive(n_modules, frames, 0, write=False))
+        rows.append(receive(n_modules, frames, 0, write=True))
+        rows.append(receive(n_modules, min(frames, 1000), 1000 / n_modules, write=False))
+        rows.append(receive(n_modules, min(frames, 1000), 1000 / n_modules, write=True))
+    print(f"machine: {os.cpu_count()} cores; datagram {JUNGFRAU_PACKET} B; {args.frames} images per run at 1 module")
+    header = f"{'case':<36} {'offered':>9} {'GB/s':>7} {'images/s':>9} {'lost pkts':>10} {'lost img':>9} {'CPU %':>6}"
+    print(header)
+    print("-" * len(header))
+    top = rows[0]["gbps"]
+    for r in rows:
+        lost_images = "" if r["lost_images"] is None else r["lost_images"]
+        lost_packets = "" if r["lost_packets"] is None else r["lost_packets"]
+        cpu = "" if r["cpu"] is None else f"{r['cpu']:.0f}"
+        print(f"{r['case']:<36} {r['offered']:>9} {r['gbps']:7.2f} {r['images_per_s']:9.0f} "
+              f"{lost_packets:>10} {lost_images:>9} {cpu:>6}")  # fmt: skip
+    print(f"(ceiling = {top:.2f} GB/s; GB/s counts UDP datagram bytes received; the disk row counts")
+    print(" bytes written, images/s there = 1 MiB Jungfrau module images the disk takes per second)")
+
+
+if __name__ == "__main__":
+    main()

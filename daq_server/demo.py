@@ -1,0 +1,108 @@
+"""``std_daq_demo``: the whole chain on this machine, no hardware needed.
+
+Starts ``std_daq_server`` and a simulated 2-module Jungfrau (``std_daq_sim``) as separate
+processes, acquires 100 images with the Python client, and prints the status, the file
+written, its shape and a checksum read back with h5py.
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import h5py
+import numpy as np
+
+from std_daq_client import StdDaqClient
+
+DEMO_CONFIG = {
+    "detector_name": "JF1M-demo",
+    "detector_type": "jungfrau",
+    "bit_depth": 16,
+    "image_pixel_height": 1024,
+    "image_pixel_width": 1024,
+    "n_modules": 2,
+    "start_udp_port": 0,  # chosen at run time
+    "writer_user_id": 0,
+    "module_positions": {"0": [0, 0, 1023, 511], "1": [0, 1023, 1023, 512]},
+}
+
+
+def _free_port(kind: int) -> int:
+    with socket.socket(socket.AF_INET, kind) as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _wait_for_server(client: StdDaqClient, server: subprocess.Popen, timeout: float = 20) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if server.poll() is not None:
+            sys.exit("the server did not start; see its output above")
+        try:
+            client.get_status()
+            return
+        except RuntimeError:
+            time.sleep(0.1)
+    sys.exit("the server did not answer in time")
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(prog="std_daq_demo", description=__doc__)
+    parser.add_argument("--n-images", type=int, default=100)
+    parser.add_argument("--rate", type=float, default=100.0, help="simulated detector images per second")
+    parser.add_argument("--workdir", type=Path, help="where config and data go (default: a new temp folder)")
+    args = parser.parse_args(argv)
+
+    workdir = args.workdir or Path(tempfile.mkdtemp(prefix="std_daq_demo_"))
+    data_root = workdir / "data"
+    data_root.mkdir(parents=True, exist_ok=True)
+    config = dict(DEMO_CONFIG, start_udp_port=_free_port(socket.SOCK_DGRAM) & ~1)
+    config_file = workdir / "jungfrau.json"
+    config_file.write_text(json.dumps(config, indent=2))
+    port = _free_port(socket.SOCK_STREAM)
+    url = f"http://127.0.0.1:{port}"
+    print(f"config:    {config_file}\nserver:    {url}\ndata root: {data_root}")
+
+    server_cmd = [sys.executable, "-m", "daq_server.cli", "--config", str(config_file), "--port", str(port),
+                  "--data-root", str(data_root), "--udp-address", "127.0.0.1", "--log-level", "WARNING"]  # fmt: skip
+    sim_cmd = [sys.executable, "-m", "sim.cli", "--config", str(config_file), "--rate", str(args.rate)]
+    server = subprocess.Popen(server_cmd)
+    detector = None
+    try:
+        client = StdDaqClient(url)
+        _wait_for_server(client, server)
+        detector = subprocess.Popen(sim_cmd, stdout=subprocess.DEVNULL)
+        output_file = data_root / "demo_run.h5"
+        print(f"acquiring {args.n_images} images from the simulated detector at {args.rate:g} Hz ...")
+        status = client.start_writer_sync({"output_file": str(output_file), "n_images": args.n_images})
+        print("status:", json.dumps(status, indent=2))
+        with h5py.File(output_file, "r") as f:
+            data = f["entry/data/data"]
+            digest = hashlib.sha256()
+            for i in range(data.shape[0]):
+                digest.update(np.ascontiguousarray(data[i]).tobytes())
+            frames = f["entry/data/image_id"][:]
+            missing = int(f["entry/data/n_missing_packets"][:].sum())
+            print(f"file:      {output_file}")
+            print(f"dataset:   /entry/data/data shape={data.shape} dtype={data.dtype}")
+            print(f"frames:    {int(frames[0])} … {int(frames[-1])}, missing packets: {missing}")
+            print(f"sha256:    {digest.hexdigest()}")
+        print("stats:", json.dumps(client.get_stats()))
+    finally:
+        if detector is not None:
+            detector.terminate()
+            detector.wait()
+        server.terminate()
+        server.wait()
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,16 @@
+#!/bin/sh
+# System packages the project needs on a fresh Debian/Ubuntu machine: a C compiler and the
+# Python headers (for the cffi build), python3-venv, and redis-server (for the Redis tests).
+set -e
+missing=""
+command -v gcc >/dev/null 2>&1 || missing="$missing gcc"
+python3 -c 'import sysconfig, os, sys; sys.exit(not os.path.exists(os.path.join(sysconfig.get_paths()["include"], "Python.h")))' \
+    || missing="$missing python3-dev"
+python3 -c 'import ensurepip' >/dev/null 2>&1 || missing="$missing python3-venv"
+command -v redis-server >/dev/null 2>&1 || missing="$missing redis-server"
+[ -z "$missing" ] && exit 0
+echo "installing system packages:$missing"
+SUDO=""
+[ "$(id -u)" -ne 0 ] && SUDO="sudo"
+$SUDO apt-get update -qq
+DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq $missing

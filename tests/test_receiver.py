@@ -1,0 +1,123 @@
+"""The C receiver under faults, fed by the simulator over real UDP (no server involved)."""
+
+import socket
+import struct
+import time
+
+import numpy as np
+import pytest
+from conftest import jungfrau_config
+from expected import expected_image, module_coordinates
+
+from daq_server.receiver import Receiver, ReceiverSettings
+from sim import SimulatedDetector
+
+MISSING = 0xFFFF
+ROWS_PER_PACKET = 4  # Jungfrau: 8192 bytes = 4 rows of 1024 pixels
+
+
+def collect(receiver: Receiver, n: int, timeout: float = 10.0) -> list[tuple]:
+    """(frame, n_missing, copy of the image) of the next n images."""
+    images, deadline = [], time.monotonic() + timeout
+    while len(images) < n and time.monotonic() < deadline:
+        with receiver.images() as image:
+            if image is not None:
+                images.append((image.frame_number, image.n_missing_packets, image.data.copy()))
+    return images
+
+
+@pytest.fixture
+def config():
+    return jungfrau_config(2)
+
+
+@pytest.fixture
+def receiver(config):
+    rx = Receiver(config, ReceiverSettings(bind_address="127.0.0.1", ring_bytes=48 << 20))
+    yield rx
+    rx.close()
+
+
+def missing_packets_seen(config, frame, image) -> int:
+    """Check every packet's pixels are either what was sent or the missing value; count missing."""
+    expected = expected_image(config, frame)
+    n_missing = 0
+    for m in range(config["n_modules"]):
+        rows, cols = module_coordinates(config, m)
+        for p in range(len(rows) // ROWS_PER_PACKET):
+            block = np.ix_(rows[p * ROWS_PER_PACKET : (p + 1) * ROWS_PER_PACKET], cols)
+            if (image[block] == MISSING).all() and not (expected[block] == MISSING).all():
+                n_missing += 1
+            else:
+                assert np.array_equal(image[block], expected[block]), f"frame {frame} module {m} packet {p}"
+    return n_missing
+
+
+def test_loss_reorder_and_duplicates_are_accounted_packet_by_packet(config, receiver):
+    detector = SimulatedDetector(config, rate_hz=100, n_images=30, first_frame=7, loss=0.03, reorder=16,
+                                 duplicate=0.05, seed=3)  # fmt: skip
+    detector.start()
+    images = collect(receiver, 30)
+    detector.join()
+    assert [frame for frame, _, _ in images] == list(range(7, 37))
+    for frame, n_missing, image in images:
+        assert missing_packets_seen(config, frame, image) == n_missing
+    total_missing = sum(n for _, n, _ in images)
+    assert total_missing == detector.counters["packets_not_sent"] > 0
+    counters = receiver.counters()
+    assert counters["packets_duplicate"] > 0
+    assert counters["packets_lost"] == total_missing
+    assert counters["images_incomplete"] == sum(1 for _, n, _ in images if n)
+
+
+def test_foreign_packets_are_counted_and_ignored(config, receiver):
+    port = config["start_udp_port"]
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+        s.sendto(b"hello", ("127.0.0.1", port))
+        s.sendto(bytes(9000), ("127.0.0.1", port))
+        wrong_version = struct.pack("<QIIQQHHHHIHBB", 1, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 3, 1) + bytes(8192)
+        s.sendto(wrong_version, ("127.0.0.1", port + 1))
+        bad_packet_number = struct.pack("<QIIQQHHHHIHBB", 1, 0, 999, 0, 0, 0, 0, 0, 0, 0, 0, 3, 2) + bytes(8192)
+        s.sendto(bad_packet_number, ("127.0.0.1", port))
+    SimulatedDetector(config, rate_hz=200, n_images=5, first_frame=100).run()
+    images = collect(receiver, 5)
+    assert [f for f, n, _ in images] == [100, 101, 102, 103, 104]
+    assert all(n == 0 for _, n, _ in images)
+    assert receiver.counters()["packets_foreign"] == 4
+
+
+def test_detector_restarting_its_frame_numbers(config, receiver):
+    SimulatedDetector(config, rate_hz=200, n_images=10, first_frame=50_000).run()
+    SimulatedDetector(config, rate_hz=200, n_images=10, first_frame=1).run()
+    images = collect(receiver, 20)
+    assert [f for f, _, _ in images] == list(range(50_000, 50_010)) + list(range(1, 11))
+    for frame, n_missing, image in images:
+        assert n_missing == 0
+        assert np.array_equal(image, expected_image(config, frame))
+    assert receiver.counters()["frame_restarts"] >= 1
+
+
+def test_a_silent_module_gives_incomplete_images_not_a_stall(config, receiver):
+    only_module_0 = dict(config, n_modules=1)
+    SimulatedDetector(only_module_0, rate_hz=100, n_images=10, first_frame=1).run()
+    images = collect(receiver, 10, timeout=5)
+    assert len(images) == 10
+    rows, cols = module_coordinates(config, 1)
+    for frame, n_missing, image in images:
+        assert n_missing == 128
+        assert (image[np.ix_(rows, cols)] == MISSING).all()
+        expected = expected_image(config, frame)
+        rows0, cols0 = module_coordinates(config, 0)
+        assert np.array_equal(image[np.ix_(rows0, cols0)], expected[np.ix_(rows0, cols0)])
+
+
+def test_full_ring_drops_frames_and_recovers(config, receiver):
+    n_slots = receiver.n_slots
+    SimulatedDetector(config, rate_hz=500, n_images=n_slots + 10, first_frame=1).run()
+    time.sleep(0.2)
+    counters = receiver.counters()
+    assert counters["module_frames_dropped"] > 0, "nobody consumed: frames beyond the ring are dropped"
+    assert len(collect(receiver, n_slots, timeout=3)) == n_slots
+    SimulatedDetector(config, rate_hz=200, n_images=5, first_frame=1000).run()
+    images = collect(receiver, 5)
+    assert [f for f, n, _ in images] == [1000, 1001, 1002, 1003, 1004]
