@@ -25,11 +25,11 @@ import time
 from pathlib import Path
 
 import numpy as np
+from sim._sender import ffi as sim_ffi
+from sim._sender import lib as sim_lib
 
 from daq_server.receiver import Receiver, ReceiverSettings
 from daq_server.writer import Hdf5Writer, WriteTarget
-from sim._sender import ffi as sim_ffi
-from sim._sender import lib as sim_lib
 
 JUNGFRAU_PACKET = 8240
 JUNGFRAU_PACKETS_PER_FRAME = 128

@@ -14,7 +14,7 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, ValidationError, field_validator, model_validator
 
-from daq_server.receiver import check_geometry, detector_format
+from daq_server.receiver import MAX_MODULES, check_geometry, detector_format
 
 
 class ConfigError(ValueError):
@@ -48,6 +48,13 @@ class DaqConfig(BaseModel):
     def _positive(cls, value: int) -> int:
         if value < 1:
             raise ValueError("must be a positive integer")
+        return value
+
+    @field_validator("n_modules")
+    @classmethod
+    def _not_too_many(cls, value: int) -> int:
+        if value > MAX_MODULES:
+            raise ValueError(f"at most {MAX_MODULES} modules are supported")
         return value
 
     @model_validator(mode="after")

@@ -19,6 +19,9 @@ from daq_server._receiver import ffi, lib
 DETECTOR_KINDS = {"jungfrau": lib.DET_KIND_JUNGFRAU, "eiger": lib.DET_KIND_EIGER}
 """Detector types this receiver assembles from UDP (others are refused by config validation)."""
 
+MAX_MODULES: int = lib.MAX_MODULES
+"""Modules (UDP streams) one receiver assembles."""
+
 _DTYPES = {1: np.uint8, 2: np.uint16, 4: np.uint32}
 
 

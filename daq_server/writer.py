@@ -51,6 +51,7 @@ class Hdf5Writer:
             if target.user_id > 0:
                 os.chown(target.output_file, target.user_id, -1)
             self._create_layout()
+            self._file.flush()  # a valid (empty) file on disk from the first moment
         except Exception:
             self._file.close()
             Path(target.output_file).unlink(missing_ok=True)

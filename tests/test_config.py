@@ -18,6 +18,7 @@ from std_daq_client import StdDaqAdminException
         ({"detector_type": "pilatus"}, "detector_type"),
         ({"detector_type": "gigafrost"}, "not received by this server"),
         ({"n_modules": 3}, "module_positions must have exactly the keys"),
+        ({"n_modules": 33}, "at most 32 modules"),
         ({"module_positions": {"0": [0, 0, 1023, 511], "1": [0, 256, 1023, 767]}}, "overlaps"),
         ({"module_positions": {"0": [0, 0, 1023, 511], "1": [0, 600, 1023, 1111]}}, "outside"),
         ({"module_positions": {"0": [0, 0, 1000, 511], "1": [0, 512, 1023, 1023]}}, "spans"),

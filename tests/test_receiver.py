@@ -121,3 +121,43 @@ def test_full_ring_drops_frames_and_recovers(config, receiver):
     SimulatedDetector(config, rate_hz=200, n_images=5, first_frame=1000).run()
     images = collect(receiver, 5)
     assert [f for f, n, _ in images] == [1000, 1001, 1002, 1003, 1004]
+
+
+def eiger_config(bit_depth: int) -> dict:
+    """One Eiger module: 4 ports of 512 x 256, 2-px chip gaps, bottom half mirrored."""
+    from conftest import free_udp_ports
+
+    return {
+        "detector_name": "EG-test",
+        "detector_type": "eiger",
+        "bit_depth": bit_depth,
+        "image_pixel_height": 514,
+        "image_pixel_width": 1030,
+        "n_modules": 4,
+        "start_udp_port": free_udp_ports(4),
+        "writer_user_id": 0,
+        "module_positions": {
+            "0": [0, 0, 513, 255],
+            "1": [516, 0, 1029, 255],
+            "2": [0, 513, 513, 258],
+            "3": [516, 513, 1029, 258],
+        },
+    }
+
+
+@pytest.mark.parametrize("bit_depth", [4, 8, 16, 32])
+def test_eiger_at_every_bit_depth_with_gaps_and_mirroring(bit_depth):
+    config = eiger_config(bit_depth)
+    receiver = Receiver(config, ReceiverSettings(bind_address="127.0.0.1", ring_bytes=16 << 20))
+    try:
+        SimulatedDetector(config, rate_hz=200, n_images=5, first_frame=3).run()
+        images = collect(receiver, 5)
+    finally:
+        receiver.close()
+    assert [f for f, n, _ in images] == [3, 4, 5, 6, 7]
+    for frame, n_missing, image in images:
+        assert n_missing == 0
+        assert image.dtype == {4: np.uint8, 8: np.uint8, 16: np.uint16, 32: np.uint32}[bit_depth]
+        assert np.array_equal(image, expected_image(config, frame))
+        assert not image[:, 256:258].any(), "chip gap columns stay 0"
+        assert not image[256:258, :].any(), "gap rows between the half modules stay 0"
