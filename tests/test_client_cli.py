@@ -4,6 +4,8 @@ import json
 import os
 import shutil
 import subprocess
+import sys
+from pathlib import Path
 
 import h5py
 import pytest
@@ -12,7 +14,9 @@ from std_daq_client import StdDaqAdminException, StdDaqClient
 
 
 def cli(daq, *args, env=None):
-    tool = shutil.which(args[0])
+    # console scripts sit beside the interpreter running the tests (the venv), PATH or not
+    beside = Path(sys.executable).parent / args[0]
+    tool = str(beside) if beside.exists() else shutil.which(args[0])
     assert tool, f"{args[0]} is installed as a console script"
     return subprocess.run([tool, *args[1:]], capture_output=True, text=True, timeout=60, env=env)
 
