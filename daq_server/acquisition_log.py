@@ -9,13 +9,15 @@ from __future__ import annotations
 import json
 import os
 import threading
+from collections.abc import Callable
 from pathlib import Path
 
 
 class AcquisitionLog:
-    def __init__(self, path: str | os.PathLike):
+    def __init__(self, path: str | os.PathLike, on_append: Callable[[dict], None] | None = None):
         self.path = Path(path)
         self._lock = threading.Lock()
+        self._on_append = on_append or (lambda record: None)
 
     def append(self, record: dict) -> None:
         line = json.dumps(record) + "\n"
@@ -23,6 +25,7 @@ class AcquisitionLog:
             handle.write(line)
             handle.flush()
             os.fsync(handle.fileno())
+        self._on_append(record)
 
     def last(self, n: int) -> list[dict]:
         """The last ``n`` records, newest first (a damaged line is skipped)."""

@@ -15,6 +15,7 @@ from pathlib import Path
 from daq_server.acquisition_log import AcquisitionLog
 from daq_server.config import ConfigError, ConfigStore, DaqConfig, as_dict, merge_config
 from daq_server.receiver import Receiver, ReceiverSettings
+from daq_server.redis_publisher import RedisPublisher
 from daq_server.stats import StatsSampler
 from daq_server.write_request import parse_write_request
 from daq_server.writer import COMPRESSIONS
@@ -37,6 +38,7 @@ class ServerOptions:
     receiver: ReceiverSettings = ReceiverSettings()
     compression: str = "none"
     server_name: str = "std-daq"
+    redis_url: str | None = None
 
 
 class DaqService:
@@ -49,8 +51,11 @@ class DaqService:
         self._config: DaqConfig = self._store.load()
         self._config_lock = threading.Lock()
         self._receiver_lock = threading.Lock()  # the receiver is replaced while stats read it
-        self.log = AcquisitionLog(options.state_dir / "acquisitions.jsonl")
-        self.driver = WriterDriver(options.state_dir, self.log)
+        self._publisher = (
+            RedisPublisher(options.redis_url, lambda: self._config.detector_name) if options.redis_url else None
+        )
+        self.log = AcquisitionLog(options.state_dir / "acquisitions.jsonl", lambda r: self._publish("acquisition", r))
+        self.driver = WriterDriver(options.state_dir, self.log, lambda status: self._publish("status", status))
         self._detector_bytes_before = 0  # bytes counted by receivers that were replaced
         self._receiver: Receiver | None = None
         self._deployment = {
@@ -61,7 +66,7 @@ class DaqService:
             "status": "RUNNING",
         }
         self._deploy(self._config)
-        self.stats = StatsSampler(self._counters)
+        self.stats = StatsSampler(self._counters, on_sample=lambda stats: self._publish("stats", stats))
         self.stats.start()
 
     # ---- config ---------------------------------------------------------------------------
@@ -85,6 +90,7 @@ class DaqService:
                 raise AdminError(f"The new config could not be applied ({error}); the old one is kept.") from None
             self._config = new
             self._store.save(new)
+            self._publish("config", as_dict(new))
             return as_dict(new)
 
     def _deploy(self, config: DaqConfig) -> None:
@@ -154,6 +160,10 @@ class DaqService:
     def receiver_counters(self) -> dict:
         return self._receiver.counters() if self._receiver is not None else {}
 
+    def _publish(self, kind: str, data: object) -> None:
+        if self._publisher is not None:
+            self._publisher.publish(kind, data)
+
     def close(self) -> None:
         self.stats.stop()
         self.driver.close()
@@ -161,3 +171,5 @@ class DaqService:
             if self._receiver is not None:
                 self._receiver.close()
                 self._receiver = None
+        if self._publisher is not None:
+            self._publisher.close()

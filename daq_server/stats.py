@@ -22,8 +22,9 @@ def zero_stats() -> dict:
 
 
 class StatsSampler:
-    def __init__(self, counters: Counters, interval: float = 1.0):
+    def __init__(self, counters: Counters, interval: float = 1.0, on_sample: Callable[[dict], None] | None = None):
         self._counters = counters
+        self._on_sample = on_sample or (lambda stats: None)
         self._interval = interval
         self._stats = zero_stats()
         self._lock = threading.Lock()
@@ -54,4 +55,5 @@ class StatsSampler:
                     "detector": {"bytes_per_second": d[1], "images_per_second": d[0]},
                     "writer": {"bytes_per_second": d[3], "images_per_second": d[2]},
                 }
+            self._on_sample(self.current())
             previous, t0 = now, t1

@@ -6,12 +6,11 @@ ever overwritten) and lie inside the server's data root.
 
 from __future__ import annotations
 
-import os
-import pwd
-import stat
 import time
 from dataclasses import dataclass
 from pathlib import Path
+
+from daq_server.file_owner import FileOwnerError, can_create_in
 
 
 class RequestError(ValueError):
@@ -36,23 +35,6 @@ def _as_int(value, name: str) -> int:
     if isinstance(value, str) and value.strip().lstrip("-").isdigit():
         return int(value.strip())
     raise RequestError(f"{name} must be an integer, not {value!r}")
-
-
-def _uid_can_write(folder: Path, uid: int) -> bool:
-    """Would ``uid`` be allowed to create a file in ``folder`` (owner/group/other bits)?"""
-    if uid == 0:
-        return True
-    info = folder.stat()
-    if info.st_uid == uid:
-        return bool(info.st_mode & stat.S_IWUSR and info.st_mode & stat.S_IXUSR)
-    try:
-        user = pwd.getpwuid(uid)
-        groups = set(os.getgrouplist(user.pw_name, user.pw_gid))
-    except KeyError:
-        groups = set()
-    if info.st_gid in groups:
-        return bool(info.st_mode & stat.S_IWGRP and info.st_mode & stat.S_IXGRP)
-    return bool(info.st_mode & stat.S_IWOTH and info.st_mode & stat.S_IXOTH)
 
 
 def parse_write_request(body: object, data_root: Path, writer_user_id: int) -> WriteRequest:
@@ -88,14 +70,11 @@ def parse_write_request(body: object, data_root: Path, writer_user_id: int) -> W
     target = folder / path.name
     if target.exists() or target.is_symlink():
         raise RequestError(f"output_file {target} exists already; choose a new file name")
-    if writer_user_id > 0:
-        if os.geteuid() != 0 and os.geteuid() != writer_user_id:
-            raise RequestError(
-                f"writer_user_id is {writer_user_id} but the server runs as uid {os.geteuid()}, "
-                "not root: it cannot create files for another user"
-            )
-        if not _uid_can_write(folder, writer_user_id):
-            raise RequestError(f"User id {writer_user_id} may not create files in {folder}")
-    elif not os.access(folder, os.W_OK | os.X_OK):
-        raise RequestError(f"The server may not create files in {folder}")
+    try:
+        allowed = can_create_in(folder, writer_user_id)
+    except FileOwnerError as error:
+        raise RequestError(str(error)) from None
+    if not allowed:
+        who = f"User id {writer_user_id}" if writer_user_id > 0 else "The server"
+        raise RequestError(f"{who} may not create files in {folder}")
     return WriteRequest(output_file=str(target), n_images=n_images, run_id=run_id)

@@ -9,7 +9,6 @@ that ends early shrinks every dataset to the images actually written.
 from __future__ import annotations
 
 import json
-import os
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -19,6 +18,7 @@ import hdf5plugin
 import numpy as np
 
 from daq_server import __version__
+from daq_server.file_owner import as_file_user
 
 COMPRESSIONS = ("none", "bitshuffle-lz4")
 FLUSH_INTERVAL_S = 1.0
@@ -46,10 +46,9 @@ class Hdf5Writer:
         self.n_written = 0
         self.bytes_written = 0
         self._last_flush = time.monotonic()
-        self._file = h5py.File(target.output_file, "w-")
+        with as_file_user(target.user_id):
+            self._file = h5py.File(target.output_file, "w-")
         try:
-            if target.user_id > 0:
-                os.chown(target.output_file, target.user_id, -1)
             self._create_layout()
             self._file.flush()  # a valid (empty) file on disk from the first moment
         except Exception:

@@ -1,0 +1,58 @@
+"""Create files as ``writer_user_id``: the output folder check and the file creation are done
+by the kernel with that user's file-system identity, so the file is owned by that user.
+
+Linux's ``setfsuid``/``setfsgid`` change the identity used for file access of the *calling
+thread only* (the rest of the server keeps running as root). Python has no binding for them,
+hence ctypes; no library offers this.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import os
+import pwd
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+_libc = ctypes.CDLL(None, use_errno=True)
+_lock = threading.Lock()
+
+
+class FileOwnerError(PermissionError):
+    """The server cannot act as the requested user."""
+
+
+def _primary_gid(uid: int) -> int:
+    try:
+        return pwd.getpwuid(uid).pw_gid
+    except KeyError:  # e-accounts may be unknown locally: use a group of the same number
+        return uid
+
+
+@contextmanager
+def as_file_user(uid: int) -> Iterator[None]:
+    """File access in this thread as ``uid`` (no-op for uid < 1 or the server's own uid)."""
+    if uid < 1 or uid == os.geteuid():
+        yield
+        return
+    if os.geteuid() != 0:
+        raise FileOwnerError(
+            f"writer_user_id is {uid} but the server runs as uid {os.geteuid()}, not root: "
+            "it cannot create files for another user"
+        )
+    gid = _primary_gid(uid)
+    with _lock:  # h5py may open files from other threads; keep identity switches short and serial
+        _libc.setfsgid(gid)
+        _libc.setfsuid(uid)
+        try:
+            yield
+        finally:
+            _libc.setfsuid(os.geteuid())
+            _libc.setfsgid(os.getegid())
+
+
+def can_create_in(folder: str | os.PathLike, uid: int) -> bool:
+    """May ``uid`` create a file in ``folder``? Asked of the kernel, as that user."""
+    with as_file_user(uid):
+        return os.access(folder, os.W_OK | os.X_OK, effective_ids=True)
