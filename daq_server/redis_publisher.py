@@ -36,7 +36,6 @@ class RedisPublisher:
 
     def publish(self, kind: str, data: object) -> None:
         """Queue a message; dropped if the queue is full (Redis far behind or gone)."""
-        channel(self._detector_name(), kind)  # unknown kinds fail here, at the caller
         message = {"kind": kind, "detector_name": self._detector_name(), "time": time.time(), "data": data}
         try:
             self._queue.put_nowait(message)

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import signal
 import socket
 import subprocess
@@ -76,6 +77,7 @@ class RunningDaq:
     config: dict
     port: int = field(default_factory=free_tcp_port)
     proc: subprocess.Popen | None = None
+    extra_args: list[str] = field(default_factory=list)
 
     @property
     def url(self) -> str:
@@ -100,6 +102,7 @@ class RunningDaq:
         cmd = [
             sys.executable, "-m", "daq_server.cli", "--config", str(self.config_file), "--port", str(self.port),
             "--data-root", str(self.data_root), "--udp-address", "127.0.0.1", "--ring-mb", "48",
+            *self.extra_args,
         ]  # fmt: skip
         self.log = open(self.workdir / "server.log", "a")
         self.proc = subprocess.Popen(cmd, stdout=self.log, stderr=subprocess.STDOUT)
@@ -140,6 +143,37 @@ def sending(daq):
     detector.start()
     yield daq
     detector.stop()
+
+
+@pytest.fixture
+def redis_url(tmp_path):
+    """A real redis-server of our own on a free port (installed by scripts/system-packages.sh)."""
+    server = shutil.which("redis-server")
+    if server is None:
+        pytest.fail("redis-server is not installed: run `make install` (scripts/system-packages.sh)")
+    port = free_tcp_port()
+    proc = subprocess.Popen(
+        [server, "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no",
+         "--dir", str(tmp_path)],
+        stdout=subprocess.DEVNULL,
+    )  # fmt: skip
+    url = f"redis://127.0.0.1:{port}/0"
+    import redis
+
+    client = redis.Redis.from_url(url)
+    wait_for(lambda: _pings(client), timeout=10)
+    yield url
+    proc.terminate()
+    proc.wait(timeout=10)
+
+
+def _pings(client) -> bool:
+    import redis
+
+    try:
+        return client.ping()
+    except redis.ConnectionError:
+        return False
 
 
 def wait_for(predicate, timeout: float = 10.0, interval: float = 0.02):
