@@ -14,18 +14,17 @@ from pathlib import Path
 
 from daq_server.acquisition_log import AcquisitionLog
 from daq_server.config import ConfigError, ConfigStore, DaqConfig, as_dict, merge_config
+from daq_server.errors import AdminError
+from daq_server.live_preview import LivePreview
 from daq_server.receiver import Receiver, ReceiverSettings
 from daq_server.redis_publisher import RedisPublisher
+from daq_server.simulation import BuiltInSimulator
 from daq_server.stats import StatsSampler
 from daq_server.write_request import parse_write_request
 from daq_server.writer import COMPRESSIONS
 from daq_server.writer_driver import READY, DriverError, WriterDriver
 
 _log = logging.getLogger("daq_server.service")
-
-
-class AdminError(RuntimeError):
-    """A state or logic problem with a request: answered as ``"status": "error"``."""
 
 
 @dataclass(frozen=True)
@@ -55,7 +54,12 @@ class DaqService:
             RedisPublisher(options.redis_url, lambda: self._config.detector_name) if options.redis_url else None
         )
         self.log = AcquisitionLog(options.state_dir / "acquisitions.jsonl", lambda r: self._publish("acquisition", r))
-        self.driver = WriterDriver(options.state_dir, self.log, lambda status: self._publish("status", status))
+        self.preview = LivePreview()
+        self.driver = WriterDriver(
+            options.state_dir, self.log, lambda status: self._publish("status", status), self.preview.offer
+        )
+        bind = options.receiver.bind_address
+        self.simulator = BuiltInSimulator(host="127.0.0.1" if bind == "0.0.0.0" else bind)
         self._detector_bytes_before = 0  # bytes counted by receivers that were replaced
         self._receiver: Receiver | None = None
         self._deployment = {
@@ -83,6 +87,7 @@ class DaqService:
             if self.driver.state != READY:
                 raise AdminError(f"The config cannot change while the writer is {self.driver.state}; stop it first.")
             old = self._config
+            self.simulator.stop()  # it sends the old config's stream
             try:
                 self._deploy(new)
             except RuntimeError as error:
@@ -165,6 +170,7 @@ class DaqService:
             self._publisher.publish(kind, data)
 
     def close(self) -> None:
+        self.simulator.stop()
         self.stats.stop()
         self.driver.close()
         with self._receiver_lock:

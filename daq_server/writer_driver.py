@@ -49,7 +49,13 @@ def _empty_acquisition() -> dict:
 class WriterDriver:
     """Owns the writer state, the current acquisition and the image consumer thread."""
 
-    def __init__(self, state_dir: Path, log: AcquisitionLog, on_change: Callable[[dict], None] | None = None):
+    def __init__(
+        self,
+        state_dir: Path,
+        log: AcquisitionLog,
+        on_change: Callable[[dict], None] | None = None,
+        on_image: Callable[[ReceivedImage], None] | None = None,
+    ):
         self._lock = threading.RLock()
         self._ended = threading.Condition(self._lock)
         self._state = READY
@@ -58,6 +64,7 @@ class WriterDriver:
         self._target_template: dict | None = None
         self._log = log
         self._on_change = on_change or (lambda status: None)
+        self._on_image = on_image or (lambda image: None)
         self._marker = state_dir / "acquisition_in_progress.json"
         self._receiver: Receiver | None = None
         self._consumer: threading.Thread | None = None
@@ -128,6 +135,7 @@ class WriterDriver:
                 continue
             try:
                 self.detector_images += 1
+                self._on_image(image)
                 self._handle_image(image)
             finally:
                 receiver.release(image)

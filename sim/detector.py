@@ -54,6 +54,7 @@ class SimulatedDetector:
     def __post_init__(self) -> None:
         module_geometry(self.config["detector_type"], int(self.config["bit_depth"]))
         self._stop = ffi.new("int *")
+        self._counters = ffi.new("sim_counters *")  # the C loop updates it while sending
         self._thread: threading.Thread | None = None
         self.error: str | None = None
 
@@ -72,11 +73,10 @@ class SimulatedDetector:
         cfg.reorder = self.reorder
         cfg.duplicate = self.duplicate
         cfg.seed = self.seed
-        counters = ffi.new("sim_counters *")
         err = ffi.new("char[512]")
         self._stop[0] = 0
-        rc = lib.sim_run(cfg, self._stop, counters, err, len(err))
-        self.counters = {name: int(getattr(counters, name)) for name, _ in ffi.typeof("sim_counters").fields}
+        rc = lib.sim_run(cfg, self._stop, self._counters, err, len(err))
+        self.counters = self.live_counters()
         if rc != 0:
             self.error = ffi.string(err).decode()
             raise RuntimeError(f"simulator failed: {self.error}")
@@ -102,6 +102,10 @@ class SimulatedDetector:
     def join(self, timeout: float | None = None) -> None:
         if self._thread is not None:
             self._thread.join(timeout)
+
+    def live_counters(self) -> dict:
+        """Frames, packets and bytes sent so far (read while the sender runs)."""
+        return {name: int(getattr(self._counters, name)) for name, _ in ffi.typeof("sim_counters").fields}
 
     @property
     def running(self) -> bool:

@@ -12,6 +12,7 @@ import argparse
 import json
 import os
 import sys
+import time
 from collections.abc import Callable
 from typing import Any
 
@@ -137,11 +138,45 @@ def write_async() -> None:
     )
 
 
+PROGRESS_INTERVAL_S = 0.2
+
+
+def _write_with_progress(client: StdDaqClient, request: dict[str, Any]) -> dict[str, Any]:
+    """write_sync for a terminal: start, then redraw "written / requested" until the end.
+
+    A hand-written progress line rather than tqdm/rich: this package depends on requests only.
+    Ctrl-C stops the acquisition (the file keeps what was written) and prints the status.
+    """
+    status = client.start_writer_async(request)
+    run_id = status["acquisition"]["info"]["run_id"]
+    try:
+        while status["state"] == "WRITING" and status["acquisition"]["info"]["run_id"] == run_id:
+            acquisition = status["acquisition"]
+            done, wanted = acquisition["stats"]["n_write_completed"], acquisition["info"]["n_images"]
+            bar = "#" * int(30 * done / wanted)
+            print(f"\r[{bar:<30}] {done}/{wanted} images written ({acquisition['state']})", end="", file=sys.stderr)
+            time.sleep(PROGRESS_INTERVAL_S)
+            status = client.get_status()
+    except KeyboardInterrupt:
+        status = client.stop_writer()
+    acquisition = status["acquisition"]
+    done, wanted = acquisition["stats"]["n_write_completed"], acquisition["info"]["n_images"]
+    print(f"\r{done}/{wanted} images written: {acquisition['state']} {acquisition['message']}", file=sys.stderr)
+    return status
+
+
 def write_sync() -> None:
     """std_cli_write_sync OUTPUT_FILE N_IMAGES [--run_id INT]"""
+
+    def call(client: StdDaqClient, args: argparse.Namespace) -> dict[str, Any]:
+        if sys.stdout.isatty() and sys.stderr.isatty():
+            return _write_with_progress(client, _write_request(args))
+        return client.start_writer_sync(_write_request(args))
+
     _run(
-        "Write N_IMAGES images to OUTPUT_FILE, wait until the acquisition ends and print the status.",
-        lambda c, a: c.start_writer_sync(_write_request(a)),
+        "Write N_IMAGES images to OUTPUT_FILE, wait until the acquisition ends and print the status "
+        "(with a progress line on a terminal).",
+        call,
         _add_write_arguments,
     )
 

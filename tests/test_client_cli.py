@@ -96,3 +96,32 @@ def test_cli_errors_are_one_line_and_non_zero(daq):
     result = cli(daq, "std_cli_get_status", "--url_base", "http://127.0.0.1:9")
     assert result.returncode != 0
     assert result.stderr.startswith("error:")
+
+
+def test_write_sync_shows_progress_on_a_terminal(sending):
+    """Run the tool on a real pseudo-terminal and read what a user would see."""
+    import pty
+
+    daq = sending
+    output = daq.data_root / "tty.h5"
+    tool = str(Path(sys.executable).parent / "std_cli_write_sync")
+    pid, fd = pty.fork()
+    if pid == 0:  # the child: the CLI on the terminal
+        os.execv(tool, [tool, str(output), "150", "--url_base", daq.url])
+    seen = b""
+    while True:
+        try:
+            chunk = os.read(fd, 4096)
+        except OSError:
+            break
+        if not chunk:
+            break
+        seen += chunk
+    _, exit_status = os.waitpid(pid, 0)
+    text = seen.decode(errors="replace")
+    assert os.waitstatus_to_exitcode(exit_status) == 0, text
+    assert "/150 images written (WRITING)" in text
+    assert "150/150 images written: FINISHED Completed." in text
+    assert '"message": "Completed."' in text
+    with h5py.File(output, "r") as f:
+        assert f["entry/data/data"].shape[0] == 150

@@ -8,7 +8,8 @@ from functools import wraps
 from flask import current_app, jsonify, request
 from werkzeug.exceptions import BadRequest
 
-from daq_server.service import AdminError, DaqService
+from daq_server.errors import AdminError
+from daq_server.service import DaqService
 
 
 def service() -> DaqService:

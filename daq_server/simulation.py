@@ -1,0 +1,63 @@
+"""The built-in simulated detector behind ``/simulation/*``: real UDP packets from the
+simulator (``sim``) into this server's own receiver, for demos and commissioning without
+hardware. It is a detector on the network like any other, not an image source inside the
+server."""
+
+from __future__ import annotations
+
+import threading
+
+from daq_server.errors import AdminError
+from sim import SimulatedDetector
+
+
+class BuiltInSimulator:
+    def __init__(self, host: str = "127.0.0.1"):
+        self._host = host
+        self._detector: SimulatedDetector | None = None
+        self._lock = threading.Lock()
+        self._next_frame = 1
+
+    def start(self, config: dict, rate_hz: float, n_images: int) -> dict:
+        """Start sending the config's modules to its ports (refused if already running)."""
+        if not 0 < rate_hz <= 10_000:
+            raise AdminError(f"rate_hz must be within 0 … 10000, not {rate_hz}")
+        if n_images < 0:
+            raise AdminError(f"n_images must be 0 (until stopped) or more, not {n_images}")
+        with self._lock:
+            if self._detector is not None and self._detector.running:
+                raise AdminError("The simulated detector is running already; stop it first.")
+            try:
+                self._detector = SimulatedDetector(
+                    config, rate_hz=rate_hz, n_images=n_images, first_frame=self._next_frame, host=self._host
+                )
+            except ValueError as error:
+                raise AdminError(str(error)) from None
+            self._detector.start()
+            return self._status_locked()
+
+    def stop(self) -> dict:
+        with self._lock:
+            if self._detector is not None:
+                self._detector.stop()
+            return self._status_locked()
+
+    def status(self) -> dict:
+        with self._lock:
+            return self._status_locked()
+
+    def _status_locked(self) -> dict:
+        detector = self._detector
+        if detector is None:
+            return {"state": "STOPPED", "rate_hz": None, "n_images": None, "frames_sent": 0, "error": None}
+        counters = detector.live_counters()
+        # frame numbers keep counting across runs, as a real detector's do
+        self._next_frame = detector.first_frame + counters["frames_sent"]
+        return {
+            "state": "RUNNING" if detector.running else "STOPPED",
+            "rate_hz": detector.rate_hz,
+            "n_images": detector.n_images,
+            "frames_sent": counters["frames_sent"],
+            "packets_sent": counters["packets_sent"],
+            "error": detector.error,
+        }

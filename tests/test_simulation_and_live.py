@@ -1,0 +1,81 @@
+"""/simulation/* drives the built-in simulated detector; /daq/live streams a decodable preview."""
+
+import io
+
+import h5py
+import numpy as np
+import requests
+from conftest import wait_for
+from expected import expected_image
+from PIL import Image
+
+
+def api(daq, path, **params):
+    answer = requests.get(daq.url + path, params=params, timeout=10)
+    assert answer.status_code == 200
+    return answer.json()
+
+
+def test_built_in_simulator_feeds_an_acquisition(daq):
+    assert api(daq, "/simulation/status")["simulator"]["state"] == "STOPPED"
+    started = api(daq, "/simulation/start", rate_hz=100)
+    assert started["status"] == "ok", started
+    assert started["simulator"]["state"] == "RUNNING"
+    again = api(daq, "/simulation/start")
+    assert again["status"] == "error" and "running already" in again["message"]
+
+    output = daq.data_root / "sim.h5"
+    status = daq.client.start_writer_sync({"output_file": str(output), "n_images": 10})
+    assert status["acquisition"]["message"] == "Completed."
+    with h5py.File(output, "r") as f:
+        frame = int(f["entry/data/image_id"][3])
+        assert np.array_equal(f["entry/data/data"][3], expected_image(daq.config, frame))
+
+    assert api(daq, "/simulation/status")["simulator"]["frames_sent"] >= 10
+    stopped = api(daq, "/simulation/stop")["simulator"]
+    assert stopped["state"] == "STOPPED"
+    sent = stopped["frames_sent"]
+    wait_for(lambda: daq.client.get_stats()["detector"]["images_per_second"] == 0, timeout=5)
+    assert api(daq, "/simulation/status")["simulator"]["frames_sent"] == sent
+
+
+def test_simulator_rejects_bad_parameters(daq):
+    answer = api(daq, "/simulation/start", rate_hz="fast")
+    assert answer["status"] == "error" and "rate_hz" in answer["message"]
+    answer = api(daq, "/simulation/start", rate_hz=-5)
+    assert answer["status"] == "error"
+    assert api(daq, "/simulation/status")["simulator"]["state"] == "STOPPED"
+
+
+def read_mjpeg(response, n):
+    """Split a multipart/x-mixed-replace stream into (headers, jpeg bytes) parts."""
+    boundary = response.headers["Content-Type"].split("boundary=")[1].encode()
+    body = response.content
+    parts = []
+    for chunk in body.split(b"--" + boundary)[1:]:
+        head, _, rest = chunk.partition(b"\r\n\r\n")
+        headers = dict(line.split(": ", 1) for line in head.decode().strip().splitlines())
+        parts.append((headers, rest[: int(headers["Content-Length"])]))
+    assert len(parts) == n
+    return parts
+
+
+def test_live_stream_decodes_to_the_latest_images(daq):
+    api(daq, "/simulation/start", rate_hz=50)
+    try:
+        wait_for(lambda: daq.client.get_stats()["detector"]["images_per_second"] > 0, timeout=5)
+        response = requests.get(daq.url + "/daq/live", params={"n_frames": 3}, timeout=30)
+    finally:
+        api(daq, "/simulation/stop")
+    assert response.headers["Content-Type"].startswith("multipart/x-mixed-replace")
+    parts = read_mjpeg(response, 3)
+    frames = [int(headers["X-Frame-Number"]) for headers, _ in parts]
+    assert frames == sorted(set(frames)), "each picture shows a newer image"
+    for headers, jpeg in parts:
+        picture = Image.open(io.BytesIO(jpeg))
+        assert picture.format == "JPEG"
+        assert picture.size == (512, 512)  # 1024 x 1024 shown at half size
+        pixels = np.asarray(picture, dtype=np.float32)
+        # the simulator's ramp runs along each row: brightness increases left to right in each module row
+        expected = expected_image(daq.config, int(headers["X-Frame-Number"]))[::2, ::2].astype(np.float32)
+        assert np.corrcoef(pixels.ravel(), expected.ravel())[0, 1] > 0.5
