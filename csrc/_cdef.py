@@ -25,11 +25,11 @@ def header_cdef(name: str) -> str:
 def formats_cdef() -> str:
     """The det_format table and its lookup from detector_formats.h (shared by both modules)."""
     text = (HERE / "detector_formats.h").read_text()
-    defines = "\n".join(
-        m.group(0) for m in re.finditer(r"#define\s+(DET_KIND_\w+|SLS_\w+|MAX_\w+|CHIP_\w+)\s+\d+", text)
-    )
+    names = re.findall(r"#define\s+((?:DET_KIND|FORMAT|SLS|MAX|CHIP|GF)_\w+)\s+\S+", text)
+    defines = "\n".join(f"#define {name} ..." for name in names)  # values taken from the C header
     struct = re.search(r"typedef struct det_format \{.*?\} det_format;", text, re.S).group(0)
-    return f"{defines}\n{struct}\nint det_format_lookup(int kind, int bit_depth, det_format *out);\n"
+    signature = "int det_format_lookup(int kind, int bit_depth, int image_width, int image_height, det_format *out);"
+    return f"{defines}\n{struct}\n{signature}\n"
 
 
 def compile_args() -> list[str]:

@@ -14,12 +14,24 @@
 
 #define DET_KIND_JUNGFRAU 0
 #define DET_KIND_EIGER 1
+#define DET_KIND_GIGAFROST 2
+
+#define FORMAT_OK 0
+#define FORMAT_BAD_BIT_DEPTH (-1)
+#define FORMAT_BAD_IMAGE_SIZE (-2)
+#define FORMAT_UNKNOWN_KIND (-3)
 
 #define SLS_HEADER_SIZE 48
 #define SLS_HEADER_VERSION 2
 #define MAX_MODULES 32
 #define MAX_PACKETS_PER_FRAME 256
 #define CHIP_PIXELS 256
+#define MAX_MODULE_ROWS 512
+
+#define GF_HEADER_SIZE 32
+#define GF_PROTOCOL_ID 0xCB
+#define GF_MAX_PAYLOAD 7400
+#define GF_N_STREAMS 8
 
 /* slsDetectorPackage "sls_detector_header" version 2, 48 bytes. */
 #pragma pack(push, 1)
@@ -38,48 +50,141 @@ typedef struct sls_header {
     uint8_t detector_type;
     uint8_t version;
 } sls_header;
+
+/* GigaFrost: 32-byte header; 8 streams = 4 quadrants x 2 links, 12-bit packed pixels. */
+typedef struct gf_header {
+    uint8_t protocol_id;          /* GF_PROTOCOL_ID */
+    uint8_t row_length_blocks;    /* quadrant row length in 12-pixel blocks */
+    uint8_t quadrant_rows;
+    uint8_t status_flags;         /* bits 6-7 quadrant (SW 0, SE 1, NW 2, NE 3), bit 5 link */
+    uint32_t scan_id;
+    uint32_t frame_index;
+    uint16_t image_status_flags;  /* bit 15: do not store */
+    uint16_t packet_starting_row; /* first stream row carried by the packet */
+    uint64_t image_timing;
+    uint32_t sync_time;
+    uint32_t scan_time;
+} gf_header;
 #pragma pack(pop)
 
 /* What differs between detector types; the stages stay detector-agnostic. */
 typedef struct det_format {
     int kind;
-    int bit_depth;            /* bits per pixel on the wire */
+    int bit_depth;            /* bits per pixel on the wire (GigaFrost: 12) */
+    int header_size;          /* bytes before the pixels */
     int packet_size;          /* header + payload, bytes */
-    int payload_size;         /* pixel bytes per packet */
+    int payload_size;         /* pixel bytes per packet (may include padding) */
     int packets_per_frame;    /* per module */
     int module_width;         /* pixels */
     int module_height;        /* pixels */
     int rows_per_packet;      /* module rows carried by one packet */
-    int image_bytes_per_pixel;/* in the assembled image: 4 bit is unpacked to uint8 */
+    int last_packet_rows;     /* rows in the last packet of a frame (GigaFrost: may be fewer) */
+    int last_packet_size;     /* its size in bytes */
+    int image_bytes_per_pixel;/* in the assembled image: 4 bit -> uint8, 12 bit -> uint16 */
     int sls_detector_type;    /* value of the header's detector type byte */
 } det_format;
 
-/* Fill `out` for (kind, bit_depth); returns 0 on success, -1 if unsupported. */
-static inline int det_format_lookup(int kind, int bit_depth, det_format *out)
+/* What the receiver needs from one packet's header. */
+typedef struct packet_info {
+    uint64_t frame;
+    int packet;               /* 0 .. packets_per_frame - 1 */
+    uint64_t timestamp;
+} packet_info;
+
+/* GigaFrost packet geometry for one stream of width x height pixels (facts of the public
+ * PSI std_detector_buffer: packets hold whole rows, sized on 64-byte cache lines). */
+static inline void gf_packet_geometry(int width, int height, det_format *out)
+{
+    int blocks = width / 12;
+    int cache_line_blocks = (int)((double)GF_MAX_PAYLOAD / (36.0 * blocks) * blocks / 2.0);
+    int rows = (int)((double)cache_line_blocks * 48.0 / width);
+    if (rows > height) rows = height;
+    if (rows < 1) rows = 1;
+    int last_rows = height % rows ? height % rows : rows;
+    out->rows_per_packet = rows;
+    out->last_packet_rows = last_rows;
+    out->packets_per_frame = (height + rows - 1) / rows;
+    out->payload_size = width * rows * 3 / 2 + ((rows % 2 && width % 48) ? 36 : 0);
+    int last_payload = width * last_rows * 3 / 2 + ((last_rows % 2 && width % 48) ? 36 : 0);
+    out->packet_size = GF_HEADER_SIZE + out->payload_size;
+    out->last_packet_size = GF_HEADER_SIZE + last_payload;
+}
+
+/* Fill `out` for (kind, bit_depth, assembled image size); FORMAT_OK or why not.
+ * Only GigaFrost streams depend on the image size (each is a quarter of a quadrant). */
+static inline int det_format_lookup(int kind, int bit_depth, int image_width, int image_height, det_format *out)
 {
     memset(out, 0, sizeof(*out));
     out->kind = kind;
     out->bit_depth = bit_depth;
+    out->header_size = SLS_HEADER_SIZE;
     if (kind == DET_KIND_JUNGFRAU) {
-        if (bit_depth != 16) return -1;
+        if (bit_depth != 16) return FORMAT_BAD_BIT_DEPTH;
         out->payload_size = 8192;
         out->module_width = 1024;
         out->module_height = 512;
         out->sls_detector_type = 3;
     } else if (kind == DET_KIND_EIGER) {
-        if (bit_depth != 4 && bit_depth != 8 && bit_depth != 16 && bit_depth != 32) return -1;
+        if (bit_depth != 4 && bit_depth != 8 && bit_depth != 16 && bit_depth != 32) return FORMAT_BAD_BIT_DEPTH;
         out->payload_size = 4096;
         out->module_width = 512;
         out->module_height = 256;
         out->sls_detector_type = 1;
+    } else if (kind == DET_KIND_GIGAFROST) {
+        if (bit_depth != 16) return FORMAT_BAD_BIT_DEPTH;  /* image depth; 12 bit on the wire */
+        if (image_width < 24 || image_width % 24 || image_width / 24 > 255 || image_height < 4 ||
+            image_height % 4 || image_height / 4 > MAX_MODULE_ROWS)
+            return FORMAT_BAD_IMAGE_SIZE;
+        out->bit_depth = 12;
+        out->header_size = GF_HEADER_SIZE;
+        out->module_width = image_width / 2;
+        out->module_height = image_height / 4;
+        out->image_bytes_per_pixel = 2;
+        gf_packet_geometry(out->module_width, out->module_height, out);
+        return FORMAT_OK;
     } else {
-        return -1;
+        return FORMAT_UNKNOWN_KIND;
     }
     out->packet_size = SLS_HEADER_SIZE + out->payload_size;
     long module_bytes = (long)out->module_width * out->module_height * bit_depth / 8;
     out->packets_per_frame = (int)(module_bytes / out->payload_size);
     out->rows_per_packet = out->module_height / out->packets_per_frame;
+    out->last_packet_rows = out->rows_per_packet;
+    out->last_packet_size = out->packet_size;
     out->image_bytes_per_pixel = bit_depth <= 8 ? 1 : bit_depth / 8;
+    return FORMAT_OK;
+}
+
+/* Module rows carried by packet p. */
+static inline int packet_rows(const det_format *fmt, int packet)
+{
+    return packet == fmt->packets_per_frame - 1 ? fmt->last_packet_rows : fmt->rows_per_packet;
+}
+
+/* Check a datagram and read its header; 0 if it belongs to this stream format, else -1. */
+static inline int parse_packet(const det_format *fmt, const uint8_t *packet, unsigned int length,
+                               packet_info *out)
+{
+    if (fmt->kind == DET_KIND_GIGAFROST) {
+        const gf_header *h = (const gf_header *)packet;
+        if (length < GF_HEADER_SIZE || h->protocol_id != GF_PROTOCOL_ID) return -1;
+        if (h->packet_starting_row % fmt->rows_per_packet) return -1;
+        int p = h->packet_starting_row / fmt->rows_per_packet;
+        if (p >= fmt->packets_per_frame) return -1;
+        int expected = p == fmt->packets_per_frame - 1 ? fmt->last_packet_size : fmt->packet_size;
+        if (length != (unsigned int)expected) return -1;
+        out->frame = h->frame_index;
+        out->packet = p;
+        out->timestamp = h->image_timing & 0xFFFFFFFFFFull;
+        return 0;
+    }
+    const sls_header *h = (const sls_header *)packet;
+    if (length != (unsigned int)fmt->packet_size || h->version != SLS_HEADER_VERSION ||
+        h->packet_number >= (uint32_t)fmt->packets_per_frame)
+        return -1;
+    out->frame = h->frame_number;
+    out->packet = (int)h->packet_number;
+    out->timestamp = h->timestamp;
     return 0;
 }
 

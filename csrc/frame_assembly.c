@@ -37,15 +37,15 @@ static void close_frame(module_rx *mod)
     mod->last_closed_frame = mod->frame;
 }
 
-static void open_frame(module_rx *mod, const sls_header *header)
+static void open_frame(module_rx *mod, const packet_info *info)
 {
-    if (mod->has_closed && header->frame_number + RESTART_WINDOW < mod->last_closed_frame)
+    if (mod->has_closed && info->frame + RESTART_WINDOW < mod->last_closed_frame)
         mod->counters.frame_restarts++;
     mod->has_frame = 1;
-    mod->frame = header->frame_number;
+    mod->frame = info->frame;
     mod->n_packets = 0;
     memset(mod->packet_seen, 0, sizeof(mod->packet_seen));
-    mod->slot = ring_open_frame(mod->ring, mod->index, header->frame_number, header->timestamp);
+    mod->slot = ring_open_frame(mod->ring, mod->index, info->frame, info->timestamp);
     if (mod->slot == RING_FULL) mod->counters.module_frames_dropped++;
 }
 
@@ -62,26 +62,25 @@ static int is_late(const module_rx *mod, uint64_t frame)
 static void handle_packet(module_rx *mod, const uint8_t *packet, unsigned int length)
 {
     const det_format *fmt = mod->fmt;
-    const sls_header *header = (const sls_header *)packet;
-    if (length != (unsigned int)fmt->packet_size || header->version != SLS_HEADER_VERSION ||
-        header->packet_number >= (uint32_t)fmt->packets_per_frame) {
+    packet_info info;
+    if (parse_packet(fmt, packet, length, &info) != 0) {
         mod->counters.packets_foreign++;
         return;
     }
-    if (is_late(mod, header->frame_number)) {
+    if (is_late(mod, info.frame)) {
         mod->counters.packets_late++;
         return;
     }
-    if (!mod->has_frame || header->frame_number != mod->frame) {
+    if (!mod->has_frame || info.frame != mod->frame) {
         close_frame(mod);
-        open_frame(mod, header);
+        open_frame(mod, &info);
         if (mod->slot == RING_LATE) {  /* the image went to the writer without us */
             mod->counters.packets_late++;
             mod->has_frame = 0;
             return;
         }
     }
-    int p = (int)header->packet_number;
+    int p = info.packet;
     if (packet_seen(mod, p)) {
         mod->counters.packets_duplicate++;
         return;
@@ -92,7 +91,7 @@ static void handle_packet(module_rx *mod, const uint8_t *packet, unsigned int le
     mod->counters.bytes_received += length;
     if (mod->slot >= 0)
         place_packet(&mod->geom, fmt, ring_slot_data(mod->ring, mod->slot), p,
-                     packet + SLS_HEADER_SIZE);
+                     packet + fmt->header_size);
     if (mod->n_packets == fmt->packets_per_frame) close_frame(mod);
 }
 

@@ -20,8 +20,20 @@ struct rx_receiver {
 static int check_config(const rx_config *cfg, det_format *fmt, module_geometry *geoms,
                         char *err, int err_len)
 {
-    if (det_format_lookup(cfg->detector_kind, cfg->bit_depth, fmt) != 0) {
+    int rc_format = det_format_lookup(cfg->detector_kind, cfg->bit_depth, cfg->image_width,
+                                      cfg->image_height, fmt);
+    if (rc_format == FORMAT_BAD_BIT_DEPTH) {
         snprintf(err, err_len, "bit_depth %d is not supported by this detector type", cfg->bit_depth);
+        return -1;
+    }
+    if (rc_format != FORMAT_OK) {
+        snprintf(err, err_len, "image size %d x %d is not possible for this detector type",
+                 cfg->image_width, cfg->image_height);
+        return -1;
+    }
+    if (cfg->detector_kind == DET_KIND_GIGAFROST && cfg->n_modules != GF_N_STREAMS) {
+        snprintf(err, err_len, "a GigaFrost sends %d streams (4 quadrants x 2 links): n_modules must be %d",
+                 GF_N_STREAMS, GF_N_STREAMS);
         return -1;
     }
     if (cfg->n_modules < 1 || cfg->n_modules > MAX_MODULES) {
@@ -40,8 +52,14 @@ static int check_config(const rx_config *cfg, det_format *fmt, module_geometry *
     int rc = 0;
     for (int m = 0; m < cfg->n_modules && rc == 0; m++) {
         char why[200];
-        if (geometry_init(&geoms[m], fmt, &cfg->module_positions[4 * m], cfg->image_width,
-                          cfg->image_height, why, sizeof(why)) != 0) {
+        if (cfg->detector_kind == DET_KIND_GIGAFROST) {
+            geometry_init_gigafrost(&geoms[m], fmt, m, cfg->image_width, cfg->image_height);
+            if (mark_coverage(&geoms[m], fmt, coverage) != 0) {
+                snprintf(err, err_len, "module %d overlaps another module", m);
+                rc = -1;
+            }
+        } else if (geometry_init(&geoms[m], fmt, &cfg->module_positions[4 * m], cfg->image_width,
+                                 cfg->image_height, why, sizeof(why)) != 0) {
             snprintf(err, err_len, "module %d: %s", m, why);
             rc = -1;
         } else if (mark_coverage(&geoms[m], fmt, coverage) != 0) {

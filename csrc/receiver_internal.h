@@ -36,7 +36,7 @@ int socket_rx_receive(int fd, rx_batch *batch);
 
 /* ---- image_assembly.c: module pixels -> image position ------------------------------ */
 typedef struct module_geometry {
-    int32_t row_y[512];                /* image row of each module row */
+    int32_t row_y[MAX_MODULE_ROWS];    /* image row of each module row */
     int32_t segment_x[8];              /* image column of each chip segment's first pixel */
     int n_segments;                    /* chips across the module */
     int segment_width;                 /* pixels per chip segment */
@@ -47,6 +47,9 @@ typedef struct module_geometry {
 
 int geometry_init(module_geometry *geom, const det_format *fmt, const int32_t position[4],
                   int image_width, int image_height, char *err, int err_len);
+/* GigaFrost: stream placement follows from quadrant and link, not from module_positions. */
+int geometry_init_gigafrost(module_geometry *geom, const det_format *fmt, int module, int image_width,
+                            int image_height);
 /* Copy one packet's rows into the image; payload NULL fills them with the missing value. */
 void place_packet(const module_geometry *geom, const det_format *fmt, uint8_t *image,
                   int packet_number, const uint8_t *payload);

@@ -28,18 +28,27 @@ void sim_module_pixels(uint64_t frame, int module, int bit_depth, uint64_t n_pix
     for (uint64_t p = 0; p < n_pixels; p++) {
         uint32_t v = value_of(frame, module, p, bit_depth);
         if (bit_depth <= 8) ((uint8_t *)out)[p] = (uint8_t)v;
-        else if (bit_depth == 16) ((uint16_t *)out)[p] = (uint16_t)v;
+        else if (bit_depth <= 16) ((uint16_t *)out)[p] = (uint16_t)v;
         else ((uint32_t *)out)[p] = v;
     }
 }
 
-/* Payload of one packet in wire format (4 bit: two pixels a byte, low nibble first). */
+/* Payload of one packet in wire format (4 bit: two pixels a byte, low nibble first;
+ * 12 bit: two pixels in three bytes, see image_assembly.c). */
 static void fill_payload(uint8_t *dst, const det_format *fmt, uint64_t frame, int module, int packet)
 {
-    uint64_t pixels = (uint64_t)fmt->payload_size * 8 / fmt->bit_depth;
-    uint64_t first = (uint64_t)packet * pixels;
+    uint64_t pixels = (uint64_t)packet_rows(fmt, packet) * fmt->module_width;
+    uint64_t first = (uint64_t)packet * fmt->rows_per_packet * fmt->module_width;
     uint64_t base = first + 37u * (uint64_t)module + 101u * frame;
     switch (fmt->bit_depth) {
+    case 12:
+        for (uint64_t k = 0; k < pixels / 2; k++) {
+            uint16_t a = (uint16_t)((base + 2 * k) & 0xfff), b = (uint16_t)((base + 2 * k + 1) & 0xfff);
+            dst[3 * k] = (uint8_t)a;
+            dst[3 * k + 1] = (uint8_t)((a >> 8) | ((b & 0x0f) << 4));
+            dst[3 * k + 2] = (uint8_t)(b >> 4);
+        }
+        break;
     case 4:
         for (uint64_t k = 0; k < pixels / 2; k++)
             dst[k] = (uint8_t)(((base + 2 * k) & 0xf) | (((base + 2 * k + 1) & 0xf) << 4));
@@ -53,6 +62,34 @@ static void fill_payload(uint8_t *dst, const det_format *fmt, uint64_t frame, in
     default:
         for (uint64_t k = 0; k < pixels; k++) ((uint32_t *)dst)[k] = (uint32_t)(base + k);
     }
+}
+
+/* The header of packet p of a module frame, in the detector's own format. */
+static void fill_header(uint8_t *packet, const det_format *fmt, uint64_t frame, int module, int p,
+                        uint64_t timestamp)
+{
+    if (fmt->kind == DET_KIND_GIGAFROST) {
+        gf_header *h = (gf_header *)packet;
+        memset(h, 0, sizeof(*h));
+        h->protocol_id = GF_PROTOCOL_ID;
+        h->row_length_blocks = (uint8_t)(fmt->module_width / 12);
+        h->quadrant_rows = (uint8_t)((fmt->module_height * 2) & 0xfe);
+        h->status_flags = (uint8_t)(((module / 2) << 6) | ((module % 2) << 5));
+        h->frame_index = (uint32_t)frame;
+        h->packet_starting_row = (uint16_t)(p * fmt->rows_per_packet);
+        h->image_timing = timestamp & 0xFFFFFFFFFFull;
+        return;
+    }
+    sls_header *h = (sls_header *)packet;
+    memset(h, 0, sizeof(*h));
+    h->frame_number = frame;
+    h->packet_number = (uint32_t)p;
+    h->det_spec1 = frame; /* bunch id */
+    h->timestamp = timestamp;
+    h->module_id = (uint16_t)module;
+    h->row = (uint16_t)module;
+    h->detector_type = (uint8_t)fmt->sls_detector_type;
+    h->version = SLS_HEADER_VERSION;
 }
 
 static uint64_t rng_next(uint64_t *state)
@@ -128,8 +165,9 @@ int sim_run(const sim_config *cfg, volatile int *stop, sim_counters *counters, c
 {
     det_format fmt;
     memset(counters, 0, sizeof(*counters));
-    if (det_format_lookup(cfg->detector_kind, cfg->bit_depth, &fmt) != 0) {
-        snprintf(err, err_len, "bit_depth %d is not supported by this detector type", cfg->bit_depth);
+    if (det_format_lookup(cfg->detector_kind, cfg->bit_depth, cfg->image_width, cfg->image_height, &fmt) != 0) {
+        snprintf(err, err_len, "this detector type cannot send %d bit images of %d x %d", cfg->bit_depth,
+                 cfg->image_width, cfg->image_height);
         return -1;
     }
     if (cfg->n_modules < 1 || cfg->n_modules > MAX_MODULES) {
@@ -162,17 +200,10 @@ int sim_run(const sim_config *cfg, volatile int *stop, sim_counters *counters, c
         for (int m = 0; m < cfg->n_modules && rc == 0; m++) {
             for (int p = 0; p < ppf; p++) {
                 uint8_t *packet = buffer + (size_t)p * fmt.packet_size;
-                sls_header *h = (sls_header *)packet;
-                memset(h, 0, sizeof(*h));
-                h->frame_number = frame;
-                h->packet_number = (uint32_t)p;
-                h->det_spec1 = frame; /* bunch id */
-                h->timestamp = timestamp;
-                h->module_id = (uint16_t)m;
-                h->row = (uint16_t)m;
-                h->detector_type = (uint8_t)fmt.sls_detector_type;
-                h->version = SLS_HEADER_VERSION;
-                fill_payload(packet + SLS_HEADER_SIZE, &fmt, frame, m, p);
+                if (fmt.kind == DET_KIND_GIGAFROST) /* padding after the last row stays 0 */
+                    memset(packet + fmt.header_size, 0, fmt.payload_size);
+                fill_header(packet, &fmt, frame, m, p, timestamp);
+                fill_payload(packet + fmt.header_size, &fmt, frame, m, p);
                 order[p] = p;
             }
             if (cfg->reorder > 1) {
@@ -191,8 +222,9 @@ int sim_run(const sim_config *cfg, volatile int *stop, sim_counters *counters, c
                 }
                 int copies = (cfg->duplicate > 0 && rng_uniform(&rng) < cfg->duplicate) ? 2 : 1;
                 for (int c = 0; c < copies; c++) {
-                    iov[n].iov_base = buffer + (size_t)order[k] * fmt.packet_size;
-                    iov[n].iov_len = fmt.packet_size;
+                    int p = order[k];
+                    iov[n].iov_base = buffer + (size_t)p * fmt.packet_size;
+                    iov[n].iov_len = p == ppf - 1 ? fmt.last_packet_size : fmt.packet_size;
                     msgs[n].msg_hdr.msg_iov = &iov[n];
                     msgs[n].msg_hdr.msg_iovlen = 1;
                     n++;
@@ -204,7 +236,7 @@ int sim_run(const sim_config *cfg, volatile int *stop, sim_counters *counters, c
                 rc = -1;
             }
             counters->packets_sent += n;
-            counters->bytes_sent += (uint64_t)n * fmt.packet_size;
+            for (int k = 0; k < n; k++) counters->bytes_sent += iov[k].iov_len;
         }
         if (rc == 0) counters->frames_sent++;
     }

@@ -13,6 +13,8 @@ typedef struct sim_config {
     int bit_depth;
     int n_modules;
     int start_udp_port;       /* module i sends to start_udp_port + i */
+    int image_width;          /* assembled image size: GigaFrost streams depend on it */
+    int image_height;
     char host[64];            /* IPv4 address of the receiver */
     uint64_t first_frame;     /* frame number of the first image */
     uint64_t n_frames;        /* 0: until stopped */
@@ -34,7 +36,7 @@ typedef struct sim_counters {
 int sim_run(const sim_config *cfg, volatile int *stop, sim_counters *counters, char *err, int err_len);
 
 /* The pixels the simulator sends for one module frame, unpacked into the image dtype
- * (uint8 for 4 and 8 bit, uint16, uint32), row-major: what a test expects to read back. */
+ * (uint8 for 4 and 8 bit, uint16 for 12 and 16 bit, uint32), row-major: what a test expects. */
 void sim_module_pixels(uint64_t frame, int module, int bit_depth, uint64_t n_pixels, void *out);
 
 /* The machine's ceiling: a bare sendmmsg -> recvmmsg pair on loopback, same datagram size. */

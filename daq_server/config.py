@@ -65,13 +65,16 @@ class DaqConfig(BaseModel):
                 "must lie within 1024 … 65535"
             )
         expected = {str(i) for i in range(self.n_modules)}
-        if set(self.module_positions) != expected:
+        if self.detector_type == "gigafrost":
+            if self.module_positions:
+                raise ValueError("a gigafrost places its 8 streams by quadrant and link: module_positions must be {}")
+        elif set(self.module_positions) != expected:
             raise ValueError(
                 f"module_positions must have exactly the keys 0 … {self.n_modules - 1} "
                 f"(n_modules = {self.n_modules}), got {sorted(self.module_positions, key=str)}"
             )
         try:
-            detector_format(self.detector_type, self.bit_depth)
+            detector_format(self.detector_type, self.bit_depth, self.image_pixel_width, self.image_pixel_height)
             check_geometry(self.model_dump())
         except ValueError as error:
             raise ValueError(str(error)) from None

@@ -16,7 +16,11 @@ import numpy as np
 
 from daq_server._receiver import ffi, lib
 
-DETECTOR_KINDS = {"jungfrau": lib.DET_KIND_JUNGFRAU, "eiger": lib.DET_KIND_EIGER}
+DETECTOR_KINDS = {
+    "jungfrau": lib.DET_KIND_JUNGFRAU,
+    "eiger": lib.DET_KIND_EIGER,
+    "gigafrost": lib.DET_KIND_GIGAFROST,
+}
 """Detector types this receiver assembles from UDP (others are refused by config validation)."""
 
 MAX_MODULES: int = lib.MAX_MODULES
@@ -35,20 +39,24 @@ class DetectorFormat:
     module_height: int
     dtype: type
 
-    @property
-    def bytes_per_module_frame(self) -> int:
-        return self.packet_size * self.packets_per_frame
 
-
-def detector_format(detector_type: str, bit_depth: int) -> DetectorFormat:
-    """Look up the format; raises ValueError for an unknown type or unsupported bit depth."""
+def detector_format(detector_type: str, bit_depth: int, image_width: int, image_height: int) -> DetectorFormat:
+    """Look up the format; ValueError for an unknown type, bit depth or impossible image size."""
     if detector_type not in DETECTOR_KINDS:
         raise ValueError(
-            f"detector_type '{detector_type}' is not received by this server (supported: {', '.join(DETECTOR_KINDS)})"
+            f"detector_type '{detector_type}' is not received from UDP by this server "
+            f"(supported: {', '.join(DETECTOR_KINDS)})"
         )
     fmt = ffi.new("det_format *")
-    if lib.det_format_lookup(DETECTOR_KINDS[detector_type], int(bit_depth), fmt) != 0:
+    rc = lib.det_format_lookup(DETECTOR_KINDS[detector_type], int(bit_depth), image_width, image_height, fmt)
+    if rc == lib.FORMAT_BAD_BIT_DEPTH:
         raise ValueError(f"bit_depth {bit_depth} is not supported by detector_type '{detector_type}'")
+    if rc != lib.FORMAT_OK:
+        hint = " (width a multiple of 24, height of 4)" if detector_type == "gigafrost" else ""
+        raise ValueError(
+            f"an image of {image_width} x {image_height} pixels is not possible for detector_type "
+            f"'{detector_type}'{hint}"
+        )
     return DetectorFormat(
         packet_size=fmt.packet_size,
         packets_per_frame=fmt.packets_per_frame,
@@ -79,7 +87,7 @@ def _c_config(config: dict, settings: ReceiverSettings, image_bytes: int = 0):
     cfg.image_width = int(config["image_pixel_width"])
     cfg.image_height = int(config["image_pixel_height"])
     for i in range(cfg.n_modules):
-        for k, value in enumerate(config["module_positions"][str(i)]):
+        for k, value in enumerate(config["module_positions"].get(str(i), ())):
             cfg.module_positions[4 * i + k] = int(value)
     cfg.n_slots = max(4, min(1024, settings.ring_bytes // image_bytes)) if image_bytes else 4
     cfg.idle_timeout_ms = settings.idle_timeout_ms
@@ -117,7 +125,9 @@ class Receiver:
 
     def __init__(self, config: dict, settings: ReceiverSettings | None = None):
         settings = settings or ReceiverSettings()
-        fmt = detector_format(config["detector_type"], config["bit_depth"])
+        fmt = detector_format(
+            config["detector_type"], config["bit_depth"], config["image_pixel_width"], config["image_pixel_height"]
+        )
         self.shape = (int(config["image_pixel_height"]), int(config["image_pixel_width"]))
         self.dtype = np.dtype(fmt.dtype)
         self.image_bytes = self.shape[0] * self.shape[1] * self.dtype.itemsize

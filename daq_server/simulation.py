@@ -27,6 +27,7 @@ class BuiltInSimulator:
         with self._lock:
             if self._detector is not None and self._detector.running:
                 raise AdminError("The simulated detector is running already; stop it first.")
+            self._status_locked()  # a finished run moves the next frame number on
             try:
                 self._detector = SimulatedDetector(
                     config, rate_hz=rate_hz, n_images=n_images, first_frame=self._next_frame, host=self._host

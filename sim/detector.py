@@ -13,26 +13,41 @@ import numpy as np
 
 from sim._sender import ffi, lib
 
-DETECTOR_KINDS = {"jungfrau": lib.DET_KIND_JUNGFRAU, "eiger": lib.DET_KIND_EIGER}
-_DTYPES = {4: np.uint8, 8: np.uint8, 16: np.uint16, 32: np.uint32}
+DETECTOR_KINDS = {
+    "jungfrau": lib.DET_KIND_JUNGFRAU,
+    "eiger": lib.DET_KIND_EIGER,
+    "gigafrost": lib.DET_KIND_GIGAFROST,
+}
+_DTYPES = {4: np.uint8, 8: np.uint8, 12: np.uint16, 16: np.uint16, 32: np.uint32}
 
 
-def module_geometry(detector_type: str, bit_depth: int) -> tuple[int, int]:
-    """(width, height) in pixels of one module (Eiger: one half-module port)."""
+def _format(config: dict):
     fmt = ffi.new("det_format *")
-    if detector_type not in DETECTOR_KINDS or lib.det_format_lookup(DETECTOR_KINDS[detector_type], bit_depth, fmt):
-        raise ValueError(f"the simulator cannot emulate {detector_type} at {bit_depth} bit")
+    kind = DETECTOR_KINDS.get(config["detector_type"])
+    size = int(config["image_pixel_width"]), int(config["image_pixel_height"])
+    if kind is None or lib.det_format_lookup(kind, int(config["bit_depth"]), *size, fmt):
+        raise ValueError(
+            f"the simulator cannot emulate a {config['detector_type']} at {config['bit_depth']} bit "
+            f"with {size[0]} x {size[1]} pixel images"
+        )
+    return fmt
+
+
+def module_geometry(config: dict) -> tuple[int, int]:
+    """(width, height) in pixels of one module (Eiger: a half-module port; GigaFrost: a stream)."""
+    fmt = _format(config)
     return fmt.module_width, fmt.module_height
 
 
-def module_pixels(frame: int, module: int, detector_type: str, bit_depth: int) -> np.ndarray:
+def module_pixels(frame: int, module: int, config: dict) -> np.ndarray:
     """The pixels the simulator sends for one module frame, as (height, width) in the image dtype.
 
-    Pixel p (row-major) of module m in frame f is ``(p + 37 m + 101 f)`` masked to bit_depth.
+    Pixel p (row-major) of module m in frame f is ``(p + 37 m + 101 f)`` masked to the bit
+    depth on the wire (GigaFrost: 12 bit).
     """
-    width, height = module_geometry(detector_type, bit_depth)
-    out = np.empty((height, width), dtype=_DTYPES[bit_depth])
-    lib.sim_module_pixels(frame, module, bit_depth, out.size, ffi.from_buffer(out))
+    fmt = _format(config)
+    out = np.empty((fmt.module_height, fmt.module_width), dtype=_DTYPES[fmt.bit_depth])
+    lib.sim_module_pixels(frame, module, fmt.bit_depth, out.size, ffi.from_buffer(out))
     return out
 
 
@@ -52,7 +67,7 @@ class SimulatedDetector:
     counters: dict = field(default_factory=dict)
 
     def __post_init__(self) -> None:
-        module_geometry(self.config["detector_type"], int(self.config["bit_depth"]))
+        module_geometry(self.config)
         self._stop = ffi.new("int *")
         self._counters = ffi.new("sim_counters *")  # the C loop updates it while sending
         self._thread: threading.Thread | None = None
@@ -65,6 +80,8 @@ class SimulatedDetector:
         cfg.bit_depth = int(self.config["bit_depth"])
         cfg.n_modules = int(self.config["n_modules"])
         cfg.start_udp_port = int(self.config["start_udp_port"])
+        cfg.image_width = int(self.config["image_pixel_width"])
+        cfg.image_height = int(self.config["image_pixel_height"])
         cfg.host = self.host.encode()
         cfg.first_frame = self.first_frame
         cfg.n_frames = self.n_images

@@ -10,9 +10,21 @@ from sim import module_geometry, module_pixels
 DTYPES = {4: np.uint8, 8: np.uint8, 16: np.uint16, 32: np.uint32}
 
 
+def gigafrost_coordinates(config: dict, module: int) -> tuple[np.ndarray, np.ndarray]:
+    """Stream m = quadrant m // 2 (SW, SE, NW, NE) and link m % 2; links interleave rows."""
+    height, width = config["image_pixel_height"], config["image_pixel_width"]
+    quadrant, link = divmod(module, 2)
+    r = np.arange(height // 4)
+    rows = height // 2 + link + 2 * r if quadrant in (0, 1) else height // 2 - 1 - link - 2 * r
+    cols = np.arange(width // 2) + (0 if quadrant in (0, 2) else width // 2)
+    return rows, cols
+
+
 def module_coordinates(config: dict, module: int) -> tuple[np.ndarray, np.ndarray]:
     """Image rows and columns of every module row and column (chip gaps, mirroring)."""
-    width, height = module_geometry(config["detector_type"], config["bit_depth"])
+    if config["detector_type"] == "gigafrost":
+        return gigafrost_coordinates(config, module)
+    width, height = module_geometry(config)
     sx, sy, ex, ey = config["module_positions"][str(module)]
 
     def axis(start: int, end: int, size: int) -> np.ndarray:
@@ -30,5 +42,5 @@ def expected_image(config: dict, frame: int) -> np.ndarray:
     image = np.zeros(shape, dtype=DTYPES[config["bit_depth"]])
     for m in range(config["n_modules"]):
         rows, cols = module_coordinates(config, m)
-        image[np.ix_(rows, cols)] = module_pixels(frame, m, config["detector_type"], config["bit_depth"])
+        image[np.ix_(rows, cols)] = module_pixels(frame, m, config)
     return image

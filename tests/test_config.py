@@ -16,7 +16,10 @@ from std_daq_client import StdDaqAdminException
     [
         ({"bit_depth": 32}, "bit_depth 32 is not supported"),
         ({"detector_type": "pilatus"}, "detector_type"),
-        ({"detector_type": "gigafrost"}, "not received by this server"),
+        ({"detector_type": "bsread"}, "not received from UDP"),
+        ({"detector_type": "gigafrost"}, "module_positions must be {}"),
+        ({"detector_type": "gigafrost", "module_positions": {}, "image_pixel_width": 1008}, "n_modules must be 8"),
+        ({"detector_type": "gigafrost", "module_positions": {}, "n_modules": 8, "image_pixel_width": 1000}, "24"),
         ({"n_modules": 3}, "module_positions must have exactly the keys"),
         ({"n_modules": 33}, "at most 32 modules"),
         ({"module_positions": {"0": [0, 0, 1023, 511], "1": [0, 256, 1023, 767]}}, "overlaps"),

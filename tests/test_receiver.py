@@ -161,3 +161,53 @@ def test_eiger_at_every_bit_depth_with_gaps_and_mirroring(bit_depth):
         assert np.array_equal(image, expected_image(config, frame))
         assert not image[:, 256:258].any(), "chip gap columns stay 0"
         assert not image[256:258, :].any(), "gap rows between the half modules stay 0"
+
+
+def gigafrost_config(width: int, height: int) -> dict:
+    from conftest import free_udp_ports
+
+    return {
+        "detector_name": "GF-test",
+        "detector_type": "gigafrost",
+        "bit_depth": 16,
+        "image_pixel_height": height,
+        "image_pixel_width": width,
+        "n_modules": 8,
+        "start_udp_port": free_udp_ports(8),
+        "writer_user_id": 0,
+        "module_positions": {},
+    }
+
+
+@pytest.mark.parametrize(("width", "height"), [(2016, 2016), (480, 400), (96, 12)])
+def test_gigafrost_12_bit_streams_assemble_into_quadrants(width, height):
+    config = gigafrost_config(width, height)
+    receiver = Receiver(config, ReceiverSettings(bind_address="127.0.0.1", ring_bytes=64 << 20))
+    try:
+        SimulatedDetector(config, rate_hz=100, n_images=4, first_frame=70_000).run()
+        images = collect(receiver, 4)
+    finally:
+        receiver.close()
+    assert [f for f, _, _ in images] == [70_000, 70_001, 70_002, 70_003]
+    for frame, n_missing, image in images:
+        assert n_missing == 0
+        assert image.dtype == np.uint16 and image.shape == (height, width)
+        assert image.max() <= 0xFFF, "12-bit pixels"
+        assert np.array_equal(image, expected_image(config, frame))
+
+
+def test_gigafrost_loss_including_the_short_last_packet():
+    config = gigafrost_config(480, 400)  # 100 rows a stream: the last packet holds fewer rows
+    receiver = Receiver(config, ReceiverSettings(bind_address="127.0.0.1", ring_bytes=16 << 20))
+    detector = SimulatedDetector(config, rate_hz=100, n_images=20, first_frame=1, loss=0.1, seed=5)
+    try:
+        detector.run()
+        images = collect(receiver, 20)
+    finally:
+        receiver.close()
+    assert len(images) == 20
+    assert sum(n for _, n, _ in images) == detector.counters["packets_not_sent"] > 0
+    for frame, _, image in images:
+        expected = expected_image(config, frame)
+        lost = image != expected
+        assert (image[lost] == MISSING).all(), "a pixel differs only where its packet was lost"

@@ -39,6 +39,18 @@ def test_built_in_simulator_feeds_an_acquisition(daq):
     assert api(daq, "/simulation/status")["simulator"]["frames_sent"] == sent
 
 
+def test_frame_numbers_continue_across_simulator_runs(daq):
+    first = api(daq, "/simulation/start", rate_hz=200, n_images=5)["simulator"]
+    wait_for(lambda: api(daq, "/simulation/status")["simulator"]["state"] == "STOPPED", timeout=10)
+    assert first["n_images"] == 5
+    daq.client.start_writer_async({"output_file": str(daq.data_root / "second.h5"), "n_images": 5})
+    api(daq, "/simulation/start", rate_hz=200, n_images=5)
+    final = wait_for(lambda: (s := daq.client.get_status())["state"] == "READY" and s, timeout=10)
+    assert final["acquisition"]["message"] == "Completed."
+    with h5py.File(daq.data_root / "second.h5", "r") as f:
+        assert list(f["entry/data/image_id"][:]) == [6, 7, 8, 9, 10]
+
+
 def test_simulator_rejects_bad_parameters(daq):
     answer = api(daq, "/simulation/start", rate_hz="fast")
     assert answer["status"] == "error" and "rate_hz" in answer["message"]
