@@ -16,6 +16,8 @@ from pydantic import BaseModel, ConfigDict, ValidationError, field_validator, mo
 
 from daq_server.receiver import MAX_MODULES, check_geometry, detector_format
 
+BSREAD_BIT_DEPTHS = (8, 16, 32)
+
 
 class ConfigError(ValueError):
     """A config that cannot be applied; the message says why, for the user."""
@@ -35,6 +37,10 @@ class DaqConfig(BaseModel):
     start_udp_port: int
     writer_user_id: int = 0
     module_positions: dict[str, tuple[int, int, int, int]]
+    bsread_address: str | None = None
+    """bsread only: the ZMQ address of the image stream, e.g. ``tcp://host:9999`` (SUB)."""
+    bsread_channel: str | None = None
+    """bsread only: the channel that holds the image (default: the first 2-d channel)."""
 
     @field_validator("detector_name")
     @classmethod
@@ -65,6 +71,10 @@ class DaqConfig(BaseModel):
                 "must lie within 1024 … 65535"
             )
         expected = {str(i) for i in range(self.n_modules)}
+        if self.detector_type == "bsread":
+            return self._check_bsread()
+        if self.bsread_address or self.bsread_channel:
+            raise ValueError("bsread_address and bsread_channel are for detector_type bsread only")
         if self.detector_type == "gigafrost":
             if self.module_positions:
                 raise ValueError("a gigafrost places its 8 streams by quadrant and link: module_positions must be {}")
@@ -78,6 +88,15 @@ class DaqConfig(BaseModel):
             check_geometry(self.model_dump())
         except ValueError as error:
             raise ValueError(str(error)) from None
+        return self
+
+    def _check_bsread(self) -> DaqConfig:
+        if not self.bsread_address or "://" not in self.bsread_address:
+            raise ValueError("a bsread source needs bsread_address, a ZMQ address such as tcp://host:9999")
+        if self.n_modules != 1 or self.module_positions:
+            raise ValueError("a bsread stream carries whole images: n_modules must be 1 and module_positions {}")
+        if self.bit_depth not in BSREAD_BIT_DEPTHS:
+            raise ValueError(f"bit_depth {self.bit_depth} is not supported for bsread (use 8, 16 or 32)")
         return self
 
 
@@ -114,7 +133,7 @@ def merge_config(current: DaqConfig, changes: dict) -> DaqConfig:
 
 def as_dict(config: DaqConfig) -> dict:
     """The JSON form returned by the API (module positions as lists)."""
-    data = config.model_dump()
+    data = config.model_dump(exclude_none=True)  # bsread fields only where they are set
     data["module_positions"] = {k: list(v) for k, v in data["module_positions"].items()}
     return data
 

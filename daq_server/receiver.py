@@ -11,6 +11,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
+from typing import Protocol
 
 import numpy as np
 
@@ -118,6 +119,18 @@ class ReceivedImage:
     @property
     def is_good_frame(self) -> bool:
         return self.n_missing_packets == 0
+
+
+class ImageSource(Protocol):
+    """What the writer driver needs from a receiver (the C UDP one, or bsread's)."""
+
+    shape: tuple[int, int]
+    dtype: np.dtype
+
+    def next_image(self, timeout: float = 0.1) -> ReceivedImage | None: ...
+    def release(self, image: ReceivedImage) -> None: ...
+    def counters(self) -> dict[str, int]: ...
+    def close(self) -> None: ...
 
 
 class Receiver:

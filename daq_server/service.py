@@ -13,10 +13,11 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from daq_server.acquisition_log import AcquisitionLog
+from daq_server.bsread_receiver import BsreadReceiver
 from daq_server.config import ConfigError, ConfigStore, DaqConfig, as_dict, merge_config
 from daq_server.errors import AdminError
 from daq_server.live_preview import LivePreview
-from daq_server.receiver import Receiver, ReceiverSettings
+from daq_server.receiver import ImageSource, Receiver, ReceiverSettings
 from daq_server.redis_publisher import RedisPublisher
 from daq_server.simulation import BuiltInSimulator
 from daq_server.stats import StatsSampler
@@ -61,7 +62,7 @@ class DaqService:
         bind = options.receiver.bind_address
         self.simulator = BuiltInSimulator(host="127.0.0.1" if bind == "0.0.0.0" else bind)
         self._detector_bytes_before = 0  # bytes counted by receivers that were replaced
-        self._receiver: Receiver | None = None
+        self._receiver: ImageSource | None = None
         self._deployment = {
             "config_id": str(time.time_ns()),
             "message": "Not deployed yet.",
@@ -115,7 +116,7 @@ class DaqService:
                     self._detector_bytes_before += self._receiver.counters()["bytes_received"]
                     self._receiver.close()
                     self._receiver = None
-                self._receiver = Receiver(as_dict(config), self.options.receiver)
+                self._receiver = self._open_receiver(as_dict(config))
         except RuntimeError as error:
             self._deployment.update(
                 {"message": str(error), "servers": {self.options.server_name: "FAILED"}, "status": "FAILED"}
@@ -127,6 +128,12 @@ class DaqService:
             {"message": "Config applied.", "servers": {self.options.server_name: "SUCCESS"}, "status": "SUCCESS"}
         )
         self._deployment["stats"]["stop_time"] = time.time()
+
+    def _open_receiver(self, config: dict) -> ImageSource:
+        """The C UDP receiver, or the ZeroMQ receiver of a bsread stream."""
+        if config["detector_type"] == "bsread":
+            return BsreadReceiver(config)
+        return Receiver(config, self.options.receiver)
 
     def deployment(self) -> dict:
         return dict(self._deployment)

@@ -21,7 +21,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from daq_server.acquisition_log import AcquisitionLog
-from daq_server.receiver import ReceivedImage, Receiver
+from daq_server.receiver import ImageSource, ReceivedImage
 from daq_server.write_request import WriteRequest
 from daq_server.writer import Hdf5Writer, WriteTarget
 
@@ -66,7 +66,7 @@ class WriterDriver:
         self._on_change = on_change or (lambda status: None)
         self._on_image = on_image or (lambda image: None)
         self._marker = state_dir / "acquisition_in_progress.json"
-        self._receiver: Receiver | None = None
+        self._receiver: ImageSource | None = None
         self._consumer: threading.Thread | None = None
         self._consume = threading.Event()
         # counters for the stats (the receiver's own counters restart with each receiver)
@@ -111,7 +111,7 @@ class WriterDriver:
         )
 
     # ---- receiver attachment --------------------------------------------------------------
-    def attach(self, receiver: Receiver, target_template: dict) -> None:
+    def attach(self, receiver: ImageSource, target_template: dict) -> None:
         """Start consuming images from ``receiver``; ``target_template`` feeds WriteTarget."""
         self.detach()
         self._receiver = receiver
@@ -128,7 +128,7 @@ class WriterDriver:
             self._consumer = None
         self._receiver = None
 
-    def _consume_loop(self, receiver: Receiver) -> None:
+    def _consume_loop(self, receiver: ImageSource) -> None:
         while self._consume.is_set():
             image = receiver.next_image(timeout=0.1)
             if image is None:
@@ -250,5 +250,5 @@ class WriterDriver:
                 self._end(FINISHED, "Interrupted.")
 
     @property
-    def receiver(self) -> Receiver | None:
+    def receiver(self) -> ImageSource | None:
         return self._receiver

@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from sim._sender import ffi, lib
+from sim.bsread_source import run_bsread_source
 
 DETECTOR_KINDS = {
     "jungfrau": lib.DET_KIND_JUNGFRAU,
@@ -67,14 +68,29 @@ class SimulatedDetector:
     counters: dict = field(default_factory=dict)
 
     def __post_init__(self) -> None:
-        module_geometry(self.config)
+        self._bsread = self.config["detector_type"] == "bsread"
+        if not self._bsread:
+            module_geometry(self.config)
         self._stop = ffi.new("int *")
+        self._stop_event = threading.Event()  # the bsread source's stop flag
         self._counters = ffi.new("sim_counters *")  # the C loop updates it while sending
+        self._bsread_counters: dict = {}
         self._thread: threading.Thread | None = None
         self.error: str | None = None
 
     def run(self) -> dict:
         """Send in this thread (the C loop runs without the GIL); returns the sender's counters."""
+        if self._bsread:
+            self._stop_event.clear()
+            try:
+                run_bsread_source(
+                    self.config, self.rate_hz, self.n_images, self.first_frame, self._stop_event, self._bsread_counters
+                )
+            except (ValueError, KeyError, OSError) as error:  # zmq errors are OSErrors
+                self.error = str(error)
+                raise RuntimeError(f"simulator failed: {self.error}") from None
+            self.counters = self.live_counters()
+            return self.counters
         cfg = ffi.new("sim_config *")
         cfg.detector_kind = DETECTOR_KINDS[self.config["detector_type"]]
         cfg.bit_depth = int(self.config["bit_depth"])
@@ -114,6 +130,7 @@ class SimulatedDetector:
     def stop(self) -> None:
         """Stop sending after the current frame."""
         self._stop[0] = 1
+        self._stop_event.set()
         self.join()
 
     def join(self, timeout: float | None = None) -> None:
@@ -122,6 +139,9 @@ class SimulatedDetector:
 
     def live_counters(self) -> dict:
         """Frames, packets and bytes sent so far (read while the sender runs)."""
+        if self._bsread:
+            counts = dict.fromkeys(("frames_sent", "packets_sent", "bytes_sent", "packets_not_sent"), 0)
+            return counts | self._bsread_counters
         return {name: int(getattr(self._counters, name)) for name, _ in ffi.typeof("sim_counters").fields}
 
     @property

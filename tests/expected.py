@@ -6,6 +6,7 @@ from __future__ import annotations
 import numpy as np
 
 from sim import module_geometry, module_pixels
+from sim.bsread_source import bsread_image
 
 DTYPES = {4: np.uint8, 8: np.uint8, 16: np.uint16, 32: np.uint32}
 
@@ -38,6 +39,8 @@ def module_coordinates(config: dict, module: int) -> tuple[np.ndarray, np.ndarra
 
 
 def expected_image(config: dict, frame: int) -> np.ndarray:
+    if config["detector_type"] == "bsread":
+        return bsread_image(frame, config)
     shape = (config["image_pixel_height"], config["image_pixel_width"])
     image = np.zeros(shape, dtype=DTYPES[config["bit_depth"]])
     for m in range(config["n_modules"]):

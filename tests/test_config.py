@@ -16,7 +16,7 @@ from std_daq_client import StdDaqAdminException
     [
         ({"bit_depth": 32}, "bit_depth 32 is not supported"),
         ({"detector_type": "pilatus"}, "detector_type"),
-        ({"detector_type": "bsread"}, "not received from UDP"),
+        ({"detector_type": "bsread"}, "bsread_address"),
         ({"detector_type": "gigafrost"}, "module_positions must be {}"),
         ({"detector_type": "gigafrost", "module_positions": {}, "image_pixel_width": 1008}, "n_modules must be 8"),
         ({"detector_type": "gigafrost", "module_positions": {}, "n_modules": 8, "image_pixel_width": 1000}, "24"),
