@@ -12,7 +12,7 @@ $(VENV)/.installed: pyproject.toml setup.py $(wildcard csrc/*.c csrc/*.h csrc/*.
 	sh scripts/system-packages.sh
 	python3 -m venv $(VENV)
 	$(BIN)/python -m pip install -q --upgrade pip
-	$(BIN)/python -m pip install -q -e '.[test,docs,redis]'
+	$(BIN)/python -m pip install -q -e '.[test,docs,redis,ophyd]'
 	touch $@
 
 demo: install
