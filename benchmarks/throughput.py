@@ -31,7 +31,7 @@ from sim._sender import lib as sim_lib
 from daq_server.receiver import Receiver, ReceiverSettings
 from daq_server.writer import Hdf5Writer, WriteTarget
 
-JUNGFRAU_PACKET = 8240
+JUNGFRAU_PACKET = 8240  # the ceiling uses this datagram size (Eiger's are 4144 bytes)
 JUNGFRAU_PACKETS_PER_FRAME = 128
 
 
@@ -52,6 +52,26 @@ def jungfrau(n_modules: int) -> dict:
         "start_udp_port": free_udp_block(n_modules),
         "writer_user_id": 0,
         "module_positions": {str(m): [0, 512 * m, 1023, 512 * m + 511] for m in range(n_modules)},
+    }
+
+
+def eiger(bit_depth: int) -> dict:
+    """One Eiger module: 4 half-module ports with chip gaps, bottom half mirrored."""
+    return {
+        "detector_name": "bench",
+        "detector_type": "eiger",
+        "bit_depth": bit_depth,
+        "image_pixel_height": 514,
+        "image_pixel_width": 1030,
+        "n_modules": 4,
+        "start_udp_port": free_udp_block(4),
+        "writer_user_id": 0,
+        "module_positions": {
+            "0": [0, 0, 513, 255],
+            "1": [516, 0, 1029, 255],
+            "2": [0, 513, 513, 258],
+            "3": [516, 513, 1029, 258],
+        },
     }
 
 
@@ -101,8 +121,7 @@ def disk_limit(n_bytes: int = 1 << 30) -> dict:
     }
 
 
-def receive(n_modules: int, n_frames: int, rate: float, write: bool) -> dict:
-    config = jungfrau(n_modules)
+def receive(config: dict, label: str, n_frames: int, rate: float, write: bool) -> dict:
     workdir = Path(tempfile.mkdtemp(prefix="std_daq_bench_"))
     config_file = workdir / "config.json"
     config_file.write_text(json.dumps(config))
@@ -149,7 +168,7 @@ def receive(n_modules: int, n_frames: int, rate: float, write: bool) -> dict:
     span = (last - first) if first and last and last > first else wall
     frames_received = counters["images_complete"] + counters["images_incomplete"]
     return {
-        "case": f"{'recv + writer' if write else 'receiver'}: {n_modules} x Jungfrau",
+        "case": f"{'recv + writer' if write else 'receiver'}: {label}",
         "offered": "max" if rate == 0 else f"{rate:g} Hz",
         "gbps": counters["bytes_received"] / span / 1e9,
         "images_per_s": images / span,
@@ -165,13 +184,21 @@ def main() -> None:
     args = parser.parse_args()
     rows = [ceiling(args.frames * JUNGFRAU_PACKETS_PER_FRAME), disk_limit()]
     for n_modules in (1, 4):
-        frames = args.frames // n_modules
-        rows.append(receive(n_modules, frames, 0, write=False))
-        rows.append(receive(n_modules, frames, 0, write=True))
-        rows.append(receive(n_modules, min(frames, 1000), 1000 / n_modules, write=False))
-        rows.append(receive(n_modules, min(frames, 1000), 1000 / n_modules, write=True))
+        frames, label = args.frames // n_modules, f"{n_modules} x Jungfrau"
+        rows.append(receive(jungfrau(n_modules), label, frames, 0, write=False))
+        rows.append(receive(jungfrau(n_modules), label, frames, 0, write=True))
+        paced = min(frames, 1000)
+        rows.append(receive(jungfrau(n_modules), label, paced, 1000 / n_modules, write=False))
+        rows.append(receive(jungfrau(n_modules), label, paced, 1000 / n_modules, write=True))
+    for bit_depth in (16, 32):
+        frames, label = args.frames // 2, f"Eiger 1 module, {bit_depth} bit"
+        rows.append(receive(eiger(bit_depth), label, frames, 0, write=False))
+        rows.append(receive(eiger(bit_depth), label, frames, 0, write=True))
     print(f"machine: {os.cpu_count()} cores; datagram {JUNGFRAU_PACKET} B; {args.frames} images per run at 1 module")
-    header = f"{'case':<36} {'offered':>9} {'GB/s':>7} {'images/s':>9} {'lost pkts':>10} {'lost img':>9} {'CPU %':>6}"
+    header = (
+        f"{'case':<36} {'offered':>9} {'GB/s':>7} {'% ceil':>7} {'images/s':>9} {'lost pkts':>10} "
+        f"{'lost img':>9} {'CPU %':>6}"
+    )
     print(header)
     print("-" * len(header))
     top = rows[0]["gbps"]
@@ -179,7 +206,8 @@ def main() -> None:
         lost_images = "" if r["lost_images"] is None else r["lost_images"]
         lost_packets = "" if r["lost_packets"] is None else r["lost_packets"]
         cpu = "" if r["cpu"] is None else f"{r['cpu']:.0f}"
-        print(f"{r['case']:<36} {r['offered']:>9} {r['gbps']:7.2f} {r['images_per_s']:9.0f} "
+        share = 100 * r["gbps"] / top
+        print(f"{r['case']:<36} {r['offered']:>9} {r['gbps']:7.2f} {share:7.0f} {r['images_per_s']:9.0f} "
               f"{lost_packets:>10} {lost_images:>9} {cpu:>6}")  # fmt: skip
     print(f"(ceiling = {top:.2f} GB/s; GB/s counts UDP datagram bytes received; the disk row counts")
     print(" bytes written, images/s there = 1 MiB Jungfrau module images the disk takes per second)")
