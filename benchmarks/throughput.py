@@ -30,6 +30,7 @@ from sim._sender import lib as sim_lib
 
 from daq_server.receiver import Receiver, ReceiverSettings
 from daq_server.writer import Hdf5Writer, WriteTarget
+from sim import configs
 
 JUNGFRAU_PACKET = 8240  # the ceiling uses this datagram size (Eiger's are 4144 bytes)
 JUNGFRAU_PACKETS_PER_FRAME = 128
@@ -39,40 +40,6 @@ def free_udp_block(n: int) -> int:
     with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1] - n if s.getsockname()[1] > 60000 else s.getsockname()[1]
-
-
-def jungfrau(n_modules: int) -> dict:
-    return {
-        "detector_name": "bench",
-        "detector_type": "jungfrau",
-        "bit_depth": 16,
-        "image_pixel_height": 512 * n_modules,
-        "image_pixel_width": 1024,
-        "n_modules": n_modules,
-        "start_udp_port": free_udp_block(n_modules),
-        "writer_user_id": 0,
-        "module_positions": {str(m): [0, 512 * m, 1023, 512 * m + 511] for m in range(n_modules)},
-    }
-
-
-def eiger(bit_depth: int) -> dict:
-    """One Eiger module: 4 half-module ports with chip gaps, bottom half mirrored."""
-    return {
-        "detector_name": "bench",
-        "detector_type": "eiger",
-        "bit_depth": bit_depth,
-        "image_pixel_height": 514,
-        "image_pixel_width": 1030,
-        "n_modules": 4,
-        "start_udp_port": free_udp_block(4),
-        "writer_user_id": 0,
-        "module_positions": {
-            "0": [0, 0, 513, 255],
-            "1": [516, 0, 1029, 255],
-            "2": [0, 513, 513, 258],
-            "3": [516, 513, 1029, 258],
-        },
-    }
 
 
 def cpu_seconds() -> float:
@@ -185,15 +152,39 @@ def main() -> None:
     rows = [ceiling(args.frames * JUNGFRAU_PACKETS_PER_FRAME), disk_limit()]
     for n_modules in (1, 4):
         frames, label = args.frames // n_modules, f"{n_modules} x Jungfrau"
-        rows.append(receive(jungfrau(n_modules), label, frames, 0, write=False))
-        rows.append(receive(jungfrau(n_modules), label, frames, 0, write=True))
+        rows.append(
+            receive(
+                configs.jungfrau_config(n_modules, free_udp_block(n_modules), "bench"), label, frames, 0, write=False
+            )
+        )
+        rows.append(
+            receive(
+                configs.jungfrau_config(n_modules, free_udp_block(n_modules), "bench"), label, frames, 0, write=True
+            )
+        )
         paced = min(frames, 1000)
-        rows.append(receive(jungfrau(n_modules), label, paced, 1000 / n_modules, write=False))
-        rows.append(receive(jungfrau(n_modules), label, paced, 1000 / n_modules, write=True))
+        rows.append(
+            receive(
+                configs.jungfrau_config(n_modules, free_udp_block(n_modules), "bench"),
+                label,
+                paced,
+                1000 / n_modules,
+                write=False,
+            )
+        )
+        rows.append(
+            receive(
+                configs.jungfrau_config(n_modules, free_udp_block(n_modules), "bench"),
+                label,
+                paced,
+                1000 / n_modules,
+                write=True,
+            )
+        )
     for bit_depth in (16, 32):
         frames, label = args.frames // 2, f"Eiger 1 module, {bit_depth} bit"
-        rows.append(receive(eiger(bit_depth), label, frames, 0, write=False))
-        rows.append(receive(eiger(bit_depth), label, frames, 0, write=True))
+        for write in (False, True):
+            rows.append(receive(configs.eiger_config(bit_depth, free_udp_block(4), "bench"), label, frames, 0, write))
     print(f"machine: {os.cpu_count()} cores; datagram {JUNGFRAU_PACKET} B; {args.frames} images per run at 1 module")
     header = (
         f"{'case':<36} {'offered':>9} {'GB/s':>7} {'% ceil':>7} {'images/s':>9} {'lost pkts':>10} "

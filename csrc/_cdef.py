@@ -34,3 +34,20 @@ def formats_cdef() -> str:
 
 def compile_args() -> list[str]:
     return ["-O3", "-std=gnu11", "-Wall", "-Wno-unused-function"]
+
+
+def make_builder(module: str, header: str, sources: list[str]):
+    """A cffi builder for ``module`` exposing ``header`` (plus the formats), compiled from ``sources``."""
+    from cffi import FFI
+
+    builder = FFI()
+    builder.cdef(formats_cdef() + header_cdef(header))
+    builder.set_source(
+        module,
+        f'#include "{header}"',
+        sources=[f"csrc/{name}" for name in sources],  # relative to the project root, where the build runs
+        include_dirs=["csrc"],
+        extra_compile_args=compile_args(),
+        libraries=["pthread"],
+    )
+    return builder

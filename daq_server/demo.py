@@ -20,19 +20,8 @@ from pathlib import Path
 import h5py
 import numpy as np
 
+from sim.configs import jungfrau_config
 from std_daq_client import StdDaqClient
-
-DEMO_CONFIG = {
-    "detector_name": "JF1M-demo",
-    "detector_type": "jungfrau",
-    "bit_depth": 16,
-    "image_pixel_height": 1024,
-    "image_pixel_width": 1024,
-    "n_modules": 2,
-    "start_udp_port": 0,  # chosen at run time
-    "writer_user_id": 0,
-    "module_positions": {"0": [0, 0, 1023, 511], "1": [0, 1023, 1023, 512]},
-}
 
 
 def _free_port(kind: int) -> int:
@@ -64,7 +53,7 @@ def main(argv: list[str] | None = None) -> None:
     workdir = args.workdir or Path(tempfile.mkdtemp(prefix="std_daq_demo_"))
     data_root = workdir / "data"
     data_root.mkdir(parents=True, exist_ok=True)
-    config = dict(DEMO_CONFIG, start_udp_port=_free_port(socket.SOCK_DGRAM) & ~1)
+    config = jungfrau_config(2, _free_port(socket.SOCK_DGRAM), name="JF1M-demo")
     config_file = workdir / "jungfrau.json"
     config_file.write_text(json.dumps(config, indent=2))
     port = _free_port(socket.SOCK_STREAM)

@@ -18,6 +18,7 @@ import pytest
 import requests
 
 from sim import SimulatedDetector
+from sim import configs as example_configs
 from std_daq_client import StdDaqClient
 
 
@@ -52,21 +53,7 @@ def free_udp_ports(n: int) -> int:
 
 def jungfrau_config(n_modules: int = 2, name: str = "JF-test") -> dict:
     """n Jungfrau modules stacked vertically, every odd module mirrored (as a real JF is)."""
-    positions = {}
-    for m in range(n_modules):
-        top, bottom = 512 * m, 512 * m + 511
-        positions[str(m)] = [0, top, 1023, bottom] if m % 2 == 0 else [0, bottom, 1023, top]
-    return {
-        "detector_name": name,
-        "detector_type": "jungfrau",
-        "bit_depth": 16,
-        "image_pixel_height": 512 * n_modules,
-        "image_pixel_width": 1024,
-        "n_modules": n_modules,
-        "start_udp_port": free_udp_ports(n_modules),
-        "writer_user_id": 0,
-        "module_positions": positions,
-    }
+    return example_configs.jungfrau_config(n_modules, free_udp_ports(n_modules), name)
 
 
 @dataclass

@@ -6,11 +6,11 @@ import time
 
 import numpy as np
 import pytest
-from conftest import jungfrau_config
+from conftest import free_udp_ports, jungfrau_config
 from expected import expected_image, module_coordinates
 
 from daq_server.receiver import Receiver, ReceiverSettings
-from sim import SimulatedDetector
+from sim import SimulatedDetector, configs
 
 MISSING = 0xFFFF
 ROWS_PER_PACKET = 4  # Jungfrau: 8192 bytes = 4 rows of 1024 pixels
@@ -125,24 +125,7 @@ def test_full_ring_drops_frames_and_recovers(config, receiver):
 
 def eiger_config(bit_depth: int) -> dict:
     """One Eiger module: 4 ports of 512 x 256, 2-px chip gaps, bottom half mirrored."""
-    from conftest import free_udp_ports
-
-    return {
-        "detector_name": "EG-test",
-        "detector_type": "eiger",
-        "bit_depth": bit_depth,
-        "image_pixel_height": 514,
-        "image_pixel_width": 1030,
-        "n_modules": 4,
-        "start_udp_port": free_udp_ports(4),
-        "writer_user_id": 0,
-        "module_positions": {
-            "0": [0, 0, 513, 255],
-            "1": [516, 0, 1029, 255],
-            "2": [0, 513, 513, 258],
-            "3": [516, 513, 1029, 258],
-        },
-    }
+    return configs.eiger_config(bit_depth, free_udp_ports(4), "EG-test")
 
 
 @pytest.mark.parametrize("bit_depth", [4, 8, 16, 32])
@@ -164,19 +147,7 @@ def test_eiger_at_every_bit_depth_with_gaps_and_mirroring(bit_depth):
 
 
 def gigafrost_config(width: int, height: int) -> dict:
-    from conftest import free_udp_ports
-
-    return {
-        "detector_name": "GF-test",
-        "detector_type": "gigafrost",
-        "bit_depth": 16,
-        "image_pixel_height": height,
-        "image_pixel_width": width,
-        "n_modules": 8,
-        "start_udp_port": free_udp_ports(8),
-        "writer_user_id": 0,
-        "module_positions": {},
-    }
+    return configs.gigafrost_config(width, height, free_udp_ports(8), "GF-test")
 
 
 @pytest.mark.parametrize(("width", "height"), [(2016, 2016), (480, 400), (96, 12)])
