@@ -86,6 +86,13 @@ static void fill_missing_module(void *ctx, uint8_t *image, int module)
     fill_module(&rx->modules[module].geom, &rx->fmt, image);
 }
 
+static int module_pending(void *ctx, int module)
+{
+    rx_receiver *rx = ctx;
+    if (module >= rx->n_started) return 0; /* socket not open yet */
+    return socket_rx_pending(rx->modules[module].fd);
+}
+
 rx_receiver *rx_start(const rx_config *cfg, char *err, int err_len)
 {
     rx_receiver *rx = calloc(1, sizeof(*rx));
@@ -105,7 +112,7 @@ rx_receiver *rx_start(const rx_config *cfg, char *err, int err_len)
     double idle_s = (cfg->idle_timeout_ms > 0 ? cfg->idle_timeout_ms : 50) / 1000.0;
     double stale_s = (cfg->stale_timeout_ms > 0 ? cfg->stale_timeout_ms : 500) / 1000.0;
     rx->ring = ring_create(n_slots, image_bytes, cfg->n_modules, rx->fmt.packets_per_frame, idle_s,
-                           stale_s, fill_missing_module, rx, err, err_len);
+                           stale_s, fill_missing_module, module_pending, rx, err, err_len);
     if (!rx->ring) {
         free(geoms);
         free(rx);

@@ -33,6 +33,8 @@ int rx_batch_init(rx_batch *batch, int packet_size);
 void rx_batch_free(rx_batch *batch);
 /* Receive up to RX_BATCH datagrams; returns the count, 0 on poll timeout, -1 on error. */
 int socket_rx_receive(int fd, rx_batch *batch);
+/* Bytes waiting in the socket's receive queue. */
+int socket_rx_pending(int fd);
 
 /* ---- image_assembly.c: module pixels -> image position ------------------------------ */
 typedef struct module_geometry {
@@ -61,10 +63,11 @@ int mark_coverage(const module_geometry *geom, const det_format *fmt, uint8_t *c
 /* ---- ring_buffer.c: image slots shared between receive threads and the writer -------- */
 typedef struct ring_buffer ring_buffer;
 typedef void (*fill_module_fn)(void *ctx, uint8_t *image, int module);
+typedef int (*pending_fn)(void *ctx, int module); /* bytes queued in a module's socket */
 
 ring_buffer *ring_create(int n_slots, size_t image_bytes, int n_modules, int packets_per_frame,
                          double idle_timeout_s, double stale_timeout_s,
-                         fill_module_fn fill, void *fill_ctx, char *err, int err_len);
+                         fill_module_fn fill, pending_fn pending, void *fill_ctx, char *err, int err_len);
 void ring_destroy(ring_buffer *ring);
 uint8_t *ring_slot_data(ring_buffer *ring, int slot);
 #define RING_LATE (-2)

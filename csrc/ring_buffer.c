@@ -7,7 +7,8 @@
  * -> READY (queued for the writer) -> READING (writer holds it) -> FREE.
  * An image is complete when every module delivered the frame or gave up on it: it moved
  * on to a newer frame, or it stayed silent while the others moved on, or the image waited
- * longer than stale_timeout. Modules that gave up are filled with the missing value.
+ * longer than stale_timeout while none of its missing modules has packets queued.
+ * Modules that gave up are filled with the missing value.
  * The lock is taken once per module frame transition, never per packet.
  */
 #include "receiver_internal.h"
@@ -53,6 +54,7 @@ struct ring_buffer {
     int has_completed;
     uint64_t images_complete, images_incomplete;
     fill_module_fn fill;
+    pending_fn pending;
     void *fill_ctx;
 };
 
@@ -72,7 +74,7 @@ double now_unix(void)
 
 ring_buffer *ring_create(int n_slots, size_t image_bytes, int n_modules, int packets_per_frame,
                          double idle_timeout_s, double stale_timeout_s,
-                         fill_module_fn fill, void *fill_ctx, char *err, int err_len)
+                         fill_module_fn fill, pending_fn pending, void *fill_ctx, char *err, int err_len)
 {
     ring_buffer *ring = calloc(1, sizeof(*ring));
     if (!ring) {
@@ -99,6 +101,7 @@ ring_buffer *ring_create(int n_slots, size_t image_bytes, int n_modules, int pac
     ring->idle_timeout_s = idle_timeout_s;
     ring->stale_timeout_s = stale_timeout_s;
     ring->fill = fill;
+    ring->pending = pending;
     ring->fill_ctx = fill_ctx;
     double now = now_monotonic();
     for (int m = 0; m < MAX_MODULES; m++) ring->last_packet[m] = now;
@@ -162,11 +165,21 @@ static int module_finished_with(ring_buffer *ring, const slot_meta *meta, int m,
     if (ring->has_progress[m] && ring->progress[m] > meta->frame &&
         ring->progress[m] - meta->frame < RESTART_WINDOW)
         return 1;
-    /* silent while the others moved past this frame: a module that stopped sending */
+    /* silent while the others moved past this frame: a module that stopped sending. Its
+     * socket must be empty too: a receive thread the scheduler kept waiting is not silent. */
     if (ring->has_max_progress && ring->max_progress > meta->frame &&
-        now - ring->last_packet[m] > ring->idle_timeout_s)
+        now - ring->last_packet[m] > ring->idle_timeout_s && !ring->pending(ring->fill_ctx, m))
         return 1;
     return 0;
+}
+
+/* Has the image waited too long? Not while a module it lacks still has packets queued. */
+static int is_stale(ring_buffer *ring, const slot_meta *meta, double now)
+{
+    if (now - meta->opened_monotonic <= ring->stale_timeout_s) return 0;
+    for (int m = 0; m < ring->n_modules; m++)
+        if (!(meta->done_mask & (1u << m)) && ring->pending(ring->fill_ctx, m)) return 0;
+    return 1;
 }
 
 /* Complete every assembling slot nobody writes to and nobody will deliver to. */
@@ -176,7 +189,7 @@ static void complete_finished_slots(ring_buffer *ring)
     for (int s = 0; s < ring->n_slots; s++) {
         slot_meta *meta = &ring->slots[s];
         if (meta->state != SLOT_ASSEMBLING || meta->open_mask) continue;
-        int finished = now - meta->opened_monotonic > ring->stale_timeout_s;
+        int finished = is_stale(ring, meta, now);
         for (int m = 0; !finished && m < ring->n_modules; m++) {
             if (!module_finished_with(ring, meta, m, now)) break;
             if (m == ring->n_modules - 1) finished = 1;

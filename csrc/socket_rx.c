@@ -8,6 +8,7 @@
 #include <netinet/in.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <sys/ioctl.h>
 #include <sys/time.h>
 #include <unistd.h>
 
@@ -71,4 +72,11 @@ int socket_rx_receive(int fd, rx_batch *batch)
         return -1;
     }
     return n;
+}
+
+int socket_rx_pending(int fd)
+{
+    int bytes = 0;
+    if (ioctl(fd, FIONREAD, &bytes) != 0) return 0;
+    return bytes;
 }
