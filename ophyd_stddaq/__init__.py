@@ -1,0 +1,31 @@
+"""ophyd/bluesky integration of the std-daq: drive the DAQ from plans and from IPython.
+
+``StdDaq`` is an ophyd ``Device`` built from small parts: client access (``std_daq_client`` only),
+a path provider (a new file name per acquisition), Status objects that follow the DAQ status and
+report progress, and Resource/Datum documents that point at the images in the HDF5 file, which
+``StdDaqHDF5Handler`` reads back.
+"""
+
+from ._device import StdDaq
+from ._documents import IMAGE_DATASET, SPEC, ImageAssets
+from ._errors import StdDaqAcquisitionError
+from ._handler import StdDaqHDF5Handler
+from ._path_provider import PathProvider, UniqueFilePathProvider
+from ._signals import DaqConfigSignal, DaqStatusSignal, ImageReferenceSignal
+from ._status import AcquisitionStatus, StatusMonitor
+
+__all__ = [
+    "StdDaq",
+    "StdDaqAcquisitionError",
+    "StdDaqHDF5Handler",
+    "SPEC",
+    "IMAGE_DATASET",
+    "PathProvider",
+    "UniqueFilePathProvider",
+    "ImageAssets",
+    "AcquisitionStatus",
+    "StatusMonitor",
+    "DaqConfigSignal",
+    "DaqStatusSignal",
+    "ImageReferenceSignal",
+]

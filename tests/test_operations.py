@@ -35,10 +35,10 @@ def test_stats_match_what_the_simulator_sends(daq):
     detector_bps = statistics.median(s["detector"]["bytes_per_second"] for s in samples)
     writer_ips = statistics.median(s["writer"]["images_per_second"] for s in samples)
     writer_bps = statistics.median(s["writer"]["bytes_per_second"] for s in samples)
-    assert detector_ips == pytest.approx(100, rel=0.05)
-    assert detector_bps == pytest.approx(expected_bytes, rel=0.05)
-    assert writer_ips == pytest.approx(100, rel=0.05)
-    assert writer_bps == pytest.approx(100 * 1024 * 1024 * 2, rel=0.05)
+    assert detector_ips == pytest.approx(100, rel=0.1)
+    assert detector_bps == pytest.approx(expected_bytes, rel=0.1)
+    assert writer_ips == pytest.approx(100, rel=0.1)
+    assert writer_bps == pytest.approx(100 * 1024 * 1024 * 2, rel=0.1)
     idle = wait_for(lambda: (s := daq.client.get_stats())["detector"]["images_per_second"] == 0 and s, timeout=5)
     assert idle["writer"]["bytes_per_second"] == 0
 

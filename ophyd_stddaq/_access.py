@@ -1,0 +1,131 @@
+"""Client access: the only way the ophyd device reaches the DAQ (through ``std_daq_client``)."""
+
+from __future__ import annotations
+
+import threading
+import time
+from typing import Any
+
+from std_daq_client import StdDaqClient
+
+ACTIVE_STATES = ("WAITING_IMAGES", "ACQUIRING_IMAGES", "WRITING", "FLUSHING_IMAGES")
+"""Acquisition states of a running acquisition."""
+
+ENDED_STATES = ("FINISHED", "FAILED")
+"""Acquisition states of an acquisition that has ended (its file is closed)."""
+
+_LOG_RECORDS_SEARCHED = 20
+
+
+class DaqAccess:
+    """A :class:`~std_daq_client.StdDaqClient` with a short-lived cache and the ownership rules of the device.
+
+    Calls are serialised by a lock, so the device and its Status callbacks can share one instance.
+    Background threads that poll get their own client from :meth:`new_client`.
+
+    Parameters
+    ----------
+    url_base:
+        Base URL of the DAQ's REST API, e.g. ``"http://localhost:5000"``.
+    client_timeout:
+        Read timeout of each REST call in seconds.
+    """
+
+    def __init__(self, url_base: str, client_timeout: float = 10.0) -> None:
+        self.url_base = url_base.rstrip("/")
+        self.client_timeout = client_timeout
+        self.client = self.new_client()
+        self._lock = threading.RLock()
+        self._config: tuple[float, dict[str, Any]] | None = None
+        self._status: tuple[float, dict[str, Any]] | None = None
+
+    def new_client(self) -> StdDaqClient:
+        """A new client for the same server (one per thread that polls)."""
+        return StdDaqClient(url_base=self.url_base, timeout=self.client_timeout)
+
+    # ---------------------------------------------------------------- reading
+
+    def status(self, max_age: float = 0.0) -> dict[str, Any]:
+        """The DAQ status object; a cached one if it is younger than ``max_age`` seconds."""
+        with self._lock:
+            if self._status is not None and time.monotonic() - self._status[0] <= max_age:
+                return self._status[1]
+            status = self.client.get_status()
+            self._status = (time.monotonic(), status)
+            return status
+
+    def remember_status(self, status: dict[str, Any]) -> None:
+        """Store a status seen elsewhere (by the status monitor), so the cache stays fresh."""
+        with self._lock:
+            self._status = (time.monotonic(), status)
+
+    def config(self, max_age: float = 0.0) -> dict[str, Any]:
+        """The DAQ config; a cached one if it is younger than ``max_age`` seconds."""
+        with self._lock:
+            if self._config is not None and time.monotonic() - self._config[0] <= max_age:
+                return self._config[1]
+            config = self.client.get_config()
+            self._config = (time.monotonic(), config)
+            return config
+
+    # ---------------------------------------------------------------- changing
+
+    def set_config(self, fields: dict[str, Any]) -> dict[str, Any]:
+        """Merge ``fields`` into the DAQ config; return the config now applied (the server validates)."""
+        with self._lock:
+            self._config = None
+            config = self.client.set_config(fields)
+            self._config = (time.monotonic(), config)
+            return config
+
+    def start_writer(self, output_file: str, n_images: int) -> dict[str, Any]:
+        """Send ``start_writer_async``; the server refuses (StdDaqAdminException) unless it is READY."""
+        with self._lock:
+            self._status = None
+            status = self.client.start_writer_async({"output_file": output_file, "n_images": n_images})
+            self._status = (time.monotonic(), status)
+            return status
+
+    def stop_if_ours(self, output_file: str) -> dict[str, Any] | None:
+        """Stop the writer if, and only if, it is busy with our acquisition; return the status after it.
+
+        "Busy" is WRITING, or UNKNOWN after a server restart that interrupted our acquisition (stop resets
+        it to READY). Somebody else's acquisition is never stopped. Returns ``None`` if nothing was done.
+        """
+        with self._lock:
+            status = self.client.get_status()
+            self._status = (time.monotonic(), status)
+            ours = status["acquisition"]["info"].get("output_file") == output_file
+            if not ours or status["state"] not in ("WRITING", "UNKNOWN"):
+                return None
+            status = self.client.stop_writer()
+            self._status = (time.monotonic(), status)
+            return status
+
+    # ------------------------------------------------------------- acquisitions
+
+    def acquisition(self, output_file: str) -> dict[str, Any] | None:
+        """The acquisition object of ``output_file`` now (see :meth:`find_acquisition`)."""
+        with self._lock:
+            status = self.client.get_status()
+            self._status = (time.monotonic(), status)
+            return self.find_acquisition(self.client, output_file, status)
+
+    @staticmethod
+    def find_acquisition(
+        client: StdDaqClient, output_file: str, status: dict[str, Any] | None = None
+    ) -> dict[str, Any] | None:
+        """The acquisition object (info, state, message, stats) that writes or wrote ``output_file``.
+
+        Taken from ``status`` (fetched if not given) when it is the current acquisition, else from the
+        acquisition log (an acquisition that ended while another one was started). ``None`` if not found.
+        """
+        if status is None:
+            status = client.get_status()
+        acquisition = status["acquisition"]
+        if acquisition["info"].get("output_file") == output_file:
+            return acquisition
+        for record in client.get_logs(_LOG_RECORDS_SEARCHED):
+            if record["info"].get("output_file") == output_file:
+                return record
+        return None

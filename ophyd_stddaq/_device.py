@@ -1,0 +1,364 @@
+"""The plan-facing device: composes client access, file naming, progress and the asset documents."""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import Any
+
+from ophyd import Component as Cpt
+from ophyd import Device, Signal
+from ophyd.device import Staged
+from ophyd.status import DeviceStatus, StatusBase
+
+from std_daq_client import StdDaqAdminException, StdDaqClient
+
+from ._access import DaqAccess
+from ._documents import ImageAssets
+from ._errors import StdDaqAcquisitionError
+from ._path_provider import PathProvider, UniqueFilePathProvider
+from ._signals import DaqConfigSignal, DaqStatusSignal, ImageReferenceSignal
+from ._status import AcquisitionStatus, StatusMonitor
+
+_log = logging.getLogger("ophyd_stddaq")
+
+
+@dataclass
+class _Acquisition:
+    """What the device knows about the acquisition it started."""
+
+    output_file: str
+    n_images: int
+    assets: ImageAssets
+    kicked_off: bool = False
+    n_triggers: int = 0
+    n_collected: int = 0
+    fly_batch: list[tuple[str, float]] | None = None
+    stop_sent: bool = False
+
+
+def _config(name: str, data_type: str, doc: str) -> Cpt:
+    return Cpt(DaqConfigSignal, field=name, data_type=data_type, kind="config", doc=doc)
+
+
+def _status(path: tuple[str, ...], data_type: str, doc: str) -> Cpt:
+    return Cpt(DaqStatusSignal, path=path, data_type=data_type, kind="omitted", doc=doc)
+
+
+class StdDaq(Device):
+    """A std-daq detector DAQ as an ophyd device, for bluesky step scans, fly scans and IPython.
+
+    The device talks to the DAQ only through :class:`~std_daq_client.StdDaqClient`.
+
+    **Step scans** (``count``, ``scan``, …): :meth:`stage` starts an acquisition of ``n_images`` images
+    into a new file (``start_writer_async``), each :meth:`trigger` finishes when the next image has been
+    written (image *i* of the dataset belongs to event *i*), :meth:`unstage` stops the writer if the
+    acquisition is still running. The DAQ writes every image the detector sends, at the detector's rate:
+    set :attr:`n_images` to the number of points of the plan before running it.
+
+    **Fly scans**: :meth:`kickoff` starts an acquisition of ``n_images`` images (or adopts the one
+    :meth:`stage` started), :meth:`complete` finishes when the DAQ reports it FINISHED with all images,
+    :meth:`collect` yields one event per image written.
+
+    Events carry Datum ids (Resource spec :data:`~ophyd_stddaq.SPEC`) that point at ``/entry/data/data``
+    of the file; :class:`~ophyd_stddaq.StdDaqHDF5Handler` loads them back.
+
+    Parameters
+    ----------
+    url_base:
+        Base URL of the DAQ's REST API.
+    name:
+        The ophyd name (prefix of every data key).
+    directory:
+        Folder on the DAQ server for the output files (inside its data root; it must exist). Files are
+        named by :class:`~ophyd_stddaq.UniqueFilePathProvider` with the device name as prefix.
+    path_provider:
+        Instead of ``directory``: any callable returning a new absolute output file path per call.
+    redis_url:
+        Redis the DAQ publishes its status on (``std_daq_server --redis-url``). Optional: state changes
+        are then seen at once; without it (or if Redis fails) the REST status is polled.
+    poll_interval:
+        Seconds between two status polls while a Status waits.
+    unreachable_timeout:
+        A waiting Status fails when the DAQ has not answered for this many seconds.
+    wait_timeout:
+        If not ``None``, every Status from trigger/complete fails after this many seconds.
+    fly_stream:
+        Name of the event stream :meth:`collect` fills.
+    client_timeout:
+        Read timeout of each REST call.
+    """
+
+    # DAQ config (settable: set_config validates and applies)
+    detector_name = _config("detector_name", "string", "Name of the detector, unique per DAQ.")
+    detector_type = _config("detector_type", "string", "eiger, jungfrau, gigafrost or bsread.")
+    bit_depth = _config("bit_depth", "integer", "Bits per pixel.")
+    image_pixel_height = _config("image_pixel_height", "integer", "Image height in pixels, gaps included.")
+    image_pixel_width = _config("image_pixel_width", "integer", "Image width in pixels, gaps included.")
+    n_modules = _config("n_modules", "integer", "Number of detector modules.")
+    start_udp_port = _config("start_udp_port", "integer", "First UDP port the detector sends to.")
+    writer_user_id = _config("writer_user_id", "integer", "User id the files are written as (< 1: the server's).")
+    module_positions = _config("module_positions", "string", "Module index -> [start_x, start_y, end_x, end_y].")
+
+    # acquisition setting of this device (not a DAQ field)
+    n_images = Cpt(Signal, value=1, kind="config", doc="Images per acquisition (stage / kickoff).")
+
+    # DAQ status (read-only)
+    state = _status(("state",), "string", "Writer state: READY, WRITING or UNKNOWN.")
+    acquisition_state = _status(("acquisition", "state"), "string", "WAITING_IMAGES, WRITING, …, FINISHED, FAILED.")
+    acquisition_message = _status(("acquisition", "message"), "string", "The DAQ's message, e.g. 'Completed.'.")
+    acquisition_output_file = _status(("acquisition", "info", "output_file"), "string", "File of the acquisition.")
+    acquisition_n_images = _status(("acquisition", "info", "n_images"), "integer", "Images requested.")
+    n_write_completed = _status(("acquisition", "stats", "n_write_completed"), "integer", "Images written.")
+    n_write_requested = _status(("acquisition", "stats", "n_write_requested"), "integer", "Images sent to write.")
+
+    # the data
+    image = Cpt(ImageReferenceSignal, kind="normal", doc="The image of the event (a Datum id into the file).")
+
+    def __init__(
+        self,
+        url_base: str = "http://localhost:5000",
+        *,
+        name: str,
+        directory: str | None = None,
+        path_provider: PathProvider | None = None,
+        redis_url: str | None = None,
+        poll_interval: float = 0.05,
+        unreachable_timeout: float = 10.0,
+        wait_timeout: float | None = None,
+        fly_stream: str = "primary",
+        client_timeout: float = 10.0,
+        **kwargs: Any,
+    ) -> None:
+        if directory is not None and path_provider is not None:
+            raise ValueError("give either directory or path_provider, not both")
+        self._daq_access = DaqAccess(url_base, client_timeout=client_timeout)
+        super().__init__("", name=name, **kwargs)
+        self.path_provider: PathProvider | None = (
+            UniqueFilePathProvider(directory, prefix=name) if directory is not None else path_provider
+        )
+        """Gives the output file of the next acquisition (replace it to change the naming)."""
+        self.redis_url = redis_url
+        self.unreachable_timeout = unreachable_timeout
+        self.wait_timeout = wait_timeout
+        self.fly_stream = fly_stream
+        self.monitor = StatusMonitor(
+            self._daq_access, poll_interval=poll_interval, redis_url=redis_url, on_status=self._refresh_status
+        )
+        """Follows the DAQ status for the waiting Status objects."""
+        self.last_output_file: str | None = None
+        """The file of the last acquisition this device started."""
+        self._acquisition: _Acquisition | None = None
+
+    # ------------------------------------------------------------------ access
+
+    @property
+    def url_base(self) -> str:
+        """Base URL of the DAQ's REST API."""
+        return self._daq_access.url_base
+
+    @property
+    def client(self) -> StdDaqClient:
+        """The :class:`~std_daq_client.StdDaqClient` of this device, for calls the device does not wrap."""
+        return self._daq_access.client
+
+    def _refresh_status(self, status: dict[str, Any]) -> None:
+        for walk in self.walk_signals():
+            if isinstance(walk.item, DaqStatusSignal):
+                walk.item.refresh(status)
+
+    # ------------------------------------------------------------ acquisitions
+
+    def _n_images_setting(self) -> int:
+        value = self.n_images.get()
+        if isinstance(value, bool) or not isinstance(value, int | float) or int(value) != value or value < 1:
+            raise ValueError(f"{self.name}.n_images must be an integer >= 1, not {value!r}")
+        return int(value)
+
+    def _next_file(self) -> str:
+        if self.path_provider is None:
+            raise ValueError(
+                f"{self.name} has no output folder: construct it with directory=... or set {self.name}.path_provider"
+            )
+        return str(self.path_provider())
+
+    def _start(self) -> _Acquisition:
+        """Send start_writer_async for a new file; the DAQ must be READY (else it refuses with its message)."""
+        n_images = self._n_images_setting()
+        output_file = self._next_file()
+        try:
+            self._daq_access.start_writer(output_file, n_images)
+        except StdDaqAdminException as error:
+            raise StdDaqAdminException(f"{self.name}: the DAQ refused to write {output_file}: {error}") from error
+        self.last_output_file = output_file
+        return _Acquisition(output_file=output_file, n_images=n_images, assets=ImageAssets(output_file))
+
+    def _stop_writer(self, acquisition: _Acquisition) -> None:
+        """Stop the writer if it is still busy with ``acquisition`` (never somebody else's)."""
+        if acquisition.stop_sent:
+            return
+        if self._daq_access.stop_if_ours(acquisition.output_file) is not None:
+            _log.info("%s: stopped the writer of %s", self.name, acquisition.output_file)
+        acquisition.stop_sent = True  # only once it worked: a stop that failed is tried again by unstage
+
+    def _watch(self, status: AcquisitionStatus) -> AcquisitionStatus:
+        self.monitor.add(status)
+        return status
+
+    def _current(self, action: str) -> _Acquisition:
+        if self._acquisition is None:
+            raise RuntimeError(f"{self.name}.{action}(): no acquisition; stage or kickoff {self.name} first")
+        return self._acquisition
+
+    # ----------------------------------------------------------- step scans
+
+    def stage(self) -> list[Any]:
+        """Start an acquisition of ``n_images`` images into a new file (``start_writer_async``).
+
+        Fails with the DAQ's message (``StdDaqAdminException``) if the DAQ is not READY, and with the
+        client's ``RuntimeError`` if it is unreachable; nothing is started then.
+        """
+        self._acquisition = None
+        staged = super().stage()
+        try:
+            self._acquisition = self._start()
+        except BaseException:
+            super().unstage()
+            raise
+        return staged
+
+    def trigger(self) -> StatusBase:
+        """Finishes when the next image of the staged acquisition has been written.
+
+        The *k*-th trigger after stage waits for ``n_write_completed >= k``; the event's image is image
+        *k - 1* of the file. Fails if the acquisition ends first (with the DAQ's message), and at once if
+        the plan triggers more than ``n_images`` times.
+        """
+        if self._staged != Staged.yes or self._acquisition is None:
+            raise RuntimeError(f"{self.name} must be staged before trigger(): stage starts the acquisition")
+        acquisition = self._acquisition
+        index = acquisition.n_triggers
+        if index >= acquisition.n_images:
+            raise StdDaqAcquisitionError(
+                f"{self.name}: trigger number {index + 1}, but the acquisition has only n_images="
+                f"{acquisition.n_images}; set {self.name}.n_images to the number of points before the plan"
+            )
+        acquisition.n_triggers += 1
+        self.image.put(acquisition.assets.datum(index))
+        return self._watch(
+            AcquisitionStatus(
+                self,
+                acquisition.output_file,
+                target=index + 1,
+                n_images=acquisition.n_images,
+                until_end=False,
+                initial=index,
+                unreachable_timeout=self.unreachable_timeout,
+                timeout=self.wait_timeout,
+            )
+        )
+
+    def unstage(self) -> list[Any]:
+        """Stop the writer if our acquisition is still running (the file keeps the images written)."""
+        try:
+            if self._acquisition is not None:
+                self._stop_writer(self._acquisition)
+        finally:
+            unstaged = super().unstage()
+        return unstaged
+
+    def stop(self, *, success: bool = False) -> None:
+        """Called on failures and aborts: stop our acquisition if it is still running (errors are logged)."""
+        if not success and self._acquisition is not None:
+            try:
+                self._stop_writer(self._acquisition)
+            except Exception as error:
+                _log.warning("%s: could not stop the writer: %s", self.name, error)
+        super().stop(success=success)
+
+    # ------------------------------------------------------------ fly scans
+
+    def kickoff(self) -> StatusBase:
+        """Start an acquisition of ``n_images`` images, or adopt the one ``stage`` just started.
+
+        The returned Status is finished: the DAQ has accepted the request (errors raise at once).
+        """
+        acquisition = self._acquisition
+        adopt = (
+            self._staged == Staged.yes
+            and acquisition is not None
+            and not acquisition.kicked_off
+            and acquisition.n_triggers == 0
+            and not acquisition.stop_sent
+        )
+        if not adopt:
+            self._acquisition = acquisition = self._start()
+        acquisition.kicked_off = True
+        status = DeviceStatus(self)
+        status.set_finished()
+        return status
+
+    def complete(self) -> StatusBase:
+        """Finishes when the acquisition is FINISHED with all ``n_images`` images (file closed).
+
+        Fails with :class:`~ophyd_stddaq.StdDaqAcquisitionError` carrying the DAQ's message if it ends
+        FAILED, or ends FINISHED with fewer images ("Interrupted." by a stop from anywhere): the plan
+        asked for ``n_images`` and did not get them. Watchers see the images written (progress bar).
+        """
+        acquisition = self._current("complete")
+        return self._watch(
+            AcquisitionStatus(
+                self,
+                acquisition.output_file,
+                target=acquisition.n_images,
+                n_images=acquisition.n_images,
+                until_end=True,
+                unreachable_timeout=self.unreachable_timeout,
+                timeout=self.wait_timeout,
+            )
+        )
+
+    def describe_collect(self) -> dict[str, dict[str, dict[str, Any]]]:
+        """One stream (``fly_stream``) with the image data key."""
+        return {self.fly_stream: self.image.describe()}
+
+    def _fly_batch(self, acquisition: _Acquisition) -> list[tuple[str, float]]:
+        """The images written since the last collect, each with its new Datum (made once per collect)."""
+        if acquisition.fly_batch is None:
+            found = self._daq_access.acquisition(acquisition.output_file)
+            if found is None:
+                raise StdDaqAcquisitionError(f"{self.name}: the DAQ no longer reports {acquisition.output_file}")
+            n_written = int(found["stats"].get("n_write_completed") or 0)
+            now = time.time()
+            acquisition.fly_batch = [
+                (acquisition.assets.datum(index), now) for index in range(acquisition.n_collected, n_written)
+            ]
+            acquisition.n_collected = max(acquisition.n_collected, n_written)
+        return acquisition.fly_batch
+
+    def collect(self) -> Iterator[dict[str, Any]]:
+        """One event per image written since the last collect; ``time`` is when the DAQ reported them."""
+        acquisition = self._current("collect")
+        if not acquisition.kicked_off:
+            return
+        batch = self._fly_batch(acquisition)
+        acquisition.fly_batch = None
+        key = self.image.name
+        for datum_id, timestamp in batch:
+            yield {
+                "time": timestamp,
+                "data": {key: datum_id},
+                "timestamps": {key: timestamp},
+                "filled": {key: False},
+            }
+
+    def collect_asset_docs(self) -> Iterator[tuple[str, dict[str, Any]]]:
+        """The Resource (once per file) and Datum documents the next read or collect refers to."""
+        acquisition = self._acquisition
+        if acquisition is None:
+            return
+        if acquisition.kicked_off:
+            self._fly_batch(acquisition)
+        yield from acquisition.assets.pop_pending()
