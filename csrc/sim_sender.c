@@ -3,7 +3,9 @@
  *
  * Pixel content is deterministic: pixel p (row-major in the module) of module m in frame f
  * is (p + 37 m + 101 f) masked to the bit depth, so a test can check every written pixel.
- * Loss, reordering and duplicates are injected from a seeded generator.
+ * Faults are injected from a seeded generator: random or burst loss, reordering within a
+ * window, duplicates, foreign datagrams, a module that goes silent, frame numbers that
+ * restart at 1 (a detector reset).
  */
 #define _GNU_SOURCE
 #include "sim_sender.h"
@@ -175,7 +177,10 @@ int sim_run(const sim_config *cfg, volatile int *stop, sim_counters *counters, c
         return -1;
     }
     int ppf = fmt.packets_per_frame;
-    int max_msgs = 2 * ppf; /* room for duplicates */
+    int max_msgs = 3 * ppf; /* room for duplicates and foreign datagrams */
+    uint8_t junk[100];      /* a foreign datagram: no detector sends 100 bytes */
+    memset(junk, 0xA5, sizeof(junk));
+    int burst_left[MAX_MODULES] = {0};
     int fds[MAX_MODULES];
     uint8_t *buffer = malloc((size_t)ppf * fmt.packet_size);
     struct mmsghdr *msgs = calloc(max_msgs, sizeof(struct mmsghdr));
@@ -194,10 +199,15 @@ int sim_run(const sim_config *cfg, volatile int *stop, sim_counters *counters, c
     uint64_t rng = 0x9e3779b97f4a7c15ull ^ ((uint64_t)cfg->seed + 1) * 0x2545F4914F6CDD1Dull;
     double start = monotonic();
     for (uint64_t i = 0; rc == 0 && !*stop && (cfg->n_frames == 0 || i < cfg->n_frames); i++) {
-        uint64_t frame = cfg->first_frame + i;
+        uint64_t frame = (cfg->restart_after && i >= cfg->restart_after) ? 1 + (i - cfg->restart_after)
+                                                                           : cfg->first_frame + i;
         if (cfg->rate_hz > 0) sleep_until(start + i / cfg->rate_hz);
         uint64_t timestamp = (uint64_t)((monotonic() - start) * 1e7); /* 10 MHz clock */
         for (int m = 0; m < cfg->n_modules && rc == 0; m++) {
+            if (m == cfg->silent_module && i >= cfg->silent_after) {
+                counters->packets_not_sent += ppf;
+                continue;
+            }
             for (int p = 0; p < ppf; p++) {
                 uint8_t *packet = buffer + (size_t)p * fmt.packet_size;
                 if (fmt.kind == DET_KIND_GIGAFROST) /* padding after the last row stays 0 */
@@ -216,9 +226,20 @@ int sim_run(const sim_config *cfg, volatile int *stop, sim_counters *counters, c
             }
             int n = 0;
             for (int k = 0; k < ppf; k++) {
-                if (cfg->loss > 0 && rng_uniform(&rng) < cfg->loss) {
+                if (burst_left[m] == 0 && cfg->loss > 0 && rng_uniform(&rng) < cfg->loss)
+                    burst_left[m] = cfg->loss_burst > 1 ? cfg->loss_burst : 1;
+                if (burst_left[m] > 0) {
+                    burst_left[m]--;
                     counters->packets_not_sent++;
                     continue;
+                }
+                if (cfg->foreign > 0 && rng_uniform(&rng) < cfg->foreign) {
+                    iov[n].iov_base = junk;
+                    iov[n].iov_len = sizeof(junk);
+                    msgs[n].msg_hdr.msg_iov = &iov[n];
+                    msgs[n].msg_hdr.msg_iovlen = 1;
+                    n++;
+                    counters->foreign_sent++;
                 }
                 int copies = (cfg->duplicate > 0 && rng_uniform(&rng) < cfg->duplicate) ? 2 : 1;
                 for (int c = 0; c < copies; c++) {

@@ -22,14 +22,20 @@ typedef struct sim_config {
     double loss;              /* fraction of packets not sent, at random */
     int reorder;              /* shuffle packets within windows of this many (0: in order) */
     double duplicate;         /* fraction of packets sent twice */
-    uint32_t seed;            /* for loss / reorder / duplicate choices */
+    int loss_burst;           /* each loss drops this many consecutive packets (0 or 1: single) */
+    double foreign;           /* fraction of packets preceded by a foreign datagram (wrong size) */
+    int silent_module;        /* this module stops sending ... (-1: none) */
+    uint64_t silent_after;    /* ... after this many frames */
+    uint64_t restart_after;   /* frame numbers restart at 1 after this many frames (0: never) */
+    uint32_t seed;            /* for loss / reorder / duplicate / foreign choices */
 } sim_config;
 
 typedef struct sim_counters {
     uint64_t frames_sent;
     uint64_t packets_sent;
     uint64_t bytes_sent;
-    uint64_t packets_not_sent;   /* dropped on purpose (loss injection) */
+    uint64_t packets_not_sent;   /* dropped on purpose (loss injection, silent module) */
+    uint64_t foreign_sent;       /* foreign datagrams injected */
 } sim_counters;
 
 /* Send frames until n_frames are sent or *stop becomes non-zero; 0 on success, else -1 and err. */

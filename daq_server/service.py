@@ -123,7 +123,7 @@ class DaqService:
             )
             self._deployment["stats"]["stop_time"] = time.time()
             raise
-        self.driver.attach(self._receiver, as_dict(config))
+        self.driver.attach(self._receiver)
         self._deployment.update(
             {"message": "Config applied.", "servers": {self.options.server_name: "SUCCESS"}, "status": "SUCCESS"}
         )

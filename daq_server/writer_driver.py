@@ -61,7 +61,6 @@ class WriterDriver:
         self._state = READY
         self._acquisition = _empty_acquisition()
         self._writer: Hdf5Writer | None = None
-        self._target_template: dict | None = None
         self._log = log
         self._on_change = on_change or (lambda status: None)
         self._on_image = on_image or (lambda image: None)
@@ -111,11 +110,10 @@ class WriterDriver:
         )
 
     # ---- receiver attachment --------------------------------------------------------------
-    def attach(self, receiver: ImageSource, target_template: dict) -> None:
-        """Start consuming images from ``receiver``; ``target_template`` feeds WriteTarget."""
+    def attach(self, receiver: ImageSource) -> None:
+        """Start consuming images from ``receiver``."""
         self.detach()
         self._receiver = receiver
-        self._target_template = target_template
         self._consume.set()
         self._consumer = threading.Thread(target=self._consume_loop, args=(receiver,), name="image-consumer")
         self._consumer.start()

@@ -20,7 +20,12 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--loss", type=float, default=0.0, help="fraction of packets not sent")
     parser.add_argument("--reorder", type=int, default=0, help="shuffle packets within windows of N")
     parser.add_argument("--duplicate", type=float, default=0.0, help="fraction of packets sent twice")
-    parser.add_argument("--seed", type=int, default=0, help="seed of the loss/reorder/duplicate choices")
+    parser.add_argument("--loss-burst", type=int, default=1, help="each loss drops N consecutive packets")
+    parser.add_argument("--foreign", type=float, default=0.0, help="fraction of packets preceded by a foreign datagram")
+    parser.add_argument("--silent-module", type=int, default=-1, help="this module stops sending ...")
+    parser.add_argument("--silent-after", type=int, default=0, help="... after N frames")
+    parser.add_argument("--restart-after", type=int, default=0, help="frame numbers restart at 1 after N frames")
+    parser.add_argument("--seed", type=int, default=0, help="seed of the fault injection choices")
     args = parser.parse_args(argv)
     try:
         config = json.loads(args.config.read_text())
@@ -33,6 +38,11 @@ def main(argv: list[str] | None = None) -> None:
             loss=args.loss,
             reorder=args.reorder,
             duplicate=args.duplicate,
+            loss_burst=args.loss_burst,
+            foreign=args.foreign,
+            silent_module=args.silent_module,
+            silent_after=args.silent_after,
+            restart_after=args.restart_after,
             seed=args.seed,
         )
     except (OSError, ValueError, KeyError) as error:

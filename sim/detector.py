@@ -64,6 +64,11 @@ class SimulatedDetector:
     loss: float = 0.0
     reorder: int = 0
     duplicate: float = 0.0
+    loss_burst: int = 1
+    foreign: float = 0.0
+    silent_module: int = -1
+    silent_after: int = 0
+    restart_after: int = 0
     seed: int = 0
     counters: dict = field(default_factory=dict)
 
@@ -105,6 +110,11 @@ class SimulatedDetector:
         cfg.loss = self.loss
         cfg.reorder = self.reorder
         cfg.duplicate = self.duplicate
+        cfg.loss_burst = self.loss_burst
+        cfg.foreign = self.foreign
+        cfg.silent_module = self.silent_module
+        cfg.silent_after = self.silent_after
+        cfg.restart_after = self.restart_after
         cfg.seed = self.seed
         err = ffi.new("char[512]")
         self._stop[0] = 0
@@ -140,7 +150,7 @@ class SimulatedDetector:
     def live_counters(self) -> dict:
         """Frames, packets and bytes sent so far (read while the sender runs)."""
         if self._bsread:
-            counts = dict.fromkeys(("frames_sent", "packets_sent", "bytes_sent", "packets_not_sent"), 0)
+            counts = dict.fromkeys(("frames_sent", "packets_sent", "bytes_sent", "packets_not_sent", "foreign_sent"), 0)
             return counts | self._bsread_counters
         return {name: int(getattr(self._counters, name)) for name, _ in ffi.typeof("sim_counters").fields}
 
