@@ -4,6 +4,8 @@
  */
 #include "receiver_internal.h"
 
+#include <sched.h>
+
 #include <stdio.h>
 #include <stdlib.h>
 #include <unistd.h>
@@ -143,6 +145,13 @@ rx_receiver *rx_start(const rx_config *cfg, char *err, int err_len)
             rx_stop(rx);
             free(geoms);
             return NULL;
+        }
+        if (cfg->pin_threads) {
+            long n_cpus = sysconf(_SC_NPROCESSORS_ONLN);
+            cpu_set_t cpus;
+            CPU_ZERO(&cpus);
+            CPU_SET((m + 1) % (n_cpus > 0 ? n_cpus : 1), &cpus);
+            pthread_setaffinity_np(mod->thread, sizeof(cpus), &cpus); /* best effort */
         }
         rx->n_started = m + 1;
     }

@@ -29,6 +29,7 @@ typedef struct rx_config {
     int idle_timeout_ms;        /* a module silent this long closes its open frame */
     int stale_timeout_ms;       /* an image nobody writes to any more is released after this */
     int rcvbuf_bytes;           /* SO_RCVBUF asked for each socket */
+    int pin_threads;            /* pin module i's thread to CPU (i + 1) mod n_cpus (CPU 0: the writer) */
 } rx_config;
 
 /* Counters, owned by the stage that sees the event. */

@@ -28,6 +28,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     )
     parser.add_argument("--udp-address", default="0.0.0.0", help="address the receiver binds (default 0.0.0.0)")
     parser.add_argument("--ring-mb", type=int, default=256, help="ring buffer size in MiB (default 256)")
+    parser.add_argument(
+        "--pin-receivers", action="store_true", help="pin each module's receive thread to its own CPU (many cores)"
+    )
     parser.add_argument("--compression", choices=COMPRESSIONS, default="none", help="HDF5 image compression")
     parser.add_argument("--redis-url", help="publish status, stats, log and config on Redis PUB/SUB (optional)")
     parser.add_argument("--log-level", default="INFO")
@@ -41,7 +44,9 @@ def main(argv: list[str] | None = None) -> None:
         config_file=args.config,
         data_root=args.data_root,
         state_dir=args.state_dir or args.config.with_name(args.config.name + ".state"),
-        receiver=ReceiverSettings(bind_address=args.udp_address, ring_bytes=args.ring_mb << 20),
+        receiver=ReceiverSettings(
+            bind_address=args.udp_address, ring_bytes=args.ring_mb << 20, pin_threads=args.pin_receivers
+        ),
         compression=args.compression,
         redis_url=args.redis_url,
     )

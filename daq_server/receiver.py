@@ -76,6 +76,7 @@ class ReceiverSettings:
     idle_timeout_ms: int = 50
     stale_timeout_ms: int = 500
     rcvbuf_bytes: int = 64 << 20
+    pin_threads: bool = False
 
 
 def _c_config(config: dict, settings: ReceiverSettings, image_bytes: int = 0):
@@ -94,6 +95,7 @@ def _c_config(config: dict, settings: ReceiverSettings, image_bytes: int = 0):
     cfg.idle_timeout_ms = settings.idle_timeout_ms
     cfg.stale_timeout_ms = settings.stale_timeout_ms
     cfg.rcvbuf_bytes = settings.rcvbuf_bytes
+    cfg.pin_threads = int(settings.pin_threads)
     return cfg
 
 

@@ -193,3 +193,27 @@ def test_gigafrost_loss_including_the_short_last_packet():
         expected = expected_image(config, frame)
         lost = image != expected
         assert (image[lost] == MISSING).all(), "a pixel differs only where its packet was lost"
+
+
+def test_pinned_receive_threads(config):
+    """With pin_threads each module's receive thread runs on its own CPU (CPU 0 left to the writer)."""
+    import os
+    from pathlib import Path
+
+    n_cpus = os.cpu_count()
+    before = {task.name for task in Path("/proc/self/task").iterdir()}
+    receiver = Receiver(config, ReceiverSettings(bind_address="127.0.0.1", ring_bytes=16 << 20, pin_threads=True))
+    try:
+        new_tasks = [t for t in Path("/proc/self/task").iterdir() if t.name not in before]
+        allowed = sorted(
+            line.split()[1]
+            for task in new_tasks
+            for line in (task / "status").read_text().splitlines()
+            if line.startswith("Cpus_allowed_list")
+        )
+        assert allowed == sorted(str((m + 1) % n_cpus) for m in range(config["n_modules"]))
+        SimulatedDetector(config, rate_hz=200, n_images=5, first_frame=1).run()
+        images = collect(receiver, 5)
+        assert [f for f, n, _ in images] == [1, 2, 3, 4, 5] and all(n == 0 for _, n, _ in images)
+    finally:
+        receiver.close()
