@@ -24,7 +24,7 @@
 #define SLS_HEADER_SIZE 48
 #define SLS_HEADER_VERSION 2
 #define MAX_MODULES 32
-#define MAX_PACKETS_PER_FRAME 256
+#define MAX_PACKETS_PER_FRAME 1024
 #define CHIP_PIXELS 256
 #define MAX_MODULE_ROWS 512
 
@@ -141,7 +141,7 @@ static inline int det_format_lookup(int kind, int bit_depth, int image_width, in
         out->module_height = image_height / 4;
         out->image_bytes_per_pixel = 2;
         gf_packet_geometry(out->module_width, out->module_height, out);
-        return FORMAT_OK;
+        return out->packets_per_frame <= MAX_PACKETS_PER_FRAME ? FORMAT_OK : FORMAT_BAD_IMAGE_SIZE;
     } else {
         return FORMAT_UNKNOWN_KIND;
     }

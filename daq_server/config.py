@@ -128,6 +128,10 @@ def merge_config(current: DaqConfig, changes: dict) -> DaqConfig:
         raise ConfigError(f"Invalid config: unknown field(s) {', '.join(sorted(unknown))}")
     merged = current.model_dump()
     merged.update(changes)
+    if merged["detector_type"] != "bsread":  # leaving bsread: its stream settings go with it
+        for field in ("bsread_address", "bsread_channel"):
+            if field not in changes:
+                merged[field] = None
     return validate_config(merged)
 
 

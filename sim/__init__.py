@@ -1,4 +1,5 @@
-"""Simulated detectors: Jungfrau and Eiger UDP packet streams for CI, demos and benchmarks."""
+"""Simulated detectors for CI, demos and benchmarks: Jungfrau, Eiger and GigaFrost UDP packet
+streams, and a bsread ZeroMQ image source."""
 
 from sim.detector import SimulatedDetector, module_geometry, module_pixels
 

@@ -105,3 +105,14 @@ def test_bsread_config_needs_an_address(daq):
         daq.client.set_config({"bsread_address": "tcp://127.0.0.1:1"})
     assert daq.client.get_config()["detector_type"] == "jungfrau"
     assert "bsread_address" not in daq.client.get_config()
+
+
+def test_leaving_bsread_drops_its_stream_settings(bsread_daq):
+    from conftest import free_udp_ports
+
+    from sim import configs
+
+    jungfrau = configs.jungfrau_config(2, free_udp_ports(2), "JF-again")
+    applied = bsread_daq.client.set_config(jungfrau)
+    assert applied["detector_type"] == "jungfrau"
+    assert "bsread_address" not in applied

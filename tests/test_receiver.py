@@ -161,7 +161,7 @@ def gigafrost_config(width: int, height: int) -> dict:
     return configs.gigafrost_config(width, height, free_udp_ports(8), "GF-test")
 
 
-@pytest.mark.parametrize(("width", "height"), [(2016, 2016), (480, 400), (96, 12)])
+@pytest.mark.parametrize(("width", "height"), [(2016, 2016), (624, 400), (96, 12), (6120, 2048)])
 def test_gigafrost_12_bit_streams_assemble_into_quadrants(width, height):
     config = gigafrost_config(width, height)
     receiver = Receiver(config, ReceiverSettings(bind_address="127.0.0.1", ring_bytes=64 << 20))
@@ -179,7 +179,8 @@ def test_gigafrost_12_bit_streams_assemble_into_quadrants(width, height):
 
 
 def test_gigafrost_loss_including_the_short_last_packet():
-    config = gigafrost_config(480, 400)  # 100 rows a stream: the last packet holds fewer rows
+    # 312 x 100 streams: 15 rows a packet (odd: 36 bytes of padding), the last packet holds 10 rows
+    config = gigafrost_config(624, 400)
     receiver = Receiver(config, ReceiverSettings(bind_address="127.0.0.1", ring_bytes=16 << 20))
     detector = SimulatedDetector(config, rate_hz=100, n_images=20, first_frame=1, loss=0.1, seed=5)
     try:
