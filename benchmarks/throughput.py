@@ -152,35 +152,10 @@ def main() -> None:
     rows = [ceiling(args.frames * JUNGFRAU_PACKETS_PER_FRAME), disk_limit()]
     for n_modules in (1, 4):
         frames, label = args.frames // n_modules, f"{n_modules} x Jungfrau"
-        rows.append(
-            receive(
-                configs.jungfrau_config(n_modules, free_udp_block(n_modules), "bench"), label, frames, 0, write=False
-            )
-        )
-        rows.append(
-            receive(
-                configs.jungfrau_config(n_modules, free_udp_block(n_modules), "bench"), label, frames, 0, write=True
-            )
-        )
-        paced = min(frames, 1000)
-        rows.append(
-            receive(
-                configs.jungfrau_config(n_modules, free_udp_block(n_modules), "bench"),
-                label,
-                paced,
-                1000 / n_modules,
-                write=False,
-            )
-        )
-        rows.append(
-            receive(
-                configs.jungfrau_config(n_modules, free_udp_block(n_modules), "bench"),
-                label,
-                paced,
-                1000 / n_modules,
-                write=True,
-            )
-        )
+        for n, rate in ((frames, 0), (min(frames, 1000), 1000 / n_modules)):  # max rate, then 1 kHz of modules
+            for write in (False, True):
+                config = configs.jungfrau_config(n_modules, free_udp_block(n_modules), "bench")
+                rows.append(receive(config, label, n, rate, write))
     for bit_depth in (16, 32):
         frames, label = args.frames // 2, f"Eiger 1 module, {bit_depth} bit"
         for write in (False, True):

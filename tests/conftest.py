@@ -163,6 +163,30 @@ def _pings(client) -> bool:
         return False
 
 
+@pytest.fixture
+def RE():
+    """A bluesky RunEngine (the ophyd tests)."""
+    from bluesky import RunEngine
+
+    return RunEngine({})
+
+
+@pytest.fixture
+def documents(RE):
+    """Every (name, document) the RunEngine emits."""
+    collected: list[tuple[str, dict]] = []
+    RE.subscribe(lambda name, doc: collected.append((name, doc)))
+    return collected
+
+
+def make_daq(daq, **kwargs):
+    """An ophyd StdDaq device for a RunningDaq, writing into its data root."""
+    from ophyd_stddaq import StdDaq
+
+    kwargs.setdefault("wait_timeout", 60)  # a guard only: a broken device fails instead of hanging
+    return StdDaq(daq.url, name="daq", directory=str(daq.data_root), **kwargs)
+
+
 def wait_for(predicate, timeout: float = 10.0, interval: float = 0.02):
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:

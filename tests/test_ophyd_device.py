@@ -10,15 +10,11 @@ import pytest
 from bluesky import RunEngine
 from bluesky import plan_stubs as bps
 from bluesky import plans as bp
+from conftest import make_daq
 from ophyd.utils import ReadOnlyError
 
 from ophyd_stddaq import SPEC, StdDaq, StdDaqHDF5Handler, UniqueFilePathProvider
 from std_daq_client import StdDaqAdminException
-
-
-def make_daq(daq, **kwargs) -> StdDaq:
-    kwargs.setdefault("wait_timeout", 60)
-    return StdDaq(daq.url, name="daq", directory=str(daq.data_root), **kwargs)
 
 
 def test_config_signals_read_the_daq_config(daq):

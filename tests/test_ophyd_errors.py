@@ -10,33 +10,15 @@ import threading
 
 import h5py
 import pytest
-from bluesky import RunEngine
 from bluesky import plan_stubs as bps
 from bluesky import plans as bp
 from bluesky import preprocessors as bpp
 from bluesky.utils import FailedStatus
-from conftest import free_tcp_port, wait_for
+from conftest import free_tcp_port, make_daq, wait_for
 from event_model import Filler
 
 from ophyd_stddaq import SPEC, StdDaq, StdDaqAcquisitionError, StdDaqHDF5Handler
 from std_daq_client import StdDaqAdminException, StdDaqClient
-
-
-@pytest.fixture
-def RE():
-    return RunEngine({})
-
-
-@pytest.fixture
-def documents(RE):
-    collected: list[tuple[str, dict]] = []
-    RE.subscribe(lambda name, doc: collected.append((name, doc)))
-    return collected
-
-
-def make_daq(daq, **kwargs) -> StdDaq:
-    kwargs.setdefault("wait_timeout", 60)
-    return StdDaq(daq.url, name="daq", directory=str(daq.data_root), **kwargs)
 
 
 def stop_doc(documents) -> dict:

@@ -7,33 +7,15 @@ from __future__ import annotations
 
 import h5py
 import numpy as np
-import pytest
-from bluesky import RunEngine
 from bluesky import plan_stubs as bps
 from bluesky import plans as bp
 from bluesky import preprocessors as bpp
 from bluesky.utils import ProgressBarManager
+from conftest import make_daq
 from event_model import DocumentNames, Filler, schema_validators
 from expected import expected_image
 
-from ophyd_stddaq import SPEC, StdDaq, StdDaqHDF5Handler
-
-
-@pytest.fixture
-def RE():
-    return RunEngine({})
-
-
-@pytest.fixture
-def documents(RE):
-    collected: list[tuple[str, dict]] = []
-    RE.subscribe(lambda name, doc: collected.append((name, doc)))
-    return collected
-
-
-def make_daq(daq, **kwargs) -> StdDaq:
-    kwargs.setdefault("wait_timeout", 60)  # a guard only: a broken device fails instead of hanging
-    return StdDaq(daq.url, name="daq", directory=str(daq.data_root), **kwargs)
+from ophyd_stddaq import SPEC, StdDaqHDF5Handler
 
 
 def validate(documents):
