@@ -55,7 +55,7 @@ def ceiling(n_packets: int) -> dict:
         raise RuntimeError(sim_ffi.string(err).decode())
     seconds = result.seconds
     return {
-        "case": "ceiling: bare sendmmsg->recvmmsg",
+        "case": "ceiling: bare sendmmsg->recvmmsg (best of 3)",
         "offered": "max",
         "gbps": result.bytes_received / seconds / 1e9,
         "images_per_s": result.packets_received / JUNGFRAU_PACKETS_PER_FRAME / seconds,
@@ -88,7 +88,8 @@ def disk_limit(n_bytes: int = 1 << 30) -> dict:
     }
 
 
-def receive(config: dict, label: str, n_frames: int, rate: float, write: bool) -> dict:
+def receive(config: dict, label: str, n_frames: int, rate: float, write: bool, static: bool = False) -> dict:
+    """Simulator process -> receiver (-> writer); static: the sender repeats the first frame's pixels."""
     workdir = Path(tempfile.mkdtemp(prefix="std_daq_bench_"))
     config_file = workdir / "config.json"
     config_file.write_text(json.dumps(config))
@@ -99,7 +100,7 @@ def receive(config: dict, label: str, n_frames: int, rate: float, write: bool) -
         writer = Hdf5Writer(target)
     sim = subprocess.Popen(
         [sys.executable, "-m", "sim.cli", "--config", str(config_file), "--rate", str(rate),
-         "--n-images", str(n_frames)],
+         "--n-images", str(n_frames), *(["--static-pixels"] if static else [])],
         stdout=subprocess.PIPE, text=True,
     )  # fmt: skip
     images, first, last = 0, None, None
@@ -135,7 +136,7 @@ def receive(config: dict, label: str, n_frames: int, rate: float, write: bool) -
     span = (last - first) if first and last and last > first else wall
     frames_received = counters["images_complete"] + counters["images_incomplete"]
     return {
-        "case": f"{'recv + writer' if write else 'receiver'}: {label}",
+        "case": f"{'recv + writer' if write else 'receiver'}: {label}{' (static px)' if static else ''}",
         "offered": "max" if rate == 0 else f"{rate:g} Hz",
         "gbps": counters["bytes_received"] / span / 1e9,
         "images_per_s": images / span,
@@ -149,20 +150,31 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--frames", type=int, default=2000, help="images per run (default 2000)")
     args = parser.parse_args()
-    rows = [ceiling(args.frames * JUNGFRAU_PACKETS_PER_FRAME), disk_limit()]
+    # the ceiling is the best of three runs: one short run on a shared VM can land on a bad moment
+    best_ceiling = max((ceiling(args.frames * JUNGFRAU_PACKETS_PER_FRAME) for _ in range(3)), key=lambda r: r["gbps"])
+    rows = [best_ceiling, disk_limit()]
+    # the rate the disk sustains: 80 % of its measured sequential rate, in 1 MiB Jungfrau module images
+    disk_rate = max(10, int(0.8 * rows[1]["gbps"] * 1e9 / (1 << 20)))
     for n_modules in (1, 4):
         frames, label = args.frames // n_modules, f"{n_modules} x Jungfrau"
         for n, rate in ((frames, 0), (min(frames, 1000), 1000 / n_modules)):  # max rate, then 1 kHz of modules
             for write in (False, True):
                 config = configs.jungfrau_config(n_modules, free_udp_block(n_modules), "bench")
                 rows.append(receive(config, label, n, rate, write))
+    config = configs.jungfrau_config(1, free_udp_block(1), "bench")
+    rows.append(receive(config, "1 x Jungfrau", min(args.frames, 4 * disk_rate), disk_rate, True))
+    # the sender builds every packet's pixels; with static pixels its core goes to sending only,
+    # which shows how much more the receiver takes than the simulator offers above
+    for n_modules in (1, 4):
+        config = configs.jungfrau_config(n_modules, free_udp_block(n_modules), "bench")
+        rows.append(receive(config, f"{n_modules} x Jungfrau", args.frames // n_modules, 0, False, static=True))
     for bit_depth in (16, 32):
         frames, label = args.frames // 2, f"Eiger 1 module, {bit_depth} bit"
         for write in (False, True):
             rows.append(receive(configs.eiger_config(bit_depth, free_udp_block(4), "bench"), label, frames, 0, write))
     print(f"machine: {os.cpu_count()} cores; datagram {JUNGFRAU_PACKET} B; {args.frames} images per run at 1 module")
     header = (
-        f"{'case':<36} {'offered':>9} {'GB/s':>7} {'% ceil':>7} {'images/s':>9} {'lost pkts':>10} "
+        f"{'case':<44} {'offered':>9} {'GB/s':>7} {'% ceil':>7} {'images/s':>9} {'lost pkts':>10} "
         f"{'lost img':>9} {'CPU %':>6}"
     )
     print(header)
@@ -173,7 +185,7 @@ def main() -> None:
         lost_packets = "" if r["lost_packets"] is None else r["lost_packets"]
         cpu = "" if r["cpu"] is None else f"{r['cpu']:.0f}"
         share = 100 * r["gbps"] / top
-        print(f"{r['case']:<36} {r['offered']:>9} {r['gbps']:7.2f} {share:7.0f} {r['images_per_s']:9.0f} "
+        print(f"{r['case']:<44} {r['offered']:>9} {r['gbps']:7.2f} {share:7.0f} {r['images_per_s']:9.0f} "
               f"{lost_packets:>10} {lost_images:>9} {cpu:>6}")  # fmt: skip
     print(f"(ceiling = {top:.2f} GB/s; GB/s counts UDP datagram bytes received; the disk row counts")
     print(" bytes written, images/s there = 1 MiB Jungfrau module images the disk takes per second)")

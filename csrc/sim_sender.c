@@ -182,7 +182,8 @@ int sim_run(const sim_config *cfg, volatile int *stop, sim_counters *counters, c
     memset(junk, 0xA5, sizeof(junk));
     int burst_left[MAX_MODULES] = {0};
     int fds[MAX_MODULES];
-    uint8_t *buffer = malloc((size_t)ppf * fmt.packet_size);
+    /* one frame of packets; with static pixels one per module, kept from the first frame */
+    uint8_t *buffer = malloc((size_t)ppf * fmt.packet_size * (cfg->static_pixels ? cfg->n_modules : 1));
     struct mmsghdr *msgs = calloc(max_msgs, sizeof(struct mmsghdr));
     struct iovec *iov = calloc(max_msgs, sizeof(struct iovec));
     int *order = calloc(ppf, sizeof(int));
@@ -208,12 +209,15 @@ int sim_run(const sim_config *cfg, volatile int *stop, sim_counters *counters, c
                 counters->packets_not_sent += ppf;
                 continue;
             }
+            uint8_t *module_buffer = buffer + (cfg->static_pixels ? (size_t)m * ppf * fmt.packet_size : 0);
             for (int p = 0; p < ppf; p++) {
-                uint8_t *packet = buffer + (size_t)p * fmt.packet_size;
-                if (fmt.kind == DET_KIND_GIGAFROST) /* padding after the last row stays 0 */
-                    memset(packet + fmt.header_size, 0, fmt.payload_size);
+                uint8_t *packet = module_buffer + (size_t)p * fmt.packet_size;
                 fill_header(packet, &fmt, frame, m, p, timestamp);
-                fill_payload(packet + fmt.header_size, &fmt, frame, m, p);
+                if (!cfg->static_pixels || i == 0) {
+                    if (fmt.kind == DET_KIND_GIGAFROST) /* padding after the last row stays 0 */
+                        memset(packet + fmt.header_size, 0, fmt.payload_size);
+                    fill_payload(packet + fmt.header_size, &fmt, frame, m, p);
+                }
                 order[p] = p;
             }
             if (cfg->reorder > 1) {
@@ -244,7 +248,7 @@ int sim_run(const sim_config *cfg, volatile int *stop, sim_counters *counters, c
                 int copies = (cfg->duplicate > 0 && rng_uniform(&rng) < cfg->duplicate) ? 2 : 1;
                 for (int c = 0; c < copies; c++) {
                     int p = order[k];
-                    iov[n].iov_base = buffer + (size_t)p * fmt.packet_size;
+                    iov[n].iov_base = module_buffer + (size_t)p * fmt.packet_size;
                     iov[n].iov_len = p == ppf - 1 ? fmt.last_packet_size : fmt.packet_size;
                     msgs[n].msg_hdr.msg_iov = &iov[n];
                     msgs[n].msg_hdr.msg_iovlen = 1;

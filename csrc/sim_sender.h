@@ -27,6 +27,8 @@ typedef struct sim_config {
     int silent_module;        /* this module stops sending ... (-1: none) */
     uint64_t silent_after;    /* ... after this many frames */
     uint64_t restart_after;   /* frame numbers restart at 1 after this many frames (0: never) */
+    int static_pixels;        /* benchmarks: every frame repeats the first frame's pixels (only
+                                 headers are rewritten), so the sender's CPU goes to sending */
     uint32_t seed;            /* for loss / reorder / duplicate / foreign choices */
 } sim_config;
 

@@ -25,6 +25,9 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--silent-module", type=int, default=-1, help="this module stops sending ...")
     parser.add_argument("--silent-after", type=int, default=0, help="... after N frames")
     parser.add_argument("--restart-after", type=int, default=0, help="frame numbers restart at 1 after N frames")
+    parser.add_argument(
+        "--static-pixels", action="store_true", help="benchmarks: repeat the first frame's pixels (headers change)"
+    )
     parser.add_argument("--seed", type=int, default=0, help="seed of the fault injection choices")
     args = parser.parse_args(argv)
     try:
@@ -43,6 +46,7 @@ def main(argv: list[str] | None = None) -> None:
             silent_module=args.silent_module,
             silent_after=args.silent_after,
             restart_after=args.restart_after,
+            static_pixels=args.static_pixels,
             seed=args.seed,
         )
     except (OSError, ValueError, KeyError) as error:

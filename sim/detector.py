@@ -69,6 +69,7 @@ class SimulatedDetector:
     silent_module: int = -1
     silent_after: int = 0
     restart_after: int = 0
+    static_pixels: bool = False
     seed: int = 0
     counters: dict = field(default_factory=dict)
 
@@ -115,6 +116,7 @@ class SimulatedDetector:
         cfg.silent_module = self.silent_module
         cfg.silent_after = self.silent_after
         cfg.restart_after = self.restart_after
+        cfg.static_pixels = int(self.static_pixels)
         cfg.seed = self.seed
         err = ffi.new("char[512]")
         self._stop[0] = 0

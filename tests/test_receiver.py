@@ -218,3 +218,12 @@ def test_pinned_receive_threads(config):
         assert [f for f, n, _ in images] == [1, 2, 3, 4, 5] and all(n == 0 for _, n, _ in images)
     finally:
         receiver.close()
+
+
+def test_static_pixels_repeat_the_first_frame_with_new_frame_numbers(config, receiver):
+    """The benchmark mode of the simulator: headers advance, pixels stay those of the first frame."""
+    SimulatedDetector(config, rate_hz=200, n_images=3, first_frame=10, static_pixels=True).run()
+    images = collect(receiver, 3)
+    assert [f for f, _, _ in images] == [10, 11, 12]
+    for _, n_missing, image in images:
+        assert n_missing == 0 and np.array_equal(image, expected_image(config, 10))
