@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import os
 import signal
 import sys
 from pathlib import Path
@@ -14,7 +15,7 @@ from daq_server.api import create_app
 from daq_server.config import ConfigError
 from daq_server.receiver import ReceiverSettings
 from daq_server.service import DaqService, ServerOptions
-from daq_server.writer import COMPRESSIONS
+from daq_server.writer import COMPRESSIONS, has_quarantined_files
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -71,6 +72,11 @@ def main(argv: list[str] | None = None) -> None:
         pass
     finally:
         service.close()
+        if has_quarantined_files():
+            # HDF5 cannot release a file whose writes failed without crashing: leave without the
+            # interpreter's clean-up (everything of ours is closed and on disk by now)
+            logging.shutdown()
+            os._exit(0)
 
 
 if __name__ == "__main__":

@@ -23,7 +23,7 @@ from pathlib import Path
 from daq_server.acquisition_log import AcquisitionLog
 from daq_server.receiver import ImageSource, ReceivedImage
 from daq_server.write_request import WriteRequest
-from daq_server.writer import Hdf5Writer, WriteTarget
+from daq_server.writer import Hdf5Writer, WriteTarget, describe_error
 
 _log = logging.getLogger("daq_server.writer_driver")
 
@@ -153,8 +153,8 @@ class WriterDriver:
             try:
                 self._writer.write(image.data, image.frame_number, image.n_missing_packets, image.receive_time)
             except Exception as error:  # disk full, I/O error: fail the acquisition, keep the file
-                _log.exception("writing %s failed", acquisition["info"]["output_file"])
-                self._end(FAILED, f"ERROR: Writing the image failed: {error}")
+                _log.error("writing %s failed: %s", acquisition["info"]["output_file"], error)
+                self._end(FAILED, f"ERROR: Writing the image failed: {describe_error(error)}")
                 return
             stats["n_write_completed"] = self._writer.n_written
             self.writer_images += 1
@@ -229,8 +229,9 @@ class WriterDriver:
             if self._writer is not None:
                 self._writer.close()
         except Exception as error:  # the file may be damaged (e.g. disk full on close)
-            _log.exception("closing %s failed", acquisition["info"]["output_file"])
-            state, message = FAILED, f"ERROR: Closing the file failed: {error}"
+            _log.error("closing %s failed: %s", acquisition["info"]["output_file"], error)
+            if state != FAILED:
+                state, message = FAILED, f"ERROR: Closing the file failed: {describe_error(error)}"
         self._writer = None
         acquisition["state"] = state
         acquisition["message"] = message

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import resource
 import shutil
 import signal
 import socket
@@ -65,6 +66,7 @@ class RunningDaq:
     port: int = field(default_factory=free_tcp_port)
     proc: subprocess.Popen | None = None
     extra_args: list[str] = field(default_factory=list)
+    max_file_bytes: int | None = None  # RLIMIT_FSIZE of the server: a disk that fills up
 
     @property
     def url(self) -> str:
@@ -92,7 +94,7 @@ class RunningDaq:
             *self.extra_args,
         ]  # fmt: skip
         self.log = open(self.workdir / "server.log", "a")
-        self.proc = subprocess.Popen(cmd, stdout=self.log, stderr=subprocess.STDOUT)
+        self.proc = subprocess.Popen(cmd, stdout=self.log, stderr=subprocess.STDOUT, preexec_fn=self._limits)
         deadline = time.monotonic() + 20
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:
@@ -103,6 +105,11 @@ class RunningDaq:
             except requests.ConnectionError:
                 time.sleep(0.05)
         raise RuntimeError("server did not come up")
+
+    def _limits(self) -> None:
+        if self.max_file_bytes is not None:  # writes past it fail with EFBIG, as on a full disk
+            signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
+            resource.setrlimit(resource.RLIMIT_FSIZE, (self.max_file_bytes, self.max_file_bytes))
 
     def stop(self, sig: int = signal.SIGTERM) -> None:
         if self.proc and self.proc.poll() is None:
