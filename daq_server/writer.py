@@ -111,6 +111,8 @@ class Hdf5Writer:
         self._broken = False  # an HDF5 write failed: the file must not be touched again
         self._fd: int | None = None
         self._reserved_end = 0
+        self._direct = target.compression == "none"
+        self._dtype = np.dtype(target.dtype)
         with as_file_user(target.user_id):
             self._file = h5py.File(target.output_file, "w-")
             try:
@@ -198,9 +200,9 @@ class Hdf5Writer:
             except OSError as error:
                 raise DiskFull(self._no_room(f"the disk is full after {i} images ({error.strerror})")) from None
         try:
-            if self.target.compression == "none":
+            if self._direct and image.dtype == self._dtype and image.flags.c_contiguous:
                 self.images.id.write_direct_chunk((i, 0, 0), image)  # straight from the ring buffer
-            else:
+            else:  # compressed, or bytes in another order (a big-endian bsread source): convert
                 self.images[i] = image
         except Exception:
             self._broken = True

@@ -116,3 +116,32 @@ def test_leaving_bsread_drops_its_stream_settings(bsread_daq):
     applied = bsread_daq.client.set_config(jungfrau)
     assert applied["detector_type"] == "jungfrau"
     assert "bsread_address" not in applied
+
+
+def test_big_endian_channel_is_written_with_its_values(tmp_path):
+    config = bsread_config()
+    daq = RunningDaq(tmp_path, config).start()
+    context = zmq.Context()
+    publisher = context.socket(zmq.PUB)
+    publisher.bind(config["bsread_address"])
+    try:
+        daq.client.start_writer_async({"output_file": str(daq.data_root / "be.h5"), "n_images": 2})
+        header = {"htype": "bsr_d-1.1", "channels": [{"name": "IMG", "type": "uint16", "shape": [512, 256],
+                                                       "encoding": "big"}]}  # fmt: skip
+        image = np.arange(256 * 512, dtype=">u2").reshape(256, 512)
+        pulse = 1
+
+        def done():
+            nonlocal pulse
+            main = {"htype": "bsr_m-1.1", "pulse_id": pulse, "hash": "be"}
+            publisher.send_multipart([json.dumps(main).encode(), json.dumps(header).encode(), image, bytes(16)])
+            pulse += 1
+            return daq.client.get_status()["state"] == "READY"
+
+        wait_for(done, timeout=20, interval=0.05)
+        with h5py.File(daq.data_root / "be.h5", "r") as f:
+            assert np.array_equal(f["entry/data/data"][0], image.astype(np.uint16))
+    finally:
+        publisher.close(0)
+        context.term()
+        daq.stop()
