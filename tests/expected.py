@@ -8,6 +8,9 @@ import numpy as np
 from sim import module_geometry, module_pixels
 from sim.bsread_source import bsread_image
 
+MISSING = 0xFFFF  # the value of a lost packet's pixels (16 bit)
+ROWS_PER_PACKET = 4  # Jungfrau: 8192 bytes = 4 rows of 1024 pixels
+
 DTYPES = {4: np.uint8, 8: np.uint8, 16: np.uint16, 32: np.uint32}
 
 
@@ -47,3 +50,18 @@ def expected_image(config: dict, frame: int) -> np.ndarray:
         rows, cols = module_coordinates(config, m)
         image[np.ix_(rows, cols)] = module_pixels(frame, m, config)
     return image
+
+
+def missing_packets_seen(config, frame, image) -> int:
+    """Check every packet's pixels are either what was sent or the missing value; count missing."""
+    expected = expected_image(config, frame)
+    n_missing = 0
+    for m in range(config["n_modules"]):
+        rows, cols = module_coordinates(config, m)
+        for p in range(len(rows) // ROWS_PER_PACKET):
+            block = np.ix_(rows[p * ROWS_PER_PACKET : (p + 1) * ROWS_PER_PACKET], cols)
+            if (image[block] == MISSING).all() and not (expected[block] == MISSING).all():
+                n_missing += 1
+            else:
+                assert np.array_equal(image[block], expected[block]), f"frame {frame} module {m} packet {p}"
+    return n_missing

@@ -4,7 +4,7 @@ import json
 
 import h5py
 import numpy as np
-from expected import expected_image
+from expected import expected_image, missing_packets_seen
 
 
 def test_written_file_holds_exactly_what_the_detector_sent(sending):
@@ -64,3 +64,22 @@ def test_async_write_reports_progress_and_finishes(sending):
     with h5py.File(output, "r") as f:
         assert f["entry/data/data"].shape[0] == 50
         assert f["entry"].attrs["run_id"] == 42
+
+
+def test_images_with_lost_packets_are_written_and_flagged(daq):
+    detector = daq.simulator(first_frame=1, loss=0.01, seed=11)
+    detector.start()
+    try:
+        output = daq.data_root / "lossy.h5"
+        status = daq.client.start_writer_sync({"output_file": str(output), "n_images": 40})
+    finally:
+        detector.stop()
+    assert status["acquisition"]["message"] == "Completed."
+    with h5py.File(output, "r") as f:
+        missing = f["entry/data/n_missing_packets"][:]
+        good = f["entry/data/is_good_frame"][:]
+        assert missing.sum() > 0, "1 % of 256 packets an image: some images lose packets"
+        assert np.array_equal(good, missing == 0)
+        for i in np.flatnonzero(missing)[:3]:  # lost packets carry the missing value, the rest is exact
+            frame = int(f["entry/data/image_id"][i])
+            assert missing_packets_seen(daq.config, frame, f["entry/data/data"][i]) == missing[i]

@@ -7,13 +7,10 @@ import time
 import numpy as np
 import pytest
 from conftest import free_udp_ports, jungfrau_config
-from expected import expected_image, module_coordinates
+from expected import MISSING, expected_image, missing_packets_seen, module_coordinates
 
 from daq_server.receiver import Receiver, ReceiverSettings
 from sim import SimulatedDetector, configs
-
-MISSING = 0xFFFF
-ROWS_PER_PACKET = 4  # Jungfrau: 8192 bytes = 4 rows of 1024 pixels
 
 
 def collect(receiver: Receiver, n: int, timeout: float = 10.0) -> list[tuple]:
@@ -36,21 +33,6 @@ def receiver(config):
     rx = Receiver(config, ReceiverSettings(bind_address="127.0.0.1", ring_bytes=48 << 20))
     yield rx
     rx.close()
-
-
-def missing_packets_seen(config, frame, image) -> int:
-    """Check every packet's pixels are either what was sent or the missing value; count missing."""
-    expected = expected_image(config, frame)
-    n_missing = 0
-    for m in range(config["n_modules"]):
-        rows, cols = module_coordinates(config, m)
-        for p in range(len(rows) // ROWS_PER_PACKET):
-            block = np.ix_(rows[p * ROWS_PER_PACKET : (p + 1) * ROWS_PER_PACKET], cols)
-            if (image[block] == MISSING).all() and not (expected[block] == MISSING).all():
-                n_missing += 1
-            else:
-                assert np.array_equal(image[block], expected[block]), f"frame {frame} module {m} packet {p}"
-    return n_missing
 
 
 @pytest.mark.parametrize(("loss", "burst"), [(0.03, 1), (0.004, 40)], ids=["random", "burst"])
