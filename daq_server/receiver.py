@@ -118,10 +118,6 @@ class ReceivedImage:
     receive_time: float
     data: np.ndarray
 
-    @property
-    def is_good_frame(self) -> bool:
-        return self.n_missing_packets == 0
-
 
 class ImageSource(Protocol):
     """What the writer driver needs from a receiver (the C UDP one, or bsread's)."""

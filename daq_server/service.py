@@ -6,7 +6,6 @@ knows about HTTP.
 
 from __future__ import annotations
 
-import logging
 import threading
 import time
 from dataclasses import dataclass
@@ -24,8 +23,6 @@ from daq_server.stats import StatsSampler
 from daq_server.write_request import parse_write_request
 from daq_server.writer import COMPRESSIONS
 from daq_server.writer_driver import READY, DriverError, WriterDriver
-
-_log = logging.getLogger("daq_server.service")
 
 
 @dataclass(frozen=True)
@@ -49,7 +46,7 @@ class DaqService:
         options.state_dir.mkdir(parents=True, exist_ok=True)
         self._store = ConfigStore(options.config_file)
         self._config: DaqConfig = self._store.load()
-        self._config_lock = threading.Lock()
+        self._config_lock = threading.Lock()  # a config change and a write request never overlap
         self._receiver_lock = threading.Lock()  # the receiver is replaced while stats read it
         self._publisher = (
             RedisPublisher(options.redis_url, lambda: self._config.detector_name) if options.redis_url else None
@@ -63,13 +60,7 @@ class DaqService:
         self.simulator = BuiltInSimulator(host="127.0.0.1" if bind == "0.0.0.0" else bind)
         self._detector_bytes_before = 0  # bytes counted by receivers that were replaced
         self._receiver: ImageSource | None = None
-        self._deployment = {
-            "config_id": str(time.time_ns()),
-            "message": "Not deployed yet.",
-            "servers": {options.server_name: "UNKNOWN"},
-            "stats": {"start_time": time.time(), "stop_time": None},
-            "status": "RUNNING",
-        }
+        self._deployment: dict = {}
         self._deploy(self._config)
         self.stats = StatsSampler(self._counters, on_sample=lambda stats: self._publish("stats", stats))
         self.stats.start()
@@ -140,11 +131,12 @@ class DaqService:
 
     # ---- writer ---------------------------------------------------------------------------
     def write_async(self, body: object) -> dict:
-        request = self._parse(body)
-        try:
-            return self.driver.start(request, self.get_config(), self.options.compression)
-        except DriverError as error:
-            raise AdminError(str(error)) from None
+        with self._config_lock:
+            request = self._parse(body)
+            try:
+                return self.driver.start(request, self.get_config(), self.options.compression)
+            except DriverError as error:
+                raise AdminError(str(error)) from None
 
     def write_sync(self, body: object) -> dict:
         self.write_async(body)

@@ -247,7 +247,3 @@ class WriterDriver:
         with self._lock:
             if self._state == WRITING:
                 self._end(FINISHED, "Interrupted.")
-
-    @property
-    def receiver(self) -> ImageSource | None:
-        return self._receiver
