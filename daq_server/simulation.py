@@ -16,7 +16,6 @@ class BuiltInSimulator:
         self._host = host
         self._detector: SimulatedDetector | None = None
         self._lock = threading.Lock()
-        self._next_frame = 1
 
     def start(self, config: dict, rate_hz: float, n_images: int) -> dict:
         """Start sending the config's modules to its ports (refused if already running)."""
@@ -27,10 +26,9 @@ class BuiltInSimulator:
         with self._lock:
             if self._detector is not None and self._detector.running:
                 raise AdminError("The simulated detector is running already; stop it first.")
-            self._status_locked()  # a finished run moves the next frame number on
             try:
                 self._detector = SimulatedDetector(
-                    config, rate_hz=rate_hz, n_images=n_images, first_frame=self._next_frame, host=self._host
+                    config, rate_hz=rate_hz, n_images=n_images, first_frame=self._next_frame(), host=self._host
                 )
             except ValueError as error:
                 raise AdminError(str(error)) from None
@@ -47,13 +45,16 @@ class BuiltInSimulator:
         with self._lock:
             return self._status_locked()
 
+    def _next_frame(self) -> int:
+        """Frame numbers keep counting across runs, as a real detector's do."""
+        previous = self._detector
+        return 1 if previous is None else previous.first_frame + previous.live_counters()["frames_sent"]
+
     def _status_locked(self) -> dict:
         detector = self._detector
         if detector is None:
             return {"state": "STOPPED", "rate_hz": None, "n_images": None, "frames_sent": 0, "error": None}
         counters = detector.live_counters()
-        # frame numbers keep counting across runs, as a real detector's do
-        self._next_frame = detector.first_frame + counters["frames_sent"]
         return {
             "state": "RUNNING" if detector.running else "STOPPED",
             "rate_hz": detector.rate_hz,

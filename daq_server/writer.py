@@ -101,7 +101,6 @@ class Hdf5Writer:
     def __init__(self, target: WriteTarget):
         self.target = target
         self.n_written = 0
-        self.bytes_written = 0
         self._last_flush = time.monotonic()
         n = target.n_images
         self._frame_numbers = np.zeros(n, dtype=np.uint64)
@@ -111,6 +110,7 @@ class Hdf5Writer:
         self._broken = False  # an HDF5 write failed: the file must not be touched again
         self._fd: int | None = None
         self._reserved_end = 0
+        self._size_bound = 0  # the file's size is at most this (refreshed when a reservation is made)
         self._direct = target.compression == "none"
         self._dtype = np.dtype(target.dtype)
         with as_file_user(target.user_id):
@@ -160,7 +160,7 @@ class Hdf5Writer:
         """Keep the disk reserved for the next images and the metadata of the close: a step ahead
         where the disk allows, else at least the next image; OSError if not even that fits."""
         remaining = (self.target.n_images - self.n_written) * self.target.image_bytes
-        size = os.fstat(self._fd).st_size
+        size = self._size_bound = os.fstat(self._fd).st_size
         for ahead in (min(remaining, RESERVE_STEP_BYTES), self.target.image_bytes):
             end = size + ahead + METADATA_SLACK_BYTES
             if end <= self._reserved_end:
@@ -194,7 +194,8 @@ class Hdf5Writer:
         """Write the next image and its metadata; DiskFull (nothing written) when no space is left."""
         i = self.n_written
         image_bytes = self.target.image_bytes
-        if os.fstat(self._fd).st_size + image_bytes + METADATA_SLACK_BYTES > self._reserved_end:
+        # no system call per image: each image grows the file by at most image_bytes
+        if self._size_bound + image_bytes + METADATA_SLACK_BYTES > self._reserved_end:
             try:
                 self._reserve_ahead()
             except OSError as error:
@@ -211,7 +212,7 @@ class Hdf5Writer:
         self._n_missing[i] = n_missing_packets
         self._timestamps[i] = receive_time
         self.n_written += 1
-        self.bytes_written += image.nbytes
+        self._size_bound += image_bytes
         now = time.monotonic()
         if now - self._last_flush > FLUSH_INTERVAL_S:
             self._flush_metadata()
@@ -252,7 +253,7 @@ class Hdf5Writer:
         if self._fd is None:
             return
         try:  # growing then shrinking frees every block past the end, reserved ones included
-            size = os.fstat(self._fd).st_size
+            size = self._size_bound = os.fstat(self._fd).st_size
             os.ftruncate(self._fd, size + 1)
             os.ftruncate(self._fd, size)
         except OSError:

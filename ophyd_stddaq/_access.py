@@ -45,14 +45,19 @@ class DaqAccess:
 
     # ---------------------------------------------------------------- reading
 
+    def _cached(self, slot: str, max_age: float, fetch) -> dict[str, Any]:
+        """The value kept in ``slot`` if younger than ``max_age`` seconds, else a fresh ``fetch()``."""
+        with self._lock:
+            kept = getattr(self, slot)
+            if kept is not None and time.monotonic() - kept[0] <= max_age:
+                return kept[1]
+            value = fetch()
+            setattr(self, slot, (time.monotonic(), value))
+            return value
+
     def status(self, max_age: float = 0.0) -> dict[str, Any]:
         """The DAQ status object; a cached one if it is younger than ``max_age`` seconds."""
-        with self._lock:
-            if self._status is not None and time.monotonic() - self._status[0] <= max_age:
-                return self._status[1]
-            status = self.client.get_status()
-            self._status = (time.monotonic(), status)
-            return status
+        return self._cached("_status", max_age, self.client.get_status)
 
     def remember_status(self, status: dict[str, Any]) -> None:
         """Store a status seen elsewhere (by the status monitor), so the cache stays fresh."""
@@ -61,12 +66,7 @@ class DaqAccess:
 
     def config(self, max_age: float = 0.0) -> dict[str, Any]:
         """The DAQ config; a cached one if it is younger than ``max_age`` seconds."""
-        with self._lock:
-            if self._config is not None and time.monotonic() - self._config[0] <= max_age:
-                return self._config[1]
-            config = self.client.get_config()
-            self._config = (time.monotonic(), config)
-            return config
+        return self._cached("_config", max_age, self.client.get_config)
 
     # ---------------------------------------------------------------- changing
 

@@ -18,6 +18,7 @@ from pathlib import Path
 import pytest
 import requests
 
+from daq_server.receiver import Receiver
 from sim import SimulatedDetector
 from sim import configs as example_configs
 from std_daq_client import StdDaqClient
@@ -121,6 +122,16 @@ class RunningDaq:
         kwargs.setdefault("rate_hz", 100)
         return SimulatedDetector(self.config, **kwargs)
 
+    def acquire(self, file_name: str, n_images: int, **simulator_options) -> tuple[dict, Path]:
+        """write_sync of ``n_images`` into the data root while a simulator sends: (final status, file)."""
+        detector = self.simulator(**simulator_options)
+        detector.start()
+        try:
+            output = self.data_root / file_name
+            return self.client.start_writer_sync({"output_file": str(output), "n_images": n_images}), output
+        finally:
+            detector.stop()
+
 
 @pytest.fixture
 def daq(tmp_path):
@@ -192,6 +203,16 @@ def make_daq(daq, **kwargs):
 
     kwargs.setdefault("wait_timeout", 60)  # a guard only: a broken device fails instead of hanging
     return StdDaq(daq.url, name="daq", directory=str(daq.data_root), **kwargs)
+
+
+def collect_images(receiver: Receiver, n: int, timeout: float = 10.0) -> list[tuple]:
+    """(frame, n_missing, copy of the image) of the next n images."""
+    images, deadline = [], time.monotonic() + timeout
+    while len(images) < n and time.monotonic() < deadline:
+        with receiver.images() as image:
+            if image is not None:
+                images.append((image.frame_number, image.n_missing_packets, image.data.copy()))
+    return images
 
 
 def wait_for(predicate, timeout: float = 10.0, interval: float = 0.02):

@@ -9,8 +9,6 @@ import zmq
 from conftest import RunningDaq, free_tcp_port, wait_for
 from expected import expected_image
 
-from sim import SimulatedDetector
-
 
 def bsread_config(bit_depth: int = 16) -> dict:
     return {
@@ -37,13 +35,7 @@ def bsread_daq(tmp_path):
 def test_bsread_stream_is_written_pixel_for_pixel(bsread_daq):
     daq = bsread_daq
     assert daq.client.get_config()["bsread_address"] == daq.config["bsread_address"]
-    source = SimulatedDetector(daq.config, rate_hz=100, first_frame=5000)
-    source.start()
-    try:
-        output = daq.data_root / "bs.h5"
-        status = daq.client.start_writer_sync({"output_file": str(output), "n_images": 10})
-    finally:
-        source.stop()
+    status, output = daq.acquire("bs.h5", 10, first_frame=5000)
     assert status["acquisition"]["message"] == "Completed."
     with h5py.File(output, "r") as f:
         data = f["entry/data/data"]

@@ -65,18 +65,15 @@ def test_failing_hdf5_writes_fail_the_acquisition_not_the_server(tmp_path):
     """Writes that fail anyway (here: the process's file size limit, EFBIG) leave the server running."""
     compressed = ["--compression", "bitshuffle-lz4"]
     daq = RunningDaq(tmp_path, jungfrau_config(), max_file_bytes=200_000, extra_args=compressed).start()
-    detector = daq.simulator(first_frame=1)
-    detector.start()
     try:
-        status = daq.client.start_writer_sync({"output_file": str(daq.data_root / "full.h5"), "n_images": 300})
+        status, _ = daq.acquire("full.h5", 300, first_frame=1)
         assert status["state"] == "READY"
         assert status["acquisition"]["state"] == "FAILED"
         assert status["acquisition"]["message"].startswith("ERROR: Writing the image failed")
         assert "\n" not in status["acquisition"]["message"]
         assert daq.client.get_logs(1)[0]["state"] == "FAILED"
-        again = daq.client.start_writer_sync({"output_file": str(daq.data_root / "small.h5"), "n_images": 1})
+        again, _ = daq.acquire("small.h5", 1, first_frame=1000)
         assert again["state"] == "READY", "the server is alive and takes requests"
     finally:
-        detector.stop()
         daq.stop()
     assert daq.proc.returncode == 0, "a clean shutdown even with a damaged file open"

@@ -67,13 +67,7 @@ def test_async_write_reports_progress_and_finishes(sending):
 
 
 def test_images_with_lost_packets_are_written_and_flagged(daq):
-    detector = daq.simulator(first_frame=1, loss=0.01, seed=11)
-    detector.start()
-    try:
-        output = daq.data_root / "lossy.h5"
-        status = daq.client.start_writer_sync({"output_file": str(output), "n_images": 40})
-    finally:
-        detector.stop()
+    status, output = daq.acquire("lossy.h5", 40, first_frame=1, loss=0.01, seed=11)
     assert status["acquisition"]["message"] == "Completed."
     with h5py.File(output, "r") as f:
         missing = f["entry/data/n_missing_packets"][:]

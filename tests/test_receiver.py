@@ -6,21 +6,21 @@ import time
 
 import numpy as np
 import pytest
-from conftest import free_udp_ports, jungfrau_config
+from conftest import collect_images, free_udp_ports, jungfrau_config
 from expected import MISSING, expected_image, missing_packets_seen, module_coordinates
 
 from daq_server.receiver import Receiver, ReceiverSettings
 from sim import SimulatedDetector, configs
 
 
-def collect(receiver: Receiver, n: int, timeout: float = 10.0) -> list[tuple]:
-    """(frame, n_missing, copy of the image) of the next n images."""
-    images, deadline = [], time.monotonic() + timeout
-    while len(images) < n and time.monotonic() < deadline:
-        with receiver.images() as image:
-            if image is not None:
-                images.append((image.frame_number, image.n_missing_packets, image.data.copy()))
-    return images
+def receive_from_simulator(config: dict, n_images: int, ring_mb: int = 16, **simulator_options) -> list[tuple]:
+    """A receiver of its own, fed n_images by the simulator: the collected (frame, n_missing, image)."""
+    receiver = Receiver(config, ReceiverSettings(bind_address="127.0.0.1", ring_bytes=ring_mb << 20))
+    try:
+        SimulatedDetector(config, n_images=n_images, **simulator_options).run()
+        return collect_images(receiver, n_images)
+    finally:
+        receiver.close()
 
 
 @pytest.fixture
@@ -40,7 +40,7 @@ def test_loss_reorder_and_duplicates_are_accounted_packet_by_packet(config, rece
     detector = SimulatedDetector(config, rate_hz=100, n_images=30, first_frame=7, loss=loss, loss_burst=burst,
                                  reorder=16, duplicate=0.05, seed=3)  # fmt: skip
     detector.start()
-    images = collect(receiver, 30)
+    images = collect_images(receiver, 30)
     detector.join()
     assert [frame for frame, _, _ in images] == list(range(7, 37))
     for frame, n_missing, image in images:
@@ -56,7 +56,7 @@ def test_loss_reorder_and_duplicates_are_accounted_packet_by_packet(config, rece
 def test_foreign_datagrams_in_the_stream_are_counted_and_ignored(config, receiver):
     detector = SimulatedDetector(config, rate_hz=200, n_images=10, first_frame=1, foreign=0.05, seed=9)
     detector.run()
-    images = collect(receiver, 10)
+    images = collect_images(receiver, 10)
     assert [f for f, n, _ in images] == list(range(1, 11))
     assert all(n == 0 and np.array_equal(image, expected_image(config, f)) for f, n, image in images)
     assert receiver.counters()["packets_foreign"] == detector.counters["foreign_sent"] > 0
@@ -72,7 +72,7 @@ def test_foreign_packets_are_counted_and_ignored(config, receiver):
         bad_packet_number = struct.pack("<QIIQQHHHHIHBB", 1, 0, 999, 0, 0, 0, 0, 0, 0, 0, 0, 3, 2) + bytes(8192)
         s.sendto(bad_packet_number, ("127.0.0.1", port))
     SimulatedDetector(config, rate_hz=200, n_images=5, first_frame=100).run()
-    images = collect(receiver, 5)
+    images = collect_images(receiver, 5)
     assert [f for f, n, _ in images] == [100, 101, 102, 103, 104]
     assert all(n == 0 for _, n, _ in images)
     assert receiver.counters()["packets_foreign"] == 4
@@ -80,7 +80,7 @@ def test_foreign_packets_are_counted_and_ignored(config, receiver):
 
 def test_detector_restarting_its_frame_numbers(config, receiver):
     SimulatedDetector(config, rate_hz=200, n_images=20, first_frame=50_000, restart_after=10).run()
-    images = collect(receiver, 20)
+    images = collect_images(receiver, 20)
     assert [f for f, _, _ in images] == list(range(50_000, 50_010)) + list(range(1, 11))
     for frame, n_missing, image in images:
         assert n_missing == 0
@@ -90,7 +90,7 @@ def test_detector_restarting_its_frame_numbers(config, receiver):
 
 def test_a_module_that_stops_sending_gives_incomplete_images_not_a_stall(config, receiver):
     SimulatedDetector(config, rate_hz=100, n_images=10, first_frame=1, silent_module=1, silent_after=3).run()
-    images = collect(receiver, 10, timeout=5)
+    images = collect_images(receiver, 10, timeout=5)
     assert [f for f, _, _ in images] == list(range(1, 11))
     rows, cols = module_coordinates(config, 1)
     rows0, cols0 = module_coordinates(config, 0)
@@ -110,9 +110,9 @@ def test_full_ring_drops_frames_and_recovers(config, receiver):
     time.sleep(0.2)
     counters = receiver.counters()
     assert counters["module_frames_dropped"] > 0, "nobody consumed: frames beyond the ring are dropped"
-    assert len(collect(receiver, n_slots, timeout=3)) == n_slots
+    assert len(collect_images(receiver, n_slots, timeout=3)) == n_slots
     SimulatedDetector(config, rate_hz=200, n_images=5, first_frame=1000).run()
-    images = collect(receiver, 5)
+    images = collect_images(receiver, 5)
     assert [f for f, n, _ in images] == [1000, 1001, 1002, 1003, 1004]
 
 
@@ -124,12 +124,7 @@ def eiger_config(bit_depth: int) -> dict:
 @pytest.mark.parametrize("bit_depth", [4, 8, 16, 32])
 def test_eiger_at_every_bit_depth_with_gaps_and_mirroring(bit_depth):
     config = eiger_config(bit_depth)
-    receiver = Receiver(config, ReceiverSettings(bind_address="127.0.0.1", ring_bytes=16 << 20))
-    try:
-        SimulatedDetector(config, rate_hz=200, n_images=5, first_frame=3).run()
-        images = collect(receiver, 5)
-    finally:
-        receiver.close()
+    images = receive_from_simulator(config, 5, rate_hz=200, first_frame=3)
     assert [f for f, n, _ in images] == [3, 4, 5, 6, 7]
     for frame, n_missing, image in images:
         assert n_missing == 0
@@ -146,12 +141,7 @@ def gigafrost_config(width: int, height: int) -> dict:
 @pytest.mark.parametrize(("width", "height"), [(2016, 2016), (624, 400), (96, 12), (6120, 2048)])
 def test_gigafrost_12_bit_streams_assemble_into_quadrants(width, height):
     config = gigafrost_config(width, height)
-    receiver = Receiver(config, ReceiverSettings(bind_address="127.0.0.1", ring_bytes=64 << 20))
-    try:
-        SimulatedDetector(config, rate_hz=100, n_images=4, first_frame=70_000).run()
-        images = collect(receiver, 4)
-    finally:
-        receiver.close()
+    images = receive_from_simulator(config, 4, ring_mb=64, rate_hz=100, first_frame=70_000)
     assert [f for f, _, _ in images] == [70_000, 70_001, 70_002, 70_003]
     for frame, n_missing, image in images:
         assert n_missing == 0
@@ -167,7 +157,7 @@ def test_gigafrost_loss_including_the_short_last_packet():
     detector = SimulatedDetector(config, rate_hz=100, n_images=20, first_frame=1, loss=0.1, seed=5)
     try:
         detector.run()
-        images = collect(receiver, 20)
+        images = collect_images(receiver, 20)
     finally:
         receiver.close()
     assert len(images) == 20
@@ -196,7 +186,7 @@ def test_pinned_receive_threads(config):
         )
         assert allowed == sorted(str((m + 1) % n_cpus) for m in range(config["n_modules"]))
         SimulatedDetector(config, rate_hz=200, n_images=5, first_frame=1).run()
-        images = collect(receiver, 5)
+        images = collect_images(receiver, 5)
         assert [f for f, n, _ in images] == [1, 2, 3, 4, 5] and all(n == 0 for _, n, _ in images)
     finally:
         receiver.close()
@@ -205,7 +195,7 @@ def test_pinned_receive_threads(config):
 def test_static_pixels_repeat_the_first_frame_with_new_frame_numbers(config, receiver):
     """The benchmark mode of the simulator: headers advance, pixels stay those of the first frame."""
     SimulatedDetector(config, rate_hz=200, n_images=3, first_frame=10, static_pixels=True).run()
-    images = collect(receiver, 3)
+    images = collect_images(receiver, 3)
     assert [f for f, _, _ in images] == [10, 11, 12]
     for _, n_missing, image in images:
         assert n_missing == 0 and np.array_equal(image, expected_image(config, 10))

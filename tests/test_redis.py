@@ -85,10 +85,7 @@ def test_server_runs_without_redis_reachable(tmp_path):
     dead = f"redis://127.0.0.1:{free_tcp_port()}/0"
     daq = RunningDaq(tmp_path, jungfrau_config(), extra_args=["--redis-url", dead]).start()
     try:
-        detector = daq.simulator(first_frame=1)
-        detector.start()
-        status = daq.client.start_writer_sync({"output_file": str(daq.data_root / "x.h5"), "n_images": 5})
-        detector.stop()
+        status, _ = daq.acquire("x.h5", 5, first_frame=1)
         assert status["acquisition"]["message"] == "Completed."
     finally:
         daq.stop()
