@@ -9,7 +9,7 @@ from _cdef import make_builder  # noqa: E402
 ffibuilder = make_builder(
     "daq_server._receiver",
     "receiver.h",
-    ["socket_rx.c", "frame_assembly.c", "image_assembly.c", "ring_buffer.c", "receiver.c"],
+    ["socket_rx.c", "frame_assembly.c", "image_assembly.c", "image_completion.c", "ring_buffer.c", "receiver.c"],
 )
 
 if __name__ == "__main__":

@@ -4,6 +4,7 @@
  */
 #include "receiver_internal.h"
 
+#include <arpa/inet.h>
 #include <sched.h>
 
 #include <stdio.h>
@@ -15,8 +16,9 @@ struct rx_receiver {
     det_format fmt;
     ring_buffer *ring;
     module_rx modules[MAX_MODULES];
-    int n_started;
-    volatile int stop;
+    int n_modules;            /* modules whose threads run (set once, before rx_start returns) */
+    int stop;                 /* atomic */
+    int realtime;             /* the receive threads got SCHED_FIFO */
 };
 
 static int check_config(const rx_config *cfg, det_format *fmt, module_geometry *geoms,
@@ -90,36 +92,23 @@ static void fill_missing_module(void *ctx, uint8_t *image, int module)
 
 static int module_pending(void *ctx, int module)
 {
-    rx_receiver *rx = ctx;
-    if (module >= rx->n_started) return 0; /* socket not open yet */
+    rx_receiver *rx = ctx; /* sockets are open from before the first thread to after the last */
     return socket_rx_pending(rx->modules[module].fd);
 }
 
-rx_receiver *rx_start(const rx_config *cfg, char *err, int err_len)
+static void free_modules(rx_receiver *rx, int n)
 {
-    rx_receiver *rx = calloc(1, sizeof(*rx));
-    if (!rx) {
-        snprintf(err, err_len, "out of memory");
-        return NULL;
+    for (int m = 0; m < n; m++) {
+        if (rx->modules[m].fd >= 0) close(rx->modules[m].fd);
+        module_rx_free(&rx->modules[m]);
     }
-    rx->cfg = *cfg;
-    module_geometry *geoms = calloc(MAX_MODULES, sizeof(module_geometry));
-    if (check_config(cfg, &rx->fmt, geoms, err, err_len) != 0) {
-        free(geoms);
-        free(rx);
-        return NULL;
-    }
-    size_t image_bytes = (size_t)cfg->image_width * cfg->image_height * rx->fmt.image_bytes_per_pixel;
-    int n_slots = cfg->n_slots > 0 ? cfg->n_slots : 16;
-    double idle_s = (cfg->idle_timeout_ms > 0 ? cfg->idle_timeout_ms : 50) / 1000.0;
-    double stale_s = (cfg->stale_timeout_ms > 0 ? cfg->stale_timeout_ms : 500) / 1000.0;
-    rx->ring = ring_create(n_slots, image_bytes, cfg->n_modules, rx->fmt.packets_per_frame, idle_s,
-                           stale_s, fill_missing_module, module_pending, rx, err, err_len);
-    if (!rx->ring) {
-        free(geoms);
-        free(rx);
-        return NULL;
-    }
+}
+
+/* Open every module's socket and buffers before any thread runs: no thread ever sees a module
+ * that is not set up yet. */
+static int setup_modules(rx_receiver *rx, const module_geometry *geoms, double idle_s, char *err, int err_len)
+{
+    const rx_config *cfg = &rx->cfg;
     int poll_ms = (int)(idle_s * 1000 / 2);
     if (poll_ms < 1) poll_ms = 1;
     for (int m = 0; m < cfg->n_modules; m++) {
@@ -130,46 +119,98 @@ rx_receiver *rx_start(const rx_config *cfg, char *err, int err_len)
         mod->ring = rx->ring;
         mod->stop = &rx->stop;
         mod->idle_timeout_s = idle_s;
-        mod->fd = socket_rx_open(cfg->bind_address, cfg->start_udp_port + m, cfg->rcvbuf_bytes,
-                                 poll_ms, err, err_len);
-        if (mod->fd < 0 || rx_batch_init(&mod->batch, rx->fmt.packet_size) != 0) {
-            if (mod->fd >= 0) close(mod->fd);
-            rx_stop(rx);
-            free(geoms);
-            return NULL;
+        mod->source.s_addr = htonl(INADDR_ANY);
+        const char *source = cfg->detector_addresses[m];
+        if (source[0] && inet_pton(AF_INET, source, &mod->source) != 1) {
+            snprintf(err, err_len, "detector address '%.16s' of module %d is not an IPv4 address", source, m);
+            free_modules(rx, m);
+            return -1;
         }
-        if (pthread_create(&mod->thread, NULL, module_rx_main, mod) != 0) {
-            snprintf(err, err_len, "cannot start the receive thread of module %d", m);
-            close(mod->fd);
-            rx_batch_free(&mod->batch);
-            rx_stop(rx);
-            free(geoms);
-            return NULL;
+        mod->fd = socket_rx_open(cfg->bind_address, cfg->start_udp_port + m, cfg->rcvbuf_bytes, poll_ms, err,
+                                 err_len);
+        if (mod->fd < 0) {
+            free_modules(rx, m);
+            return -1;
         }
-        if (cfg->pin_threads) {
-            long n_cpus = sysconf(_SC_NPROCESSORS_ONLN);
-            cpu_set_t cpus;
-            CPU_ZERO(&cpus);
-            CPU_SET((m + 1) % (n_cpus > 0 ? n_cpus : 1), &cpus);
-            pthread_setaffinity_np(mod->thread, sizeof(cpus), &cpus); /* best effort */
+        if (module_rx_init(mod) != 0) {
+            snprintf(err, err_len, "out of memory for module %d", m);
+            free_modules(rx, m + 1);
+            return -1;
         }
-        rx->n_started = m + 1;
     }
+    return 0;
+}
+
+static void tune_thread(rx_receiver *rx, int m)
+{
+    pthread_t thread = rx->modules[m].thread;
+    if (rx->cfg.pin_threads) {
+        long n_cpus = sysconf(_SC_NPROCESSORS_ONLN);
+        cpu_set_t cpus;
+        CPU_ZERO(&cpus);
+        CPU_SET((m + 1) % (n_cpus > 0 ? n_cpus : 1), &cpus);
+        pthread_setaffinity_np(thread, sizeof(cpus), &cpus); /* best effort */
+    }
+    if (rx->cfg.realtime_priority > 0) {
+        struct sched_param param = {.sched_priority = rx->cfg.realtime_priority};
+        if (pthread_setschedparam(thread, SCHED_FIFO, &param) != 0) rx->realtime = 0;
+    }
+}
+
+rx_receiver *rx_start(const rx_config *cfg, char *err, int err_len)
+{
+    rx_receiver *rx = calloc(1, sizeof(*rx));
+    module_geometry *geoms = calloc(MAX_MODULES, sizeof(module_geometry));
+    if (!rx || !geoms) {
+        snprintf(err, err_len, "out of memory");
+        free(rx);
+        free(geoms);
+        return NULL;
+    }
+    rx->cfg = *cfg;
+    if (check_config(cfg, &rx->fmt, geoms, err, err_len) != 0) goto fail;
+    size_t image_bytes = (size_t)cfg->image_width * cfg->image_height * rx->fmt.image_bytes_per_pixel;
+    int n_slots = cfg->n_slots > 0 ? cfg->n_slots : 16;
+    double idle_s = (cfg->idle_timeout_ms > 0 ? cfg->idle_timeout_ms : 50) / 1000.0;
+    double stale_s = (cfg->stale_timeout_ms > 0 ? cfg->stale_timeout_ms : 500) / 1000.0;
+    rx->ring = ring_create(n_slots, image_bytes, cfg->n_modules, rx->fmt.packets_per_frame, idle_s,
+                           stale_s, fill_missing_module, module_pending, rx, err, err_len);
+    if (!rx->ring) goto fail;
+    if (setup_modules(rx, geoms, idle_s, err, err_len) != 0) goto fail;
+    rx->realtime = cfg->realtime_priority > 0;
+    for (int m = 0; m < cfg->n_modules; m++) {
+        if (pthread_create(&rx->modules[m].thread, NULL, module_rx_main, &rx->modules[m]) != 0) {
+            snprintf(err, err_len, "cannot start the receive thread of module %d", m);
+            __atomic_store_n(&rx->stop, 1, __ATOMIC_RELEASE);
+            for (int k = 0; k < m; k++) pthread_join(rx->modules[k].thread, NULL);
+            free_modules(rx, cfg->n_modules);
+            goto fail;
+        }
+        tune_thread(rx, m);
+    }
+    rx->n_modules = cfg->n_modules;
     free(geoms);
     return rx;
+fail:
+    ring_destroy(rx->ring);
+    free(geoms);
+    free(rx);
+    return NULL;
 }
 
 void rx_stop(rx_receiver *rx)
 {
     if (!rx) return;
-    rx->stop = 1;
-    for (int m = 0; m < rx->n_started; m++) {
-        pthread_join(rx->modules[m].thread, NULL);
-        close(rx->modules[m].fd);
-        rx_batch_free(&rx->modules[m].batch);
-    }
+    __atomic_store_n(&rx->stop, 1, __ATOMIC_RELEASE);
+    for (int m = 0; m < rx->n_modules; m++) pthread_join(rx->modules[m].thread, NULL);
+    free_modules(rx, rx->n_modules); /* sockets close only after every thread has ended */
     ring_destroy(rx->ring);
     free(rx);
+}
+
+int rx_realtime(rx_receiver *rx)
+{
+    return rx->realtime;
 }
 
 int rx_next_image(rx_receiver *rx, int timeout_ms, rx_image *out)
@@ -185,18 +226,18 @@ void rx_release(rx_receiver *rx, int slot)
 void rx_get_counters(rx_receiver *rx, rx_counters *out)
 {
     memset(out, 0, sizeof(*out));
-    for (int m = 0; m < rx->n_started; m++) {
-        const rx_counters *c = &rx->modules[m].counters;
-        out->packets_received += c->packets_received;
-        out->bytes_received += c->bytes_received;
-        out->packets_foreign += c->packets_foreign;
-        out->packets_duplicate += c->packets_duplicate;
-        out->packets_late += c->packets_late;
-        out->packets_lost += c->packets_lost;
-        out->module_frames_complete += c->module_frames_complete;
-        out->module_frames_incomplete += c->module_frames_incomplete;
-        out->module_frames_dropped += c->module_frames_dropped;
-        out->frame_restarts += c->frame_restarts;
+    for (int m = 0; m < rx->n_modules; m++) {
+        rx_counters c;
+        module_rx_counters(&rx->modules[m], &c);
+        out->packets_received += c.packets_received;
+        out->bytes_received += c.bytes_received;
+        out->packets_foreign += c.packets_foreign;
+        out->packets_duplicate += c.packets_duplicate;
+        out->packets_late += c.packets_late;
+        out->packets_lost += c.packets_lost;
+        out->module_frames_complete += c.module_frames_complete;
+        out->module_frames_incomplete += c.module_frames_incomplete;
+        out->module_frames_dropped += c.module_frames_dropped;
     }
-    ring_counters(rx->ring, &out->images_complete, &out->images_incomplete);
+    ring_counters(rx->ring, out);
 }

@@ -5,6 +5,7 @@
  *   socket_rx.c       UDP socket per module, recvmmsg batches
  *   frame_assembly.c  one thread per module: packets -> module frame, lost packets
  *   image_assembly.c  module pixels placed into the image by module_positions
+ *   image_completion.c  when an image is complete: frame-number sequences, late, stale, silent
  *   ring_buffer.c     shared-memory image slots handed to the writer (Python)
  *   receiver.c        lifecycle: start/stop, counters
  *
@@ -30,22 +31,25 @@ typedef struct rx_config {
     int stale_timeout_ms;       /* an image nobody writes to any more is released after this */
     int rcvbuf_bytes;           /* SO_RCVBUF asked for each socket */
     int pin_threads;            /* pin module i's thread to CPU (i + 1) mod n_cpus (CPU 0: the writer) */
+    int realtime_priority;      /* > 0: SCHED_FIFO at this priority for the receive threads, if allowed */
+    char detector_addresses[32][16]; /* IPv4 source of module i's packets; "" accepts any source */
 } rx_config;
 
 /* Counters, owned by the stage that sees the event. */
 typedef struct rx_counters {
     uint64_t packets_received;      /* valid packets placed in a frame */
     uint64_t bytes_received;        /* bytes of those packets */
-    uint64_t packets_foreign;       /* wrong size / version / packet number: dropped */
+    uint64_t packets_foreign;       /* wrong source / size / version / packet / frame number: dropped */
     uint64_t packets_duplicate;     /* same packet twice in one frame: dropped */
     uint64_t packets_late;          /* packet of an already closed frame: dropped */
     uint64_t packets_lost;          /* packets missing in closed module frames */
     uint64_t module_frames_complete;
     uint64_t module_frames_incomplete;
     uint64_t module_frames_dropped; /* no free ring slot: frame not received */
-    uint64_t frame_restarts;        /* detector frame number went backwards far */
+    uint64_t frame_restarts;        /* the detector started its frame numbers again (or jumped) */
     uint64_t images_complete;       /* images handed to the writer, all packets present */
     uint64_t images_incomplete;     /* images handed to the writer with lost packets */
+    uint64_t images_dropped;        /* images not received: no free ring slot (the writer fell behind) */
 } rx_counters;
 
 /* One assembled image, valid until rx_release(slot). */
@@ -70,6 +74,8 @@ int rx_next_image(rx_receiver *rx, int timeout_ms, rx_image *out);
 /* Give an image slot back to the receiver. */
 void rx_release(rx_receiver *rx, int slot);
 void rx_get_counters(rx_receiver *rx, rx_counters *out);
+/* 1 if the receive threads run with real-time priority, 0 if not (not asked, or not allowed). */
+int rx_realtime(rx_receiver *rx);
 /* Check a geometry without starting anything; 0 if valid, else -1 and a message. */
 int rx_check_config(const rx_config *cfg, char *err, int err_len);
 

@@ -8,13 +8,20 @@
 #include <pthread.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <netinet/in.h>
 #include <sys/socket.h>
 
 #include "detector_formats.h"
 #include "receiver.h"
 
-/* Frame numbers further back than this are a detector restart, not a late packet. */
-#define RESTART_WINDOW 1000
+/* Frame-number rules of a running stream (frame_assembly.c, image_completion.c; docs/receiver.rst):
+ * a frame up to LATE_WINDOW behind the newest is late, up to JUMP_LIMIT ahead is the stream going
+ * on; anything else starts a new sequence only once CONFIRM_PACKETS packets in a row agree on it.
+ * After RESTART_IDLE_S without packets, the next packet starts a new sequence at once. */
+#define LATE_WINDOW 1000
+#define JUMP_LIMIT 10000
+#define CONFIRM_PACKETS 4
+#define RESTART_IDLE_S 0.1
 #define RX_BATCH 64
 
 double now_monotonic(void);
@@ -24,6 +31,7 @@ double now_unix(void);
 typedef struct rx_batch {
     struct mmsghdr msgs[RX_BATCH];
     struct iovec iov[RX_BATCH];
+    struct sockaddr_in sources[RX_BATCH]; /* who sent each datagram */
     uint8_t *buffer;          /* RX_BATCH * slot_size bytes */
     int slot_size;            /* expected packet size + slack, to see oversized datagrams */
 } rx_batch;
@@ -65,22 +73,31 @@ typedef struct ring_buffer ring_buffer;
 typedef void (*fill_module_fn)(void *ctx, uint8_t *image, int module);
 typedef int (*pending_fn)(void *ctx, int module); /* bytes queued in a module's socket */
 
+/* ring_buffer.c: the slot pool */
 ring_buffer *ring_create(int n_slots, size_t image_bytes, int n_modules, int packets_per_frame,
                          double idle_timeout_s, double stale_timeout_s,
                          fill_module_fn fill, pending_fn pending, void *fill_ctx, char *err, int err_len);
 void ring_destroy(ring_buffer *ring);
 uint8_t *ring_slot_data(ring_buffer *ring, int slot);
-#define RING_LATE (-2)
-#define RING_FULL (-1)
-/* A module starts a frame: slot index, RING_FULL or RING_LATE. */
-int ring_open_frame(ring_buffer *ring, int module, uint64_t frame, uint64_t detector_timestamp);
-/* A module is done with a frame (missing = its lost packets). */
-void ring_close_frame(ring_buffer *ring, int module, int slot, uint32_t missing);
-/* A module saw a packet (keeps its silence timer fresh, cheap, no lock). */
-void ring_module_alive(ring_buffer *ring, int module);
 int ring_wait_ready(ring_buffer *ring, int timeout_ms, rx_image *out);
 void ring_release(ring_buffer *ring, int slot);
-void ring_counters(ring_buffer *ring, uint64_t *images_complete, uint64_t *images_incomplete);
+/* images_complete, images_incomplete, images_dropped and frame_restarts into out */
+void ring_counters(ring_buffer *ring, rx_counters *out);
+
+/* image_completion.c: when an image is complete */
+#define RING_LATE (-2)
+#define RING_FULL (-1)
+/* A module starts a new frame-number sequence (restart: the numbering started again or jumped);
+ * returns the epoch its frames belong to. */
+uint32_t ring_start_sequence(ring_buffer *ring, int module, int restart);
+/* A module starts a frame: slot index, RING_FULL or RING_LATE. */
+int ring_open_frame(ring_buffer *ring, int module, uint32_t epoch, uint64_t frame, uint64_t detector_timestamp);
+/* A module is done with a frame (missing = its lost packets). */
+void ring_close_frame(ring_buffer *ring, int module, int slot, uint32_t missing);
+/* A module takes back a frame that was not the detector's (a sequence never confirmed). */
+void ring_abandon_frame(ring_buffer *ring, int module, int slot);
+/* A module saw a packet (keeps its silence timer fresh, cheap, no lock). */
+void ring_module_alive(ring_buffer *ring, int module);
 
 /* ---- frame_assembly.c: one thread per module ----------------------------------------- */
 typedef struct module_rx {
@@ -89,9 +106,20 @@ typedef struct module_rx {
     const det_format *fmt;
     module_geometry geom;
     ring_buffer *ring;
-    volatile int *stop;
+    const int *stop;          /* read with an atomic load */
     double idle_timeout_s;
+    struct in_addr source;    /* the detector's address for this module; INADDR_ANY: any source */
     rx_batch batch;
+    /* the frame-number sequence being received */
+    int has_sequence;
+    int confirmed;            /* CONFIRM_PACKETS packets agreed with it */
+    int n_agreeing;
+    uint32_t epoch;
+    /* a different sequence seen in the stream, not yet confirmed: its packets, kept to replay */
+    int n_candidate;
+    uint64_t candidate_first, candidate_newest;
+    uint8_t *candidate_packets;   /* CONFIRM_PACKETS * packet_size bytes */
+    unsigned int candidate_length[CONFIRM_PACKETS];
     /* the frame being assembled */
     int has_frame;
     uint64_t frame;
@@ -101,10 +129,16 @@ typedef struct module_rx {
     uint64_t packet_seen[MAX_PACKETS_PER_FRAME / 64];
     int has_closed;
     uint64_t last_closed_frame;
-    rx_counters counters;     /* this module's share, summed by receiver.c */
+    rx_counters counters;     /* this module's share, owned by its thread */
+    pthread_mutex_t published_lock;
+    rx_counters published;    /* a copy for readers, refreshed once per received batch */
     pthread_t thread;
 } module_rx;
 
+int module_rx_init(module_rx *mod);   /* buffers (fmt set); -1: out of memory */
+void module_rx_free(module_rx *mod);
 void *module_rx_main(void *arg);
+/* The module's counters as of its last received batch (a consistent copy). */
+void module_rx_counters(module_rx *mod, rx_counters *out);
 
 #endif

@@ -19,8 +19,8 @@ int socket_rx_open(const char *address, int port, int rcvbuf_bytes, int poll_ms,
         snprintf(err, err_len, "cannot create a UDP socket: %s", strerror(errno));
         return -1;
     }
-    int one = 1;
-    setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
+    /* No SO_REUSEADDR / SO_REUSEPORT: a port belongs to one receiver, and a second one that
+     * tries to bind it is refused instead of silently taking the detector's packets. */
     /* SO_RCVBUFFORCE passes net.core.rmem_max when we may (root); else take what we get. */
     if (setsockopt(fd, SOL_SOCKET, SO_RCVBUFFORCE, &rcvbuf_bytes, sizeof(rcvbuf_bytes)) != 0)
         setsockopt(fd, SOL_SOCKET, SO_RCVBUF, &rcvbuf_bytes, sizeof(rcvbuf_bytes));
@@ -35,7 +35,10 @@ int socket_rx_open(const char *address, int port, int rcvbuf_bytes, int poll_ms,
         return -1;
     }
     if (bind(fd, (struct sockaddr *)&addr, sizeof(addr)) != 0) {
-        snprintf(err, err_len, "cannot bind UDP %s:%d: %s", address, port, strerror(errno));
+        if (errno == EADDRINUSE)
+            snprintf(err, err_len, "UDP port %d is already in use on %s (another receiver owns it)", port, address);
+        else
+            snprintf(err, err_len, "cannot bind UDP %s:%d: %s", address, port, strerror(errno));
         close(fd);
         return -1;
     }
@@ -53,6 +56,8 @@ int rx_batch_init(rx_batch *batch, int packet_size)
         batch->iov[i].iov_len = batch->slot_size;
         batch->msgs[i].msg_hdr.msg_iov = &batch->iov[i];
         batch->msgs[i].msg_hdr.msg_iovlen = 1;
+        batch->msgs[i].msg_hdr.msg_name = &batch->sources[i];
+        batch->msgs[i].msg_hdr.msg_namelen = sizeof(batch->sources[i]);
     }
     return 0;
 }
@@ -66,6 +71,7 @@ void rx_batch_free(rx_batch *batch)
 int socket_rx_receive(int fd, rx_batch *batch)
 {
     /* MSG_WAITFORONE: block (up to SO_RCVTIMEO) for the first datagram, then take what is queued. */
+    for (int i = 0; i < RX_BATCH; i++) batch->msgs[i].msg_hdr.msg_namelen = sizeof(batch->sources[i]);
     int n = recvmmsg(fd, batch->msgs, RX_BATCH, MSG_WAITFORONE, NULL);
     if (n < 0) {
         if (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR) return 0;

@@ -77,6 +77,8 @@ class ReceiverSettings:
     stale_timeout_ms: int = 500
     rcvbuf_bytes: int = 64 << 20
     pin_threads: bool = False
+    realtime_priority: int = 0
+    """> 0: the receive threads ask for SCHED_FIFO at this priority (needs root or CAP_SYS_NICE)."""
 
 
 def _c_config(config: dict, settings: ReceiverSettings, image_bytes: int = 0):
@@ -85,7 +87,9 @@ def _c_config(config: dict, settings: ReceiverSettings, image_bytes: int = 0):
     cfg.bit_depth = int(config["bit_depth"])
     cfg.n_modules = int(config["n_modules"])
     cfg.start_udp_port = int(config["start_udp_port"])
-    cfg.bind_address = settings.bind_address.encode()
+    cfg.bind_address = (config.get("receiver_address") or settings.bind_address).encode()
+    for i, address in enumerate(detector_addresses(config)):
+        cfg.detector_addresses[i] = address.encode()
     cfg.image_width = int(config["image_pixel_width"])
     cfg.image_height = int(config["image_pixel_height"])
     for i in range(cfg.n_modules):
@@ -96,7 +100,17 @@ def _c_config(config: dict, settings: ReceiverSettings, image_bytes: int = 0):
     cfg.stale_timeout_ms = settings.stale_timeout_ms
     cfg.rcvbuf_bytes = settings.rcvbuf_bytes
     cfg.pin_threads = int(settings.pin_threads)
+    cfg.realtime_priority = settings.realtime_priority
     return cfg
+
+
+def detector_addresses(config: dict) -> list[str]:
+    """The source address each module's packets must come from ("" = any), from ``detector_address``."""
+    address = config.get("detector_address")
+    n = int(config["n_modules"])
+    if not address:
+        return [""] * n
+    return [address] * n if isinstance(address, str) else list(address)
 
 
 def check_geometry(config: dict) -> None:
@@ -184,6 +198,11 @@ class Receiver:
         finally:
             if image is not None:
                 self.release(image)
+
+    @property
+    def realtime(self) -> bool:
+        """Do the receive threads run with real-time (SCHED_FIFO) priority?"""
+        return bool(lib.rx_realtime(self._rx))
 
     def counters(self) -> dict[str, int]:
         """The receiver's own counters (packets, lost, foreign, images …) since start."""
