@@ -5,9 +5,9 @@
  * as this detector's packets count; the rest are foreign: dropped and counted.
  *
  * Frame numbers form sequences (the rules are documented in docs/receiver.rst):
- *  - the first packet, and the first packet after RESTART_IDLE_S without any, starts a new
- *    sequence at whatever frame number it carries (a detector reset, restart or a new
- *    next frame number between acquisitions);
+ *  - the first packet starts a sequence; after RESTART_IDLE_S without packets, a packet
+ *    that does not simply go on from the newest frame starts a new sequence at once (a
+ *    detector reset, restart or a new next frame number between acquisitions);
  *  - in a running sequence, a frame up to LATE_WINDOW behind the newest is late (dropped),
  *    one up to JUMP_LIMIT ahead is the stream going on (the frames between were lost);
  *  - any other frame number is a candidate sequence: its packets are kept aside, and only
@@ -52,7 +52,6 @@ static void close_frame(module_rx *mod)
             for (int p = 0; p < ppf; p++)
                 if (!packet_seen(mod, p)) place_packet(&mod->geom, mod->fmt, image, p, NULL);
             mod->counters.module_frames_incomplete++;
-            mod->counters.packets_lost += missing;
         } else {
             mod->counters.module_frames_complete++;
         }
@@ -89,16 +88,21 @@ static void drop_candidate(module_rx *mod)
     mod->n_candidate = 0;
 }
 
+/* Does `frame` simply go on from where the running sequence is (same frame, or ahead)? */
+static int goes_on(const module_rx *mod, uint64_t frame)
+{
+    if (mod->has_frame && frame == mod->frame) return 1;
+    return frame > newest_frame(mod) && frame - newest_frame(mod) <= JUMP_LIMIT;
+}
+
 static void start_sequence(module_rx *mod, uint64_t first_frame)
 {
-    /* a restart unless the numbering simply goes on from where this module was */
-    int goes_on = mod->has_sequence && first_frame > newest_frame(mod) &&
-                  first_frame - newest_frame(mod) <= JUMP_LIMIT;
+    int restart = mod->has_sequence && !goes_on(mod, first_frame); /* numbering started again or jumped */
     if (mod->has_frame) {
         if (mod->confirmed) close_frame(mod);
         else abandon_frame(mod);
     }
-    mod->epoch = ring_start_sequence(mod->ring, mod->index, mod->has_sequence && !goes_on);
+    mod->epoch = ring_start_sequence(mod->ring, mod->index, restart);
     mod->has_sequence = 1;
     mod->confirmed = 0;
     mod->n_agreeing = 0;
@@ -168,7 +172,7 @@ static int handle_packet(module_rx *mod, const uint8_t *packet, unsigned int len
         mod->counters.packets_foreign++;
         return -1;
     }
-    if (!mod->has_sequence || after_silence) {
+    if (!mod->has_sequence || (after_silence && !goes_on(mod, info.frame))) {
         drop_candidate(mod);
         start_sequence(mod, info.frame);
     } else if (!agrees_with(newest_frame(mod), info.frame)) {
@@ -217,6 +221,7 @@ void *module_rx_main(void *arg)
     module_rx *mod = arg;
     while (!__atomic_load_n(mod->stop, __ATOMIC_ACQUIRE)) {
         int n = socket_rx_receive(mod->fd, &mod->batch);
+        if (n > 0) ring_module_busy(mod->ring, mod->index, 1);
         double now = now_monotonic();
         if (n < 0) usleep(1000); /* socket error: do not spin */
         /* only the detector's own packets count as signs of life (foreign traffic does not) */
@@ -237,6 +242,7 @@ void *module_rx_main(void *arg)
         } else if (mod->has_frame && now - mod->last_packet_time > mod->idle_timeout_s) {
             close_frame(mod);
         }
+        if (n > 0) ring_module_busy(mod->ring, mod->index, 0);
         publish_counters(mod);
     }
     close_frame(mod);

@@ -26,6 +26,17 @@ void ring_module_alive(ring_buffer *ring, int module)
     __atomic_store_n(&ring->progress[module].last_packet_ns, now_ns(), __ATOMIC_RELAXED);
 }
 
+void ring_module_busy(ring_buffer *ring, int module, int busy)
+{
+    __atomic_store_n(&ring->progress[module].in_batch, busy, __ATOMIC_RELEASE);
+}
+
+/* Could module m still deliver? Packets in its socket, or received and not yet placed. */
+static int has_packets(ring_buffer *ring, int m)
+{
+    return __atomic_load_n(&ring->progress[m].in_batch, __ATOMIC_ACQUIRE) || ring->pending(ring->fill_ctx, m);
+}
+
 static double seconds_since_packet(ring_buffer *ring, int module, double now)
 {
     return now - __atomic_load_n(&ring->progress[module].last_packet_ns, __ATOMIC_RELAXED) * 1e-9;
@@ -43,6 +54,7 @@ static void complete_slot(ring_buffer *ring, int slot)
     }
     if (meta->n_missing == 0) ring->images_complete++;
     else ring->images_incomplete++;
+    ring->packets_lost += meta->n_missing;
     if (!ring->has_completed || meta->epoch > ring->completed_epoch ||
         (meta->epoch == ring->completed_epoch && meta->frame > ring->max_completed)) {
         ring->max_completed = meta->frame;
@@ -74,10 +86,10 @@ static int module_finished_with(ring_buffer *ring, const slot_meta *meta, int m,
     if (p->has_frame && p->epoch == meta->epoch && behind(meta->frame, meta->epoch, p->frame, p->epoch))
         return 1;
     /* silent while the others moved past this frame: a module that stopped sending. Its
-     * socket must be empty too: a receive thread the scheduler kept waiting is not silent. */
+     * socket must be empty and its thread idle: one the scheduler kept waiting is not silent. */
     if (ring->has_max_progress &&
         behind(meta->frame, meta->epoch, ring->max_progress, ring->max_progress_epoch) &&
-        seconds_since_packet(ring, m, now) > ring->idle_timeout_s && !ring->pending(ring->fill_ctx, m))
+        seconds_since_packet(ring, m, now) > ring->idle_timeout_s && !has_packets(ring, m))
         return 1;
     return 0;
 }
@@ -87,7 +99,7 @@ static int is_stale(ring_buffer *ring, const slot_meta *meta, double now)
 {
     if (now - meta->opened_monotonic <= ring->stale_timeout_s) return 0;
     for (int m = 0; m < ring->n_modules; m++)
-        if (!(meta->done_mask & (1u << m)) && ring->pending(ring->fill_ctx, m)) return 0;
+        if (!(meta->done_mask & (1u << m)) && has_packets(ring, m)) return 0;
     return 1;
 }
 

@@ -42,7 +42,7 @@ typedef struct rx_counters {
     uint64_t packets_foreign;       /* wrong source / size / version / packet / frame number: dropped */
     uint64_t packets_duplicate;     /* same packet twice in one frame: dropped */
     uint64_t packets_late;          /* packet of an already closed frame: dropped */
-    uint64_t packets_lost;          /* packets missing in closed module frames */
+    uint64_t packets_lost;          /* packets missing from the images handed to the writer */
     uint64_t module_frames_complete;
     uint64_t module_frames_incomplete;
     uint64_t module_frames_dropped; /* no free ring slot: frame not received */

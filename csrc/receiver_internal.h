@@ -98,6 +98,8 @@ void ring_close_frame(ring_buffer *ring, int module, int slot, uint32_t missing)
 void ring_abandon_frame(ring_buffer *ring, int module, int slot);
 /* A module saw a packet (keeps its silence timer fresh, cheap, no lock). */
 void ring_module_alive(ring_buffer *ring, int module);
+/* A module's thread holds received packets it has not placed yet (1), or none (0). */
+void ring_module_busy(ring_buffer *ring, int module, int busy);
 
 /* ---- frame_assembly.c: one thread per module ----------------------------------------- */
 typedef struct module_rx {

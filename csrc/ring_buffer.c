@@ -191,5 +191,6 @@ void ring_counters(ring_buffer *ring, rx_counters *out)
     out->images_incomplete = ring->images_incomplete;
     out->images_dropped = ring->images_dropped;
     out->frame_restarts = ring->frame_restarts;
+    out->packets_lost = ring->packets_lost;
     pthread_mutex_unlock(&ring->lock);
 }

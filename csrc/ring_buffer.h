@@ -29,6 +29,7 @@ typedef struct module_progress {
     uint64_t frame;
     uint32_t epoch;
     int64_t last_packet_ns;
+    int in_batch;             /* its thread holds received packets not yet placed (atomic) */
 } module_progress;
 
 struct ring_buffer {
@@ -55,7 +56,7 @@ struct ring_buffer {
     uint32_t completed_epoch;
     int has_dropped;
     uint64_t last_dropped;           /* frame number of the last image dropped for want of a slot */
-    uint64_t images_complete, images_incomplete, images_dropped, frame_restarts;
+    uint64_t images_complete, images_incomplete, images_dropped, frame_restarts, packets_lost;
     fill_module_fn fill;
     pending_fn pending;
     void *fill_ctx;

@@ -108,12 +108,24 @@ static double rng_uniform(uint64_t *state)
     return (rng_next(state) >> 11) * (1.0 / 9007199254740992.0);
 }
 
-static int open_sender(const char *host, int port, char *err, int err_len)
+static int open_sender(const char *host, const char *source, int port, char *err, int err_len)
 {
     int fd = socket(AF_INET, SOCK_DGRAM, 0);
     if (fd < 0) {
         snprintf(err, err_len, "cannot create a UDP socket: %s", strerror(errno));
         return -1;
+    }
+    if (source[0]) { /* send from the detector's address (on loopback any 127.x.y.z is ours) */
+        struct sockaddr_in from = {0};
+        from.sin_family = AF_INET;
+        errno = 0;
+        if (inet_pton(AF_INET, source, &from.sin_addr) != 1 ||
+            bind(fd, (struct sockaddr *)&from, sizeof(from)) != 0) {
+            snprintf(err, err_len, "cannot send from '%s': %s", source,
+                     errno ? strerror(errno) : "not an IPv4 address");
+            close(fd);
+            return -1;
+        }
     }
     int sndbuf = 8 << 20;
     setsockopt(fd, SOL_SOCKET, SO_SNDBUF, &sndbuf, sizeof(sndbuf));
@@ -194,7 +206,7 @@ int sim_run(const sim_config *cfg, volatile int *stop, sim_counters *counters, c
     }
     int n_open = 0, rc = 0;
     for (; n_open < cfg->n_modules; n_open++) {
-        fds[n_open] = open_sender(cfg->host, cfg->start_udp_port + n_open, err, err_len);
+        fds[n_open] = open_sender(cfg->host, cfg->source, cfg->start_udp_port + n_open, err, err_len);
         if (fds[n_open] < 0) { rc = -1; break; }
     }
     uint64_t rng = 0x9e3779b97f4a7c15ull ^ ((uint64_t)cfg->seed + 1) * 0x2545F4914F6CDD1Dull;

@@ -16,6 +16,7 @@ typedef struct sim_config {
     int image_width;          /* assembled image size: GigaFrost streams depend on it */
     int image_height;
     char host[64];            /* IPv4 address of the receiver */
+    char source[64];          /* IPv4 address to send from ("" : the kernel's choice) */
     uint64_t first_frame;     /* frame number of the first image */
     uint64_t n_frames;        /* 0: until stopped */
     double rate_hz;           /* images per second; 0: as fast as possible */

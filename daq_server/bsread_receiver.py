@@ -37,7 +37,7 @@ class BsreadReceiver:
         self._header_hash: str | None = None
         self._value_part: int | None = None  # index of the image's value part, from the data header
         self._counts = dict.fromkeys(
-            ("packets_received", "bytes_received", "packets_foreign", "module_frames_dropped", "images_complete"), 0
+            ("packets_received", "bytes_received", "packets_foreign", "images_dropped", "images_complete"), 0
         )
         self._context = zmq.Context()
         self._socket = self._context.socket(zmq.SUB)
@@ -68,7 +68,7 @@ class BsreadReceiver:
                 continue
             with self._ready:
                 if len(self._queue) >= self.n_slots:
-                    self._counts["module_frames_dropped"] += 1  # the writer is behind: drop, count
+                    self._counts["images_dropped"] += 1  # the writer is behind: drop, count
                     continue
                 self._queue.append(image)
                 self._counts["images_complete"] += 1

@@ -6,6 +6,7 @@ and written back to the config file; an invalid config never replaces the curren
 
 from __future__ import annotations
 
+import ipaddress
 import json
 import os
 import tempfile
@@ -41,6 +42,23 @@ class DaqConfig(BaseModel):
     """bsread only: the ZMQ address of the image stream, e.g. ``tcp://host:9999`` (SUB)."""
     bsread_channel: str | None = None
     """bsread only: the channel that holds the image (default: the first 2-d channel)."""
+    detector_address: str | list[str] | None = None
+    """IPv4 source address of the detector's packets (one for all modules, or one per module);
+    packets from anywhere else are dropped and counted foreign. Default: any source."""
+    receiver_address: str | None = None
+    """IPv4 address the receiver binds its UDP ports to (default: the server's --udp-address)."""
+
+    @field_validator("receiver_address")
+    @classmethod
+    def _bind_address(cls, value: str | None) -> str | None:
+        return None if value is None else _ipv4(value)
+
+    @field_validator("detector_address")
+    @classmethod
+    def _source_addresses(cls, value: str | list[str] | None) -> str | list[str] | None:
+        if value is None or isinstance(value, str):
+            return None if value is None else _ipv4(value)
+        return [_ipv4(item) for item in value]
 
     @field_validator("detector_name")
     @classmethod
@@ -73,6 +91,11 @@ class DaqConfig(BaseModel):
         expected = {str(i) for i in range(self.n_modules)}
         if self.detector_type == "bsread":
             return self._check_bsread()
+        if isinstance(self.detector_address, list) and len(self.detector_address) != self.n_modules:
+            raise ValueError(
+                f"detector_address lists {len(self.detector_address)} addresses; give one for all modules "
+                f"or exactly one per module ({self.n_modules})"
+            )
         if self.bsread_address or self.bsread_channel:
             raise ValueError("bsread_address and bsread_channel are for detector_type bsread only")
         if self.detector_type == "gigafrost":
@@ -93,11 +116,20 @@ class DaqConfig(BaseModel):
     def _check_bsread(self) -> DaqConfig:
         if not self.bsread_address or "://" not in self.bsread_address:
             raise ValueError("a bsread source needs bsread_address, a ZMQ address such as tcp://host:9999")
+        if self.detector_address or self.receiver_address:
+            raise ValueError("detector_address and receiver_address are for UDP detectors; bsread uses bsread_address")
         if self.n_modules != 1 or self.module_positions:
             raise ValueError("a bsread stream carries whole images: n_modules must be 1 and module_positions {}")
         if self.bit_depth not in BSREAD_BIT_DEPTHS:
             raise ValueError(f"bit_depth {self.bit_depth} is not supported for bsread (use 8, 16 or 32)")
         return self
+
+
+def _ipv4(value: str) -> str:
+    try:
+        return str(ipaddress.IPv4Address(value))
+    except ValueError:
+        raise ValueError(f"'{value}' is not an IPv4 address") from None
 
 
 def _describe(error: ValidationError) -> str:

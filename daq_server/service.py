@@ -6,6 +6,7 @@ knows about HTTP.
 
 from __future__ import annotations
 
+import logging
 import threading
 import time
 from dataclasses import dataclass
@@ -19,10 +20,13 @@ from daq_server.live_preview import LivePreview
 from daq_server.receiver import ImageSource, Receiver, ReceiverSettings
 from daq_server.redis_publisher import RedisPublisher
 from daq_server.simulation import BuiltInSimulator
-from daq_server.stats import StatsSampler
+from daq_server.stats import RECEIVER_COUNTERS, StatsSampler
+from daq_server.udp_ports import describe_port_conflict
 from daq_server.write_request import parse_write_request
 from daq_server.writer import COMPRESSIONS
 from daq_server.writer_driver import READY, DriverError, WriterDriver
+
+_log = logging.getLogger("daq_server.service")
 
 
 @dataclass(frozen=True)
@@ -61,8 +65,13 @@ class DaqService:
         self._detector_bytes_before = 0  # bytes counted by receivers that were replaced
         self._receiver: ImageSource | None = None
         self._deployment: dict = {}
-        self._deploy(self._config)
-        self.stats = StatsSampler(self._counters, on_sample=lambda stats: self._publish("stats", stats))
+        try:
+            self._deploy(self._config)
+        except RuntimeError as error:  # e.g. a UDP port owned by another receiver: say so, keep serving
+            _log.error("%s", error)
+        self.stats = StatsSampler(
+            self._counters, self.receiver_counters, on_sample=lambda stats: self._publish("stats", stats)
+        )
         self.stats.start()
 
     # ---- config ---------------------------------------------------------------------------
@@ -83,7 +92,13 @@ class DaqService:
             try:
                 self._deploy(new)
             except RuntimeError as error:
-                self._deploy(old)
+                try:
+                    self._deploy(old)
+                except RuntimeError as old_error:
+                    raise AdminError(
+                        f"The new config could not be applied ({error}); the old one is kept, but its receiver "
+                        f"did not start either ({old_error})."
+                    ) from None
                 raise AdminError(f"The new config could not be applied ({error}); the old one is kept.") from None
             self._config = new
             self._store.save(new)
@@ -109,16 +124,24 @@ class DaqService:
                     self._receiver = None
                 self._receiver = self._open_receiver(as_dict(config))
         except RuntimeError as error:
+            message = self._deployment_failure(config, str(error))
             self._deployment.update(
-                {"message": str(error), "servers": {self.options.server_name: "FAILED"}, "status": "FAILED"}
+                {"message": message, "servers": {self.options.server_name: "FAILED"}, "status": "FAILED"}
             )
             self._deployment["stats"]["stop_time"] = time.time()
-            raise
+            raise RuntimeError(message) from None
         self.driver.attach(self._receiver)
         self._deployment.update(
             {"message": "Config applied.", "servers": {self.options.server_name: "SUCCESS"}, "status": "SUCCESS"}
         )
         self._deployment["stats"]["stop_time"] = time.time()
+
+    def _deployment_failure(self, config: DaqConfig, error: str) -> str:
+        """Why the receiver did not start, naming the config (and who holds a busy port)."""
+        if "already in use" in error:
+            error = describe_port_conflict(error, config.start_udp_port, config.n_modules)
+        where = f"detector {config.detector_name}, config {self.options.config_file}"
+        return f"The receiver ({where}) did not start: {error}"
 
     def _open_receiver(self, config: dict) -> ImageSource:
         """The C UDP receiver, or the ZeroMQ receiver of a bsread stream."""
@@ -132,6 +155,8 @@ class DaqService:
     # ---- writer ---------------------------------------------------------------------------
     def write_async(self, body: object) -> dict:
         with self._config_lock:
+            if self._receiver is None:
+                raise AdminError(f"No acquisition is possible: {self._deployment.get('message', 'no receiver')}")
             request = self._parse(body)
             try:
                 return self.driver.start(request, self.get_config(), self.options.compression)
@@ -157,12 +182,16 @@ class DaqService:
     # ---- stats and logs ---------------------------------------------------------------------
     def _counters(self) -> tuple[int, int, int, int]:
         with self._receiver_lock:
-            detector_bytes = self._detector_bytes_before + self.receiver_counters().get("bytes_received", 0)
+            received = self._receiver.counters()["bytes_received"] if self._receiver is not None else 0
+            detector_bytes = self._detector_bytes_before + received
         d = self.driver
         return d.detector_images, detector_bytes, d.writer_images, d.writer_bytes
 
     def receiver_counters(self) -> dict:
-        return self._receiver.counters() if self._receiver is not None else {}
+        """The running receiver's counters since it started (every key of RECEIVER_COUNTERS)."""
+        with self._receiver_lock:
+            counters = self._receiver.counters() if self._receiver is not None else {}
+        return {key: int(counters.get(key, 0)) for key in RECEIVER_COUNTERS}
 
     def _publish(self, kind: str, data: object) -> None:
         if self._publisher is not None:

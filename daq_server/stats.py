@@ -1,4 +1,5 @@
-"""1 Hz statistics: images/s and bytes/s of the detector (receiver counters) and the writer.
+"""1 Hz statistics: images/s and bytes/s of the detector (receiver counters) and the writer,
+plus the receiver's packet and image counters since it started.
 
 Counters live where the events happen (the C receiver, the writer driver); this module
 only samples them once a second and keeps the last one-second rates.
@@ -13,6 +14,18 @@ from collections.abc import Callable
 Counters = Callable[[], tuple[int, int, int, int]]
 """Returns (detector images, detector bytes, writer images, writer bytes) since start."""
 
+RECEIVER_COUNTERS = (
+    "packets_received",
+    "packets_lost",
+    "packets_foreign",
+    "packets_late",
+    "packets_duplicate",
+    "frame_restarts",
+    "images_incomplete",
+    "images_dropped",
+)
+"""The receiver's counters in ``get_stats()["detector"]``, in each acquisition's log entry and file."""
+
 
 def zero_stats() -> dict:
     return {
@@ -22,8 +35,15 @@ def zero_stats() -> dict:
 
 
 class StatsSampler:
-    def __init__(self, counters: Counters, interval: float = 1.0, on_sample: Callable[[dict], None] | None = None):
+    def __init__(
+        self,
+        counters: Counters,
+        totals: Callable[[], dict[str, int]] = dict,
+        interval: float = 1.0,
+        on_sample: Callable[[dict], None] | None = None,
+    ):
         self._counters = counters
+        self._totals = totals
         self._on_sample = on_sample or (lambda stats: None)
         self._interval = interval
         self._stats = zero_stats()
@@ -39,8 +59,11 @@ class StatsSampler:
         self._thread.join()
 
     def current(self) -> dict:
+        """The last second's rates, with the receiver's counters as they are now in ``detector``."""
         with self._lock:
-            return {k: dict(v) for k, v in self._stats.items()}
+            stats = {k: dict(v) for k, v in self._stats.items()}
+        stats["detector"].update(self._totals())
+        return stats
 
     def _run(self) -> None:
         previous, t0 = self._counters(), time.monotonic()

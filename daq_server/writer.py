@@ -228,8 +228,9 @@ class Hdf5Writer:
             self._flushed = end
         self._file.flush()  # to the page cache: the file survives a crash of the server
 
-    def close(self) -> None:
-        """Write the metadata, shrink the datasets to the images written, stamp the stop time, close."""
+    def close(self, summary: dict | None = None) -> None:
+        """Write the metadata, shrink the datasets to the images written, stamp the stop time and the
+        ``summary`` items (as /entry attributes; nested values as JSON text), close."""
         if self._broken:
             self._quarantine()
             raise WriterError(f"the file was left as it was when writing failed ({self._flushed} images recorded)")
@@ -244,6 +245,8 @@ class Hdf5Writer:
             entry = self._file["entry"]
             entry.attrs["stop_time"] = time.time()
             entry.attrs["n_images_written"] = n
+            for key, value in (summary or {}).items():
+                entry.attrs[key] = json.dumps(value) if isinstance(value, (dict, list)) else value
         finally:
             self._file.close()
             self._release_reservation()

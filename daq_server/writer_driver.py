@@ -22,6 +22,7 @@ from pathlib import Path
 
 from daq_server.acquisition_log import AcquisitionLog
 from daq_server.receiver import ImageSource, ReceivedImage
+from daq_server.stats import RECEIVER_COUNTERS
 from daq_server.write_request import WriteRequest
 from daq_server.writer import Hdf5Writer, WriteTarget, describe_error
 
@@ -66,6 +67,7 @@ class WriterDriver:
         self._on_image = on_image or (lambda image: None)
         self._marker = state_dir / "acquisition_in_progress.json"
         self._receiver: ImageSource | None = None
+        self._counters_at_start: dict[str, int] | None = None  # receiver counters when the acquisition began
         self._consumer: threading.Thread | None = None
         self._consume = threading.Event()
         # counters for the stats (the receiver's own counters restart with each receiver)
@@ -76,10 +78,24 @@ class WriterDriver:
 
     # ---- status -------------------------------------------------------------------------
     def status(self) -> dict:
-        """The DAQ status object of the seed README."""
+        """The DAQ status object of the seed README (a running acquisition's message says when the
+        receiver dropped images for want of a free ring slot)."""
         with self._lock:
             acquisition = json.loads(json.dumps(self._acquisition))
+            if acquisition["state"] in ACTIVE_STATES and self._counters_at_start is not None:
+                dropped = self._acquisition_counters().get("images_dropped", 0)
+                if dropped:
+                    acquisition["message"] += (
+                        f" {dropped} images dropped so far: the writer fell behind the detector (no free ring slot)."
+                    )
             return {"acquisition": acquisition, "state": self._state}
+
+    def _acquisition_counters(self) -> dict[str, int]:
+        """The receiver's counters since this acquisition started."""
+        if self._receiver is None or self._counters_at_start is None:
+            return {}
+        now = self._receiver.counters()
+        return {key: int(now.get(key, 0)) - self._counters_at_start.get(key, 0) for key in RECEIVER_COUNTERS}
 
     @property
     def state(self) -> str:
@@ -188,6 +204,7 @@ class WriterDriver:
             except (OSError, ValueError) as error:
                 raise DriverError(f"Cannot create {request.output_file}: {error}") from None
             self._marker.write_text(json.dumps(request.info()))
+            self._counters_at_start = self._receiver.counters()
             self._state = WRITING
             self._acquisition = {
                 "info": request.info(),
@@ -225,9 +242,11 @@ class WriterDriver:
         acquisition = self._acquisition
         acquisition["state"] = FLUSHING_IMAGES
         self._changed()
+        acquisition["counters"] = self._acquisition_counters()
+        self._counters_at_start = None
         try:
             if self._writer is not None:
-                self._writer.close()
+                self._writer.close(summary=acquisition["counters"])
         except Exception as error:  # the file may be damaged (e.g. disk full on close)
             _log.error("closing %s failed: %s", acquisition["info"]["output_file"], error)
             if state != FAILED:
@@ -242,8 +261,8 @@ class WriterDriver:
         self._changed()
 
     def close(self) -> None:
-        """Server shutdown: stop consuming, end a running acquisition as interrupted."""
-        self.detach()
+        """Server shutdown: end a running acquisition as interrupted, stop consuming."""
         with self._lock:
             if self._state == WRITING:
                 self._end(FINISHED, "Interrupted.")
+        self.detach()

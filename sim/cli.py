@@ -17,6 +17,9 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--n-images", type=int, default=0, help="images to send (0: until Ctrl-C)")
     parser.add_argument("--first-frame", type=int, default=1, help="frame number of the first image")
     parser.add_argument("--host", default="127.0.0.1", help="receiver address (default 127.0.0.1)")
+    parser.add_argument(
+        "--source-address", default="", help="send from this IPv4 address, e.g. 127.0.0.2 (default: any)"
+    )
     parser.add_argument("--loss", type=float, default=0.0, help="fraction of packets not sent")
     parser.add_argument("--reorder", type=int, default=0, help="shuffle packets within windows of N")
     parser.add_argument("--duplicate", type=float, default=0.0, help="fraction of packets sent twice")
@@ -38,6 +41,7 @@ def main(argv: list[str] | None = None) -> None:
             n_images=args.n_images,
             first_frame=args.first_frame,
             host=args.host,
+            source_address=args.source_address,
             loss=args.loss,
             reorder=args.reorder,
             duplicate=args.duplicate,

@@ -61,6 +61,8 @@ class SimulatedDetector:
     n_images: int = 0
     first_frame: int = 1
     host: str = "127.0.0.1"
+    source_address: str = ""
+    """Send from this IPv4 address (the detector's own); "" lets the kernel choose."""
     loss: float = 0.0
     reorder: int = 0
     duplicate: float = 0.0
@@ -105,6 +107,7 @@ class SimulatedDetector:
         cfg.image_width = int(self.config["image_pixel_width"])
         cfg.image_height = int(self.config["image_pixel_height"])
         cfg.host = self.host.encode()
+        cfg.source = self.source_address.encode()
         cfg.first_frame = self.first_frame
         cfg.n_frames = self.n_images
         cfg.rate_hz = self.rate_hz

@@ -38,7 +38,10 @@ def test_every_client_method(sending):
     assert client.get_logs(1) == logs[:1]
     stats = client.get_stats()
     assert set(stats) == {"detector", "writer"}
-    assert set(stats["detector"]) == {"bytes_per_second", "images_per_second"}
+    assert set(stats["detector"]) == {
+        "bytes_per_second", "images_per_second", "packets_received", "packets_lost", "packets_foreign",
+        "packets_late", "packets_duplicate", "frame_restarts", "images_incomplete", "images_dropped",
+    }  # fmt: skip
     deployment = client.get_deployment_status()
     assert {"config_id", "message", "servers", "stats", "status"} <= set(deployment)
 

@@ -110,6 +110,7 @@ def test_full_ring_drops_frames_and_recovers(config, receiver):
     time.sleep(0.2)
     counters = receiver.counters()
     assert counters["module_frames_dropped"] > 0, "nobody consumed: frames beyond the ring are dropped"
+    assert counters["images_dropped"] > 0
     assert len(collect_images(receiver, n_slots, timeout=3)) == n_slots
     SimulatedDetector(config, rate_hz=200, n_images=5, first_frame=1000).run()
     images = collect_images(receiver, 5)
