@@ -25,11 +25,15 @@ def header_cdef(name: str) -> str:
 def formats_cdef() -> str:
     """The det_format table and its lookup from detector_formats.h (shared by both modules)."""
     text = (HERE / "detector_formats.h").read_text()
-    names = re.findall(r"#define\s+((?:DET_KIND|FORMAT|SLS|MAX|CHIP|GF)_\w+)\s+\S+", text)
+    names = re.findall(r"#define\s+((?:DET_KIND|FORMAT|SLS|MAX|CHIP|GF)_\w+|N_DET_KINDS)\s+\S+", text)
     defines = "\n".join(f"#define {name} ..." for name in names)  # values taken from the C header
     struct = re.search(r"typedef struct det_format \{.*?\} det_format;", text, re.S).group(0)
-    signature = "int det_format_lookup(int kind, int bit_depth, int image_width, int image_height, det_format *out);"
-    return f"{defines}\n{struct}\n{signature}\n"
+    signatures = (
+        "int det_format_lookup(int kind, int bit_depth, int image_width, int image_height, det_format *out);\n"
+        "const char *det_kind_name(int kind);\n"
+        "int det_kind_by_name(const char *name);\n"
+    )
+    return f"{defines}\n{struct}\n{signatures}"
 
 
 def compile_args() -> list[str]:
@@ -41,7 +45,7 @@ def make_builder(module: str, header: str, sources: list[str]):
     from cffi import FFI
 
     builder = FFI()
-    builder.cdef(formats_cdef() + header_cdef(header))
+    builder.cdef(formats_cdef() + (header_cdef(header) if header != "detector_formats.h" else ""))
     builder.set_source(
         module,
         f'#include "{header}"',

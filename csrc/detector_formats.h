@@ -1,8 +1,11 @@
 /*
- * detector_formats.h -- the one place that describes detector packet streams.
+ * detector_formats.h -- the one C description of each detector type: its name, packet layout
+ * (header, payload, packets per frame), pixel codec (wire <-> image), header writing and the
+ * GigaFrost stream placement. Adding a detector type is one entry here.
  *
- * Shared by the receiver (csrc/socket_rx.c ... csrc/ring_buffer.c) and the
- * simulator sender (csrc/sim_sender.c); nothing else is shared between them.
+ * Shared by the receiver (csrc/socket_rx.c ... csrc/ring_buffer.c), the simulator sender
+ * (csrc/sim_sender.c) and, through the `detectors` Python package, the server, simulator,
+ * bsread and benchmark code; nothing else is shared between receiver and simulator.
  * Facts come from ../shared/spec/packets.md (slsDetectorPackage header v2).
  * All integers on the wire are little-endian.
  */
@@ -15,6 +18,7 @@
 #define DET_KIND_JUNGFRAU 0
 #define DET_KIND_EIGER 1
 #define DET_KIND_GIGAFROST 2
+#define N_DET_KINDS 3
 
 #define FORMAT_OK 0
 #define FORMAT_BAD_BIT_DEPTH (-1)
@@ -90,6 +94,21 @@ typedef struct packet_info {
     int packet;               /* 0 .. packets_per_frame - 1 */
     uint64_t timestamp;
 } packet_info;
+
+/* The config's detector_type of each kind (index: DET_KIND_*). */
+static inline const char *det_kind_name(int kind)
+{
+    static const char *const names[N_DET_KINDS] = {"jungfrau", "eiger", "gigafrost"};
+    return kind >= 0 && kind < N_DET_KINDS ? names[kind] : "";
+}
+
+/* DET_KIND_* of a detector_type name, or -1. */
+static inline int det_kind_by_name(const char *name)
+{
+    for (int kind = 0; kind < N_DET_KINDS; kind++)
+        if (strcmp(det_kind_name(kind), name) == 0) return kind;
+    return -1;
+}
 
 /* GigaFrost packet geometry for one stream of width x height pixels (facts of the public
  * PSI std_detector_buffer: packets hold whole rows, sized on 64-byte cache lines). */
@@ -186,6 +205,124 @@ static inline int parse_packet(const det_format *fmt, const uint8_t *packet, uns
     out->packet = (int)h->packet_number;
     out->timestamp = h->timestamp;
     return 0;
+}
+
+/* ---- pixel codec: wire format <-> values / image pixels ------------------------------
+ * 4 bit: two pixels a byte, low nibble first; 12 bit: two pixels in three bytes (low 8 bits
+ * of the first, then its high 4 bits in the low nibble and the second's low 4 bits in the
+ * high nibble, then the second's high 8 bits); 8/16/32 bit: little-endian integers. */
+
+/* Value of pixel i of a run of wire pixels. */
+static inline uint32_t det_wire_pixel(const det_format *fmt, const uint8_t *wire, int i)
+{
+    switch (fmt->bit_depth) {
+    case 4:
+        return (i & 1) ? wire[i / 2] >> 4 : wire[i / 2] & 0x0f;
+    case 12: {
+        const uint8_t *b = wire + 3 * (i / 2);
+        return (i & 1) ? (uint32_t)((b[1] >> 4) | (b[2] << 4)) : (uint32_t)(b[0] | ((b[1] & 0x0f) << 8));
+    }
+    case 8:
+        return wire[i];
+    case 16: {
+        uint16_t v;
+        memcpy(&v, wire + 2 * i, 2);
+        return v;
+    }
+    default: {
+        uint32_t v;
+        memcpy(&v, wire + 4 * i, 4);
+        return v;
+    }
+    }
+}
+
+/* Store a value as one image pixel (image_bytes_per_pixel wide). */
+static inline void det_store_pixel(const det_format *fmt, uint8_t *dst, uint32_t value)
+{
+    if (fmt->image_bytes_per_pixel == 1) *dst = (uint8_t)value;
+    else if (fmt->image_bytes_per_pixel == 2) { uint16_t v = (uint16_t)value; memcpy(dst, &v, 2); }
+    else memcpy(dst, &value, 4);
+}
+
+/* n wire pixels -> n image pixels, in order (the image dtype is the wire's, widened). */
+static inline void det_decode_run(const det_format *fmt, const uint8_t *wire, uint8_t *image, int n)
+{
+    if (fmt->bit_depth == 8 || fmt->bit_depth == 16 || fmt->bit_depth == 32) {
+        memcpy(image, wire, (size_t)n * fmt->image_bytes_per_pixel);
+        return;
+    }
+    for (int i = 0; i < n; i++) det_store_pixel(fmt, image + (size_t)i * fmt->image_bytes_per_pixel,
+                                                det_wire_pixel(fmt, wire, i));
+}
+
+/* n values (masked to the wire's bit depth) -> wire format. */
+static inline void det_encode_run(const det_format *fmt, const uint32_t *values, uint8_t *wire, int n)
+{
+    switch (fmt->bit_depth) {
+    case 4:
+        for (int k = 0; k < n / 2; k++) wire[k] = (uint8_t)((values[2 * k] & 0xf) | ((values[2 * k + 1] & 0xf) << 4));
+        break;
+    case 12:
+        for (int k = 0; k < n / 2; k++) {
+            uint32_t a = values[2 * k] & 0xfff, b = values[2 * k + 1] & 0xfff;
+            wire[3 * k] = (uint8_t)a;
+            wire[3 * k + 1] = (uint8_t)((a >> 8) | ((b & 0x0f) << 4));
+            wire[3 * k + 2] = (uint8_t)(b >> 4);
+        }
+        break;
+    case 8:
+        for (int k = 0; k < n; k++) wire[k] = (uint8_t)values[k];
+        break;
+    case 16:
+        for (int k = 0; k < n; k++) { uint16_t v = (uint16_t)values[k]; memcpy(wire + 2 * k, &v, 2); }
+        break;
+    default:
+        memcpy(wire, values, (size_t)n * 4);
+    }
+}
+
+/* ---- headers and placement ------------------------------------------------------------- */
+
+/* Write the header of packet p of a module frame in the detector's own format. */
+static inline void det_write_header(const det_format *fmt, uint8_t *packet, uint64_t frame, int module, int p,
+                                    uint64_t timestamp)
+{
+    if (fmt->kind == DET_KIND_GIGAFROST) {
+        gf_header *h = (gf_header *)packet;
+        memset(h, 0, sizeof(*h));
+        h->protocol_id = GF_PROTOCOL_ID;
+        h->row_length_blocks = (uint8_t)(fmt->module_width / 12);
+        h->quadrant_rows = (uint8_t)((fmt->module_height * 2) & 0xfe);
+        h->status_flags = (uint8_t)(((module / 2) << 6) | ((module % 2) << 5));
+        h->frame_index = (uint32_t)frame;
+        h->packet_starting_row = (uint16_t)(p * fmt->rows_per_packet);
+        h->image_timing = timestamp & 0xFFFFFFFFFFull;
+        return;
+    }
+    sls_header *h = (sls_header *)packet;
+    memset(h, 0, sizeof(*h));
+    h->frame_number = frame;
+    h->packet_number = (uint32_t)p;
+    h->det_spec1 = frame; /* bunch id */
+    h->timestamp = timestamp;
+    h->module_id = (uint16_t)module;
+    h->row = (uint16_t)module;
+    h->detector_type = (uint8_t)fmt->sls_detector_type;
+    h->version = SLS_HEADER_VERSION;
+}
+
+/* GigaFrost stream m is quadrant m / 2 (SW, SE, NW, NE) and link m % 2; each link carries every
+ * other row of its quadrant, rows counted away from the image's horizontal centre line.
+ * Image row of stream row r: first_row + row_step * r; its first image column: first_col. */
+static inline void gf_stream_placement(int module, int image_width, int image_height, int *first_row,
+                                       int *row_step, int *first_col)
+{
+    int quadrant = module / 2, link = module % 2;
+    int south = quadrant == 0 || quadrant == 1, west = quadrant == 0 || quadrant == 2;
+    *first_row = south ? image_height / 2 + link : image_height / 2 - 1 - link;
+    *row_step = south ? 2 : -2;
+    *first_col = west ? 0 : image_width / 2;
 }
 
 #endif

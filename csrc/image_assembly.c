@@ -6,9 +6,8 @@
  * are split evenly between neighbouring chips. start > end mirrors that axis.
  * Gap pixels are never written (they stay 0); pixels of lost packets get the missing
  * value: every bit set (0xFF, 0xFFFF, 0xFFFFFFFF for the image dtype).
- * GigaFrost streams are not placed by module_positions: stream m is quadrant m / 2
- * (SW, SE, NW, NE) and link m % 2, each link carrying every other row of its quadrant,
- * rows counted away from the image's horizontal centre line.
+ * GigaFrost streams are not placed by module_positions but by quadrant and link
+ * (gf_stream_placement in detector_formats.h). Pixels are decoded by the codec there.
  */
 #include "receiver_internal.h"
 
@@ -65,65 +64,30 @@ int geometry_init(module_geometry *geom, const det_format *fmt, const int32_t po
 int geometry_init_gigafrost(module_geometry *geom, const det_format *fmt, int module, int image_width,
                             int image_height)
 {
-    int quadrant = module / 2, link = module % 2;
-    int south = quadrant == 0 || quadrant == 1, west = quadrant == 0 || quadrant == 2;
-    for (int r = 0; r < fmt->module_height; r++)
-        geom->row_y[r] = south ? image_height / 2 + link + 2 * r : image_height / 2 - 1 - link - 2 * r;
+    int first_row, row_step, first_col;
+    gf_stream_placement(module, image_width, image_height, &first_row, &row_step, &first_col);
+    for (int r = 0; r < fmt->module_height; r++) geom->row_y[r] = first_row + row_step * r;
     geom->n_segments = 1;
     geom->segment_width = fmt->module_width;
-    geom->segment_x[0] = west ? 0 : image_width / 2;
+    geom->segment_x[0] = first_col;
     geom->dir_x = 1;
     geom->image_width = image_width;
     geom->bytes_per_pixel = fmt->image_bytes_per_pixel;
     return 0;
 }
 
-/* 12-bit packed: 3 bytes hold 2 pixels (low 8 bits of the first, then 4 + 4, then high 8). */
-static inline void unpack12(const uint8_t *src, int k, uint16_t *first, uint16_t *second)
-{
-    const uint8_t *b = src + 3 * k;
-    *first = (uint16_t)(b[0] | ((b[1] & 0x0f) << 8));
-    *second = (uint16_t)((b[1] >> 4) | (b[2] << 4));
-}
-
-/* One chip-wide run of pixels from the wire format into the image. */
-static void copy_segment(const module_geometry *geom, int bit_depth, uint8_t *dst_row, int x0,
+/* One chip-wide run of pixels from the wire format into the image (src NULL: missing). */
+static void copy_segment(const module_geometry *geom, const det_format *fmt, uint8_t *dst_row, int x0,
                          const uint8_t *src)
 {
     int n = geom->segment_width, bpp = geom->bytes_per_pixel;
-    if (geom->dir_x > 0) {
-        uint8_t *dst = dst_row + (size_t)x0 * bpp;
-        if (!src) {
-            memset(dst, MISSING_BYTE, (size_t)n * bpp);
-        } else if (bit_depth == 4) {
-            for (int k = 0; k < n / 2; k++) {
-                dst[2 * k] = src[k] & 0x0f;
-                dst[2 * k + 1] = src[k] >> 4;
-            }
-        } else if (bit_depth == 12) {
-            uint16_t *out = (uint16_t *)dst;
-            for (int k = 0; k < n / 2; k++) unpack12(src, k, &out[2 * k], &out[2 * k + 1]);
-        } else {
-            memcpy(dst, src, (size_t)n * bpp);
-        }
-        return;
-    }
-    /* mirrored: pixel o of the run lands at x0 - o */
     if (!src) {
-        memset(dst_row + (size_t)(x0 - n + 1) * bpp, MISSING_BYTE, (size_t)n * bpp);
-        return;
-    }
-    for (int o = 0; o < n; o++) {
-        uint8_t *dst = dst_row + (size_t)(x0 - o) * bpp;
-        if (bit_depth == 4) {
-            dst[0] = (o & 1) ? (src[o / 2] >> 4) : (src[o / 2] & 0x0f);
-        } else if (bit_depth == 12) {
-            uint16_t pair[2];
-            unpack12(src, o / 2, &pair[0], &pair[1]);
-            memcpy(dst, &pair[o & 1], 2);
-        } else {
-            memcpy(dst, src + (size_t)o * bpp, bpp);
-        }
+        size_t first = geom->dir_x > 0 ? (size_t)x0 : (size_t)(x0 - n + 1);
+        memset(dst_row + first * bpp, MISSING_BYTE, (size_t)n * bpp);
+    } else if (geom->dir_x > 0) {
+        det_decode_run(fmt, src, dst_row + (size_t)x0 * bpp, n);
+    } else { /* mirrored: pixel o of the run lands at x0 - o */
+        for (int o = 0; o < n; o++) det_store_pixel(fmt, dst_row + (size_t)(x0 - o) * bpp, det_wire_pixel(fmt, src, o));
     }
 }
 
@@ -139,7 +103,7 @@ void place_packet(const module_geometry *geom, const det_format *fmt, uint8_t *i
         uint8_t *dst_row = image + (size_t)geom->row_y[first_row + i] * image_row_bytes;
         const uint8_t *src_row = payload ? payload + i * wire_row_bytes : NULL;
         for (int s = 0; s < geom->n_segments; s++)
-            copy_segment(geom, fmt->bit_depth, dst_row, geom->segment_x[s],
+            copy_segment(geom, fmt, dst_row, geom->segment_x[s],
                          src_row ? src_row + s * wire_segment_bytes : NULL);
     }
 }

@@ -35,63 +35,14 @@ void sim_module_pixels(uint64_t frame, int module, int bit_depth, uint64_t n_pix
     }
 }
 
-/* Payload of one packet in wire format (4 bit: two pixels a byte, low nibble first;
- * 12 bit: two pixels in three bytes, see image_assembly.c). */
-static void fill_payload(uint8_t *dst, const det_format *fmt, uint64_t frame, int module, int packet)
+/* Payload of one packet in the detector's wire format (codec in detector_formats.h). */
+static void fill_payload(uint8_t *dst, const det_format *fmt, uint64_t frame, int module, int packet,
+                         uint32_t *values)
 {
-    uint64_t pixels = (uint64_t)packet_rows(fmt, packet) * fmt->module_width;
+    int pixels = packet_rows(fmt, packet) * fmt->module_width;
     uint64_t first = (uint64_t)packet * fmt->rows_per_packet * fmt->module_width;
-    uint64_t base = first + 37u * (uint64_t)module + 101u * frame;
-    switch (fmt->bit_depth) {
-    case 12:
-        for (uint64_t k = 0; k < pixels / 2; k++) {
-            uint16_t a = (uint16_t)((base + 2 * k) & 0xfff), b = (uint16_t)((base + 2 * k + 1) & 0xfff);
-            dst[3 * k] = (uint8_t)a;
-            dst[3 * k + 1] = (uint8_t)((a >> 8) | ((b & 0x0f) << 4));
-            dst[3 * k + 2] = (uint8_t)(b >> 4);
-        }
-        break;
-    case 4:
-        for (uint64_t k = 0; k < pixels / 2; k++)
-            dst[k] = (uint8_t)(((base + 2 * k) & 0xf) | (((base + 2 * k + 1) & 0xf) << 4));
-        break;
-    case 8:
-        for (uint64_t k = 0; k < pixels; k++) dst[k] = (uint8_t)(base + k);
-        break;
-    case 16:
-        for (uint64_t k = 0; k < pixels; k++) ((uint16_t *)dst)[k] = (uint16_t)(base + k);
-        break;
-    default:
-        for (uint64_t k = 0; k < pixels; k++) ((uint32_t *)dst)[k] = (uint32_t)(base + k);
-    }
-}
-
-/* The header of packet p of a module frame, in the detector's own format. */
-static void fill_header(uint8_t *packet, const det_format *fmt, uint64_t frame, int module, int p,
-                        uint64_t timestamp)
-{
-    if (fmt->kind == DET_KIND_GIGAFROST) {
-        gf_header *h = (gf_header *)packet;
-        memset(h, 0, sizeof(*h));
-        h->protocol_id = GF_PROTOCOL_ID;
-        h->row_length_blocks = (uint8_t)(fmt->module_width / 12);
-        h->quadrant_rows = (uint8_t)((fmt->module_height * 2) & 0xfe);
-        h->status_flags = (uint8_t)(((module / 2) << 6) | ((module % 2) << 5));
-        h->frame_index = (uint32_t)frame;
-        h->packet_starting_row = (uint16_t)(p * fmt->rows_per_packet);
-        h->image_timing = timestamp & 0xFFFFFFFFFFull;
-        return;
-    }
-    sls_header *h = (sls_header *)packet;
-    memset(h, 0, sizeof(*h));
-    h->frame_number = frame;
-    h->packet_number = (uint32_t)p;
-    h->det_spec1 = frame; /* bunch id */
-    h->timestamp = timestamp;
-    h->module_id = (uint16_t)module;
-    h->row = (uint16_t)module;
-    h->detector_type = (uint8_t)fmt->sls_detector_type;
-    h->version = SLS_HEADER_VERSION;
+    for (int k = 0; k < pixels; k++) values[k] = value_of(frame, module, first + k, fmt->bit_depth);
+    det_encode_run(fmt, values, dst, pixels);
 }
 
 static uint64_t rng_next(uint64_t *state)
@@ -199,9 +150,10 @@ int sim_run(const sim_config *cfg, volatile int *stop, sim_counters *counters, c
     struct mmsghdr *msgs = calloc(max_msgs, sizeof(struct mmsghdr));
     struct iovec *iov = calloc(max_msgs, sizeof(struct iovec));
     int *order = calloc(ppf, sizeof(int));
-    if (!buffer || !msgs || !iov || !order) {
+    uint32_t *values = calloc((size_t)fmt.rows_per_packet * fmt.module_width, sizeof(uint32_t)); /* one packet's */
+    if (!buffer || !msgs || !iov || !order || !values) {
         snprintf(err, err_len, "out of memory");
-        free(buffer); free(msgs); free(iov); free(order);
+        free(buffer); free(msgs); free(iov); free(order); free(values);
         return -1;
     }
     int n_open = 0, rc = 0;
@@ -224,11 +176,11 @@ int sim_run(const sim_config *cfg, volatile int *stop, sim_counters *counters, c
             uint8_t *module_buffer = buffer + (cfg->static_pixels ? (size_t)m * ppf * fmt.packet_size : 0);
             for (int p = 0; p < ppf; p++) {
                 uint8_t *packet = module_buffer + (size_t)p * fmt.packet_size;
-                fill_header(packet, &fmt, frame, m, p, timestamp);
+                det_write_header(&fmt, packet, frame, m, p, timestamp);
                 if (!cfg->static_pixels || i == 0) {
                     if (fmt.kind == DET_KIND_GIGAFROST) /* padding after the last row stays 0 */
                         memset(packet + fmt.header_size, 0, fmt.payload_size);
-                    fill_payload(packet + fmt.header_size, &fmt, frame, m, p);
+                    fill_payload(packet + fmt.header_size, &fmt, frame, m, p, values);
                 }
                 order[p] = p;
             }
@@ -278,6 +230,6 @@ int sim_run(const sim_config *cfg, volatile int *stop, sim_counters *counters, c
         if (rc == 0) counters->frames_sent++;
     }
     for (int m = 0; m < n_open; m++) close(fds[m]);
-    free(buffer); free(msgs); free(iov); free(order);
+    free(buffer); free(msgs); free(iov); free(order); free(values);
     return rc;
 }

@@ -11,13 +11,11 @@ import json
 import os
 import tempfile
 from pathlib import Path
-from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, ValidationError, field_validator, model_validator
 
-from daq_server.receiver import MAX_MODULES, check_geometry, detector_format
-
-BSREAD_BIT_DEPTHS = (8, 16, 32)
+from daq_server.receiver import MAX_MODULES, check_geometry
+from detectors import DETECTOR_TYPES, STREAM_BIT_DEPTHS, detector_format, stream_dtype
 
 
 class ConfigError(ValueError):
@@ -30,7 +28,7 @@ class DaqConfig(BaseModel):
     model_config = ConfigDict(extra="forbid", strict=False)
 
     detector_name: str
-    detector_type: Literal["eiger", "jungfrau", "gigafrost", "bsread"]
+    detector_type: str
     bit_depth: int
     image_pixel_height: int
     image_pixel_width: int
@@ -59,6 +57,13 @@ class DaqConfig(BaseModel):
         if value is None or isinstance(value, str):
             return None if value is None else _ipv4(value)
         return [_ipv4(item) for item in value]
+
+    @field_validator("detector_type")
+    @classmethod
+    def _known_type(cls, value: str) -> str:
+        if value not in DETECTOR_TYPES:
+            raise ValueError(f"must be one of {', '.join(DETECTOR_TYPES)}, not '{value}'")
+        return value
 
     @field_validator("detector_name")
     @classmethod
@@ -89,7 +94,7 @@ class DaqConfig(BaseModel):
                 "must lie within 1024 … 65535"
             )
         expected = {str(i) for i in range(self.n_modules)}
-        if self.detector_type == "bsread":
+        if self.detector_type in STREAM_BIT_DEPTHS:
             return self._check_bsread()
         if isinstance(self.detector_address, list) and len(self.detector_address) != self.n_modules:
             raise ValueError(
@@ -120,8 +125,7 @@ class DaqConfig(BaseModel):
             raise ValueError("detector_address and receiver_address are for UDP detectors; bsread uses bsread_address")
         if self.n_modules != 1 or self.module_positions:
             raise ValueError("a bsread stream carries whole images: n_modules must be 1 and module_positions {}")
-        if self.bit_depth not in BSREAD_BIT_DEPTHS:
-            raise ValueError(f"bit_depth {self.bit_depth} is not supported for bsread (use 8, 16 or 32)")
+        stream_dtype(self.detector_type, self.bit_depth)
         return self
 
 

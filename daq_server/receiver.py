@@ -15,56 +15,12 @@ from typing import Protocol
 
 import numpy as np
 
+import detectors
 from daq_server._receiver import ffi, lib
+from detectors import detector_format
 
-DETECTOR_KINDS = {
-    "jungfrau": lib.DET_KIND_JUNGFRAU,
-    "eiger": lib.DET_KIND_EIGER,
-    "gigafrost": lib.DET_KIND_GIGAFROST,
-}
-"""Detector types this receiver assembles from UDP (others are refused by config validation)."""
-
-MAX_MODULES: int = lib.MAX_MODULES
+MAX_MODULES = detectors.MAX_MODULES
 """Modules (UDP streams) one receiver assembles."""
-
-_DTYPES = {1: np.uint8, 2: np.uint16, 4: np.uint32}
-
-
-@dataclass(frozen=True)
-class DetectorFormat:
-    """Packet and module facts of one detector type at one bit depth (from detector_formats.h)."""
-
-    packet_size: int
-    packets_per_frame: int
-    module_width: int
-    module_height: int
-    dtype: type
-
-
-def detector_format(detector_type: str, bit_depth: int, image_width: int, image_height: int) -> DetectorFormat:
-    """Look up the format; ValueError for an unknown type, bit depth or impossible image size."""
-    if detector_type not in DETECTOR_KINDS:
-        raise ValueError(
-            f"detector_type '{detector_type}' is not received from UDP by this server "
-            f"(supported: {', '.join(DETECTOR_KINDS)})"
-        )
-    fmt = ffi.new("det_format *")
-    rc = lib.det_format_lookup(DETECTOR_KINDS[detector_type], int(bit_depth), image_width, image_height, fmt)
-    if rc == lib.FORMAT_BAD_BIT_DEPTH:
-        raise ValueError(f"bit_depth {bit_depth} is not supported by detector_type '{detector_type}'")
-    if rc != lib.FORMAT_OK:
-        hint = " (width a multiple of 24, height of 4)" if detector_type == "gigafrost" else ""
-        raise ValueError(
-            f"an image of {image_width} x {image_height} pixels is not possible for detector_type "
-            f"'{detector_type}'{hint}"
-        )
-    return DetectorFormat(
-        packet_size=fmt.packet_size,
-        packets_per_frame=fmt.packets_per_frame,
-        module_width=fmt.module_width,
-        module_height=fmt.module_height,
-        dtype=_DTYPES[fmt.image_bytes_per_pixel],
-    )
 
 
 @dataclass(frozen=True)
@@ -83,7 +39,7 @@ class ReceiverSettings:
 
 def _c_config(config: dict, settings: ReceiverSettings, image_bytes: int = 0):
     cfg = ffi.new("rx_config *")
-    cfg.detector_kind = DETECTOR_KINDS[config["detector_type"]]
+    cfg.detector_kind = detectors.kind(config["detector_type"])
     cfg.bit_depth = int(config["bit_depth"])
     cfg.n_modules = int(config["n_modules"])
     cfg.start_udp_port = int(config["start_udp_port"])

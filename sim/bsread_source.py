@@ -17,17 +17,17 @@ import time
 import numpy as np
 import zmq
 
+import detectors
 from sim._sender import ffi, lib
 
 IMAGE_CHANNEL = "SIM:IMAGE"
-_DTYPES = {8: np.uint8, 16: np.uint16, 32: np.uint32}
 
 
 def bsread_image(frame: int, config: dict) -> np.ndarray:
     """The image the source publishes for pulse ``frame``."""
     shape = (int(config["image_pixel_height"]), int(config["image_pixel_width"]))
     bit_depth = int(config["bit_depth"])
-    out = np.empty(shape, dtype=_DTYPES[bit_depth])
+    out = np.empty(shape, dtype=detectors.stream_dtype("bsread", bit_depth))
     lib.sim_module_pixels(frame, 0, bit_depth, out.size, ffi.from_buffer(out))
     return out
 
@@ -37,8 +37,7 @@ def run_bsread_source(
 ) -> None:
     """Publish until n_images are sent (0: until ``stop`` is set)."""
     bit_depth = int(config["bit_depth"])
-    if bit_depth not in _DTYPES:
-        raise ValueError(f"a bsread source sends 8, 16 or 32 bit images, not {bit_depth}")
+    detectors.stream_dtype("bsread", bit_depth)  # ValueError for a depth bsread does not carry
     data_header = json.dumps(
         {
             "htype": "bsr_d-1.1",

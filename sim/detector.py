@@ -11,27 +11,16 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+import detectors
 from sim._sender import ffi, lib
 from sim.bsread_source import run_bsread_source
 
-DETECTOR_KINDS = {
-    "jungfrau": lib.DET_KIND_JUNGFRAU,
-    "eiger": lib.DET_KIND_EIGER,
-    "gigafrost": lib.DET_KIND_GIGAFROST,
-}
-_DTYPES = {4: np.uint8, 8: np.uint8, 12: np.uint16, 16: np.uint16, 32: np.uint32}
 
-
-def _format(config: dict):
-    fmt = ffi.new("det_format *")
-    kind = DETECTOR_KINDS.get(config["detector_type"])
-    size = int(config["image_pixel_width"]), int(config["image_pixel_height"])
-    if kind is None or lib.det_format_lookup(kind, int(config["bit_depth"]), *size, fmt):
-        raise ValueError(
-            f"the simulator cannot emulate a {config['detector_type']} at {config['bit_depth']} bit "
-            f"with {size[0]} x {size[1]} pixel images"
-        )
-    return fmt
+def _format(config: dict) -> detectors.DetectorFormat:
+    try:
+        return detectors.config_format(config)
+    except ValueError as error:
+        raise ValueError(f"the simulator cannot emulate this detector: {error}") from None
 
 
 def module_geometry(config: dict) -> tuple[int, int]:
@@ -47,8 +36,8 @@ def module_pixels(frame: int, module: int, config: dict) -> np.ndarray:
     depth on the wire (GigaFrost: 12 bit).
     """
     fmt = _format(config)
-    out = np.empty((fmt.module_height, fmt.module_width), dtype=_DTYPES[fmt.bit_depth])
-    lib.sim_module_pixels(frame, module, fmt.bit_depth, out.size, ffi.from_buffer(out))
+    out = np.empty((fmt.module_height, fmt.module_width), dtype=fmt.wire_dtype)
+    lib.sim_module_pixels(frame, module, fmt.wire_bit_depth, out.size, ffi.from_buffer(out))
     return out
 
 
@@ -100,7 +89,7 @@ class SimulatedDetector:
             self.counters = self.live_counters()
             return self.counters
         cfg = ffi.new("sim_config *")
-        cfg.detector_kind = DETECTOR_KINDS[self.config["detector_type"]]
+        cfg.detector_kind = detectors.kind(self.config["detector_type"])
         cfg.bit_depth = int(self.config["bit_depth"])
         cfg.n_modules = int(self.config["n_modules"])
         cfg.start_udp_port = int(self.config["start_udp_port"])

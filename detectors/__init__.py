@@ -1,0 +1,107 @@
+"""The one Python description of each detector type, shared by server, simulator, bsread and benchmark.
+
+UDP detector types (Jungfrau, Eiger, GigaFrost) are described once, in C, in
+``csrc/detector_formats.h`` (packet layout, pixel codec, placement); this package reads that
+description through cffi (``detectors._formats``) instead of repeating it. bsread streams carry
+whole images, so only their bit depths are described here.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from detectors._formats import ffi, lib
+
+UDP_TYPES: tuple[str, ...] = tuple(ffi.string(lib.det_kind_name(kind)).decode() for kind in range(lib.N_DET_KINDS))
+"""Detector types whose UDP packet streams the receiver assembles and the simulator sends."""
+
+STREAM_BIT_DEPTHS = {"bsread": (8, 16, 32)}
+"""Detector types that stream whole images (ZeroMQ), with the bit depths they carry."""
+
+DETECTOR_TYPES: tuple[str, ...] = UDP_TYPES + tuple(STREAM_BIT_DEPTHS)
+"""Every ``detector_type`` a config may name."""
+
+MAX_MODULES: int = lib.MAX_MODULES
+"""Modules (UDP streams) one receiver assembles."""
+
+_IMAGE_DTYPES = {1: np.uint8, 2: np.uint16, 4: np.uint32}
+
+
+def image_dtype(bit_depth: int) -> np.dtype:
+    """The dtype of an assembled image pixel for a bit depth on the wire (4 -> uint8, 12 -> uint16)."""
+    for size, dtype in _IMAGE_DTYPES.items():
+        if bit_depth <= 8 * size:
+            return np.dtype(dtype)
+    raise ValueError(f"no image dtype holds {bit_depth} bit pixels")
+
+
+def kind(detector_type: str) -> int:
+    """The C ``DET_KIND_*`` of a UDP detector type; ValueError for another name."""
+    value = lib.det_kind_by_name(detector_type.encode())
+    if value < 0:
+        raise ValueError(
+            f"detector_type '{detector_type}' is not received from UDP (supported: {', '.join(UDP_TYPES)})"
+        )
+    return value
+
+
+@dataclass(frozen=True)
+class DetectorFormat:
+    """Packet and module facts of one UDP detector type at one bit depth and image size."""
+
+    detector_type: str
+    kind: int
+    wire_bit_depth: int
+    packet_size: int
+    packets_per_frame: int
+    module_width: int
+    module_height: int
+    dtype: np.dtype
+
+    @property
+    def wire_dtype(self) -> np.dtype:
+        """The dtype the simulator's module pixels are given in (4 and 12 bit unpacked)."""
+        return image_dtype(self.wire_bit_depth)
+
+
+def detector_format(detector_type: str, bit_depth: int, image_width: int, image_height: int) -> DetectorFormat:
+    """Look up the format; ValueError for an unknown type, bit depth or impossible image size."""
+    fmt = ffi.new("det_format *")
+    rc = lib.det_format_lookup(kind(detector_type), int(bit_depth), int(image_width), int(image_height), fmt)
+    if rc == lib.FORMAT_BAD_BIT_DEPTH:
+        raise ValueError(f"bit_depth {bit_depth} is not supported by detector_type '{detector_type}'")
+    if rc != lib.FORMAT_OK:
+        hint = " (width a multiple of 24, height of 4)" if detector_type == "gigafrost" else ""
+        raise ValueError(
+            f"an image of {image_width} x {image_height} pixels is not possible for detector_type "
+            f"'{detector_type}'{hint}"
+        )
+    return DetectorFormat(
+        detector_type=detector_type,
+        kind=fmt.kind,
+        wire_bit_depth=fmt.bit_depth,
+        packet_size=fmt.packet_size,
+        packets_per_frame=fmt.packets_per_frame,
+        module_width=fmt.module_width,
+        module_height=fmt.module_height,
+        dtype=np.dtype(_IMAGE_DTYPES[fmt.image_bytes_per_pixel]),
+    )
+
+
+def config_format(config: dict) -> DetectorFormat:
+    """The format of a detector config (the JSON the server and the simulator read)."""
+    return detector_format(
+        config["detector_type"], config["bit_depth"], config["image_pixel_width"], config["image_pixel_height"]
+    )
+
+
+def stream_dtype(detector_type: str, bit_depth: int) -> np.dtype:
+    """The image dtype of a streaming (bsread) detector; ValueError for a bit depth it does not carry."""
+    allowed = STREAM_BIT_DEPTHS[detector_type]
+    if bit_depth not in allowed:
+        raise ValueError(
+            f"bit_depth {bit_depth} is not supported for {detector_type} (use {', '.join(map(str, allowed))})"
+        )
+    return image_dtype(bit_depth)
