@@ -6,11 +6,9 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).parent))
 from _cdef import make_builder  # noqa: E402
 
-ffibuilder = make_builder(
-    "daq_server._receiver",
-    "receiver.h",
-    ["socket_rx.c", "frame_assembly.c", "image_assembly.c", "image_completion.c", "ring_buffer.c", "receiver.c"],
-)
+SOURCES = ["socket_rx.c", "frame_assembly.c", "image_assembly.c", "image_completion.c", "ring_buffer.c", "receiver.c"]
+
+ffibuilder = make_builder("daq_server._receiver", "receiver.h", SOURCES)
 
 if __name__ == "__main__":
     ffibuilder.compile(verbose=True)

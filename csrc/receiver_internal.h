@@ -18,7 +18,7 @@
  * a frame up to LATE_WINDOW behind the newest is late, up to JUMP_LIMIT ahead is the stream going
  * on; anything else starts a new sequence only once CONFIRM_PACKETS packets in a row agree on it.
  * After RESTART_IDLE_S without packets, the next packet starts a new sequence at once. */
-#define LATE_WINDOW 1000
+#define LATE_WINDOW 100
 #define JUMP_LIMIT 10000
 #define CONFIRM_PACKETS 4
 #define RESTART_IDLE_S 0.1
