@@ -4,8 +4,8 @@ Depends only on ``requests``. See :class:`StdDaqClient`.
 """
 
 from ._client import StdDaqClient
-from ._exceptions import StdDaqAdminException
+from ._exceptions import ServerUnreachable, StdDaqAdminException
 
 __version__ = "0.1.0"
 
-__all__ = ["StdDaqClient", "StdDaqAdminException"]
+__all__ = ["StdDaqClient", "StdDaqAdminException", "ServerUnreachable"]
