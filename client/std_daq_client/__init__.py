@@ -1,6 +1,7 @@
 """Python client for the standard DAQ (std-daq) REST API.
 
-Depends only on ``requests``. See :class:`StdDaqClient`.
+Depends only on ``requests`` (and ``tqdm`` for the progress bar of ``std_cli_write_sync``). See
+:class:`StdDaqClient`.
 """
 
 from ._client import StdDaqClient
