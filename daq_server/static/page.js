@@ -136,9 +136,7 @@ async function showImage() {
 }
 
 async function tick() {
-  const parts = [showStatus(), showStats(), showLog(), showImage()];
-  if (!$("detector").textContent) parts.push(showConfig());
-  const results = await Promise.allSettled(parts);
+  const results = await Promise.allSettled([showStatus(), showStats(), showLog(), showImage(), showConfig()]);
   const failed = results.filter((r) => r.status === "rejected").map((r) => r.reason);
   if (failed.some((e) => e instanceof TokenNeeded)) {
     $("token-form").hidden = false;
