@@ -4,16 +4,22 @@
 VENV ?= .venv
 BIN = $(VENV)/bin
 
-.PHONY: install demo test lint docs benchmark clean
+.PHONY: install test-packages demo test lint docs benchmark clean
 
 install: $(VENV)/.installed
 
-$(VENV)/.installed: pyproject.toml setup.py $(wildcard csrc/*.c csrc/*.h csrc/*.py)
+# The client (client/, its own distribution) first, then the server, which depends on it.
+$(VENV)/.installed: pyproject.toml setup.py client/pyproject.toml $(wildcard csrc/*.c csrc/*.h csrc/*.py)
 	sh scripts/system-packages.sh
 	python3 -m venv $(VENV)
 	$(BIN)/python -m pip install -q --upgrade pip
-	$(BIN)/python -m pip install -q -e '.[test,docs,redis,ophyd]'
+	$(BIN)/python -m pip install -q -e './client[redis]'
+	STD_DAQ_CLIENT_REQUIREMENT=std-daq-client $(BIN)/python -m pip install -q -e '.[test,docs,redis,ophyd]'
 	touch $@
+
+# What only the tests need: redis-server and the headless browser of the web page test.
+test-packages:
+	sh scripts/system-packages.sh test
 
 demo: install
 	$(BIN)/std_daq_demo
@@ -25,7 +31,7 @@ lint: install
 docs: install
 	$(BIN)/sphinx-build -W --keep-going -q -b html docs docs/_build/html
 
-test: lint
+test: lint test-packages
 	$(BIN)/python -m pytest
 	$(MAKE) docs
 
@@ -33,4 +39,4 @@ benchmark: install
 	$(BIN)/python benchmarks/throughput.py
 
 clean:
-	rm -rf $(VENV) build docs/_build *.egg-info daq_server/_receiver*.so sim/_sender*.so
+	rm -rf $(VENV) build docs/_build *.egg-info daq_server/_receiver*.so sim/_sender*.so detectors/_formats*.so

@@ -1,4 +1,4 @@
-"""``std_daq_server``: run the DAQ (receiver + writer + REST API) for one detector config."""
+"""std_daq_server: run the DAQ (receiver + writer + REST API) for one detector config."""
 
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ from pathlib import Path
 from waitress import create_server
 
 from daq_server.api import create_app
-from daq_server.config import ConfigError
+from daq_server.config import ConfigError, ConfigStore
 from daq_server.receiver import ReceiverSettings
 from daq_server.service import DaqService, ServerOptions
 from daq_server.writer import COMPRESSIONS, has_quarantined_files
@@ -35,11 +35,23 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--compression", choices=COMPRESSIONS, default="none", help="HDF5 image compression")
     parser.add_argument("--redis-url", help="publish status, stats, log and config on Redis PUB/SUB (optional)")
     parser.add_argument("--log-level", default="INFO")
+    parser.add_argument(
+        "--check-config",
+        action="store_true",
+        help="only validate the config file (exit 0, or 1 with the reason on one line) and start nothing",
+    )
     return parser.parse_args(argv)
 
 
 def main(argv: list[str] | None = None) -> None:
     args = parse_args(argv)
+    if args.check_config:
+        try:
+            ConfigStore(args.config).load()
+        except ConfigError as error:
+            sys.exit(f"std_daq_server: {args.config}: {error}")
+        print(f"{args.config}: valid")
+        return
     logging.basicConfig(level=args.log_level.upper(), format="%(asctime)s %(name)s %(levelname)s %(message)s")
     options = ServerOptions(
         config_file=args.config,

@@ -139,9 +139,9 @@ def _ipv4(value: str) -> str:
 def _describe(error: ValidationError) -> str:
     parts = []
     for item in error.errors():
-        where = ".".join(str(p) for p in item["loc"]) or "config"
+        where = ".".join(str(p) for p in item["loc"])
         message = item["msg"].removeprefix("Value error, ")
-        parts.append(f"{where}: {message}")
+        parts.append(f"{where}: {message}" if where else message)  # "Invalid config: <whole-config problem>"
     return "Invalid config: " + "; ".join(parts)
 
 

@@ -1,8 +1,9 @@
-"""``std_daq_demo``: the whole chain on this machine, no hardware needed.
+"""std_daq_demo: the whole chain on this machine, no hardware needed.
 
-Starts ``std_daq_server`` and a simulated 2-module Jungfrau (``std_daq_sim``) as separate
-processes, acquires 100 images with the Python client, and prints the status, the file
-written, its shape and a checksum read back with h5py.
+Starts std_daq_server and a simulated 2-module Jungfrau (std_daq_sim) as separate processes, acquires
+--n-images images (default 100) with the Python client, and prints the status, the file written, its
+shape and a checksum read back with h5py. Without --workdir everything goes to a new temp folder that is
+removed at the end (--keep keeps it); with --workdir the files stay there.
 """
 
 from __future__ import annotations
@@ -10,6 +11,7 @@ from __future__ import annotations
 import argparse
 import hashlib
 import json
+import shutil
 import socket
 import subprocess
 import sys
@@ -44,13 +46,35 @@ def _wait_for_server(client: StdDaqClient, server: subprocess.Popen, timeout: fl
 
 
 def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(prog="std_daq_demo", description=__doc__)
-    parser.add_argument("--n-images", type=int, default=100)
+    parser = argparse.ArgumentParser(
+        prog="std_daq_demo", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--n-images", type=int, default=100, help="images to acquire (default 100)")
     parser.add_argument("--rate", type=float, default=100.0, help="simulated detector images per second")
-    parser.add_argument("--workdir", type=Path, help="where config and data go (default: a new temp folder)")
+    parser.add_argument("--workdir", type=Path, help="where config and data go, kept (default: a new temp folder)")
+    parser.add_argument("--keep", action="store_true", help="keep the temp folder (with --workdir it is always kept)")
     args = parser.parse_args(argv)
+    if args.n_images < 1:
+        parser.error("--n-images must be 1 or more")
 
     workdir = args.workdir or Path(tempfile.mkdtemp(prefix="std_daq_demo_"))
+    try:
+        _run_demo(args, workdir)
+    finally:
+        _clean_up(workdir, remove=args.workdir is None and not args.keep)
+
+
+def _clean_up(workdir: Path, remove: bool) -> None:
+    """Say where the files are, or remove the temp folder and say so."""
+    size = sum(f.stat().st_size for f in workdir.rglob("*") if f.is_file())
+    if remove:
+        shutil.rmtree(workdir, ignore_errors=True)
+        print(f"removed {workdir} ({size / 1e6:.0f} MB; --keep or --workdir DIR keeps the files)")
+    else:
+        print(f"kept {workdir} ({size / 1e6:.0f} MB)")
+
+
+def _run_demo(args: argparse.Namespace, workdir: Path) -> None:
     data_root = workdir / "data"
     data_root.mkdir(parents=True, exist_ok=True)
     config = jungfrau_config(2, _free_port(socket.SOCK_DGRAM), name="JF1M-demo")

@@ -23,6 +23,7 @@ class LivePreview:
         self._max_size = max_size
         self._last_offer = 0.0
         self._preview: np.ndarray = np.zeros((64, 64), dtype=np.uint8)
+        self._small: np.ndarray | None = None  # the strided copy before scaling, for the page's colour scales
         self._frame_number: int | None = None
         self._changed = threading.Condition()
 
@@ -37,8 +38,13 @@ class LivePreview:
         low, high = np.percentile(small, (1, 99.9))
         scaled = np.clip((small - low) * (255.0 / max(high - low, 1.0)), 0, 255).astype(np.uint8)
         with self._changed:
-            self._preview, self._frame_number = scaled, image.frame_number
+            self._preview, self._small, self._frame_number = scaled, small, image.frame_number
             self._changed.notify_all()
+
+    def latest(self) -> tuple[int | None, np.ndarray | None]:
+        """Frame number and strided (unscaled, float32) copy of the latest preview; (None, None) before any."""
+        with self._changed:
+            return self._frame_number, self._small
 
     def wait_jpeg(self, after: int | None, timeout: float) -> tuple[int | None, bytes]:
         """The latest preview as JPEG, waiting up to ``timeout`` for one newer than frame ``after``."""

@@ -80,6 +80,10 @@ class DaqService:
 
     def set_config(self, changes: dict) -> dict:
         """Merge, validate, restart the receiver with the new config, persist it."""
+        return self.apply_config(changes)[0]
+
+    def apply_config(self, changes: dict) -> tuple[dict, str]:
+        """set_config, and a message saying what the change restarted or stopped."""
         with self._config_lock:
             try:
                 new = merge_config(self._config, changes)
@@ -88,6 +92,7 @@ class DaqService:
             if self.driver.state != READY:
                 raise AdminError(f"The config cannot change while the writer is {self.driver.state}; stop it first.")
             old = self._config
+            simulator_was_running = self.simulator.status()["state"] == "RUNNING"
             self.simulator.stop()  # it sends the old config's stream
             try:
                 self._deploy(new)
@@ -103,7 +108,11 @@ class DaqService:
             self._config = new
             self._store.save(new)
             self._publish("config", as_dict(new))
-            return as_dict(new)
+            done = "Config applied: the receiver was restarted"
+            if simulator_was_running:
+                done += "; the built-in simulator was stopped (it sent the old config's stream: start it again)"
+            self._deployment["message"] = done + "."
+            return as_dict(new), done + "."
 
     def _deploy(self, config: DaqConfig) -> None:
         """(Re)start the receiver for ``config``; records the deployment status."""

@@ -1,13 +1,18 @@
 #!/bin/sh
-# System packages the project needs on a fresh Debian/Ubuntu machine: a C compiler and the
-# Python headers (for the cffi build), python3-venv, and redis-server (for the Redis tests).
+# System packages the project needs on a fresh Debian/Ubuntu machine, installed with apt only when missing.
+#   sh scripts/system-packages.sh          build and run: a C compiler, the Python headers (cffi build), python3-venv
+#   sh scripts/system-packages.sh test     also what the tests need: redis-server (Redis tests) and chromium
+#                                          (the headless browser of the web page test)
 set -e
 missing=""
 command -v gcc >/dev/null 2>&1 || missing="$missing gcc"
 python3 -c 'import sysconfig, os, sys; sys.exit(not os.path.exists(os.path.join(sysconfig.get_paths()["include"], "Python.h")))' \
     || missing="$missing python3-dev"
 python3 -c 'import ensurepip' >/dev/null 2>&1 || missing="$missing python3-venv"
-command -v redis-server >/dev/null 2>&1 || missing="$missing redis-server"
+if [ "$1" = "test" ]; then
+    command -v redis-server >/dev/null 2>&1 || missing="$missing redis-server"
+    command -v chromium >/dev/null 2>&1 || missing="$missing chromium"
+fi
 [ -z "$missing" ] && exit 0
 echo "installing system packages:$missing"
 SUDO=""

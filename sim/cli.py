@@ -1,17 +1,38 @@
-"""``std_daq_sim``: a simulated detector sending to the ports of a DAQ config file."""
+"""std_daq_sim: a simulated detector sending to the ports of a DAQ config file.
+
+Where the server is installed too, the config is first checked by the server's own validator (run as the
+command std_daq_server --check-config, so that the simulator never imports the server): a config the
+server would refuse is refused here too, with the server's one-line reason.
+"""
 
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import json
+import subprocess
 import sys
 from pathlib import Path
 
 from sim.detector import SimulatedDetector
 
 
+def server_verdict(config_file: Path) -> str | None:
+    """The server's reason to refuse ``config_file`` (one line), or None if it accepts it or is not installed."""
+    if importlib.util.find_spec("daq_server") is None:
+        return None
+    command = [sys.executable, "-m", "daq_server.cli", "--config", str(config_file), "--check-config"]
+    result = subprocess.run(command, capture_output=True, text=True, timeout=120)
+    if result.returncode == 0:
+        return None
+    lines = [line for line in result.stderr.splitlines() if line.strip()]
+    return lines[-1].removeprefix("std_daq_server: ") if lines else f"refused by the server (exit {result.returncode})"
+
+
 def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(prog="std_daq_sim", description=__doc__)
+    parser = argparse.ArgumentParser(
+        prog="std_daq_sim", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--config", required=True, type=Path, help="the same config JSON the server uses")
     parser.add_argument("--rate", type=float, default=100.0, help="images per second (0: as fast as possible)")
     parser.add_argument("--n-images", type=int, default=0, help="images to send (0: until Ctrl-C)")
@@ -33,6 +54,9 @@ def main(argv: list[str] | None = None) -> None:
     )
     parser.add_argument("--seed", type=int, default=0, help="seed of the fault injection choices")
     args = parser.parse_args(argv)
+    refused = server_verdict(args.config)
+    if refused:
+        sys.exit(f"std_daq_sim: bad config {refused}")
     try:
         config = json.loads(args.config.read_text())
         detector = SimulatedDetector(
@@ -53,8 +77,8 @@ def main(argv: list[str] | None = None) -> None:
             static_pixels=args.static_pixels,
             seed=args.seed,
         )
-    except (OSError, ValueError, KeyError) as error:
-        sys.exit(f"std_daq_sim: bad config {args.config}: {error}")
+    except (OSError, ValueError, KeyError, TypeError) as error:
+        sys.exit(f"std_daq_sim: bad config {args.config}: {' '.join(str(error).split())}")
     detector.start()
     try:
         while detector.running:

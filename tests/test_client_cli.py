@@ -123,7 +123,7 @@ def test_write_sync_shows_progress_on_a_terminal(sending):
     _, exit_status = os.waitpid(pid, 0)
     text = seen.decode(errors="replace")
     assert os.waitstatus_to_exitcode(exit_status) == 0, text
-    assert "/150 images written (WRITING)" in text
+    assert "/150 [" in text and "img/s" in text  # the bar, with its rate and time left
     assert "150/150 images written: FINISHED Completed." in text
     assert '"message": "Completed."' in text
     with h5py.File(output, "r") as f:

@@ -1,8 +1,9 @@
 """/daq/config: read and change the detector config."""
 
-from flask import Blueprint
+from flask import Blueprint, jsonify
 
 from daq_server.api._envelope import answer, json_body, service
+from daq_server.errors import AdminError
 
 blueprint = Blueprint("config", __name__, url_prefix="/daq")
 
@@ -14,6 +15,10 @@ def get_config():
 
 
 @blueprint.post("/config")
-@answer("config", "Config applied.")
 def set_config():
-    return service().set_config(json_body())
+    """The envelope's message says what the change restarted or stopped."""
+    try:
+        config, message = service().apply_config(json_body())
+    except AdminError as error:
+        return jsonify({"status": "error", "message": str(error)})
+    return jsonify({"status": "ok", "message": message, "config": config})

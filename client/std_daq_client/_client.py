@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+import os
+import time
 from typing import Any
 
 import requests
 
-from ._exceptions import StdDaqAdminException
+from ._exceptions import ServerUnreachable, StdDaqAdminException
 
 _CONNECT_TIMEOUT = 3.0
+TOKEN_ENV_VAR = "STD_DAQ_TOKEN"
 _MAX_TEXT_IN_ERROR = 200
 
 
@@ -40,13 +43,23 @@ class StdDaqClient:
 
     Every call returns the payload of the server's answer (a dict, or a list for :meth:`get_logs`).
     State or logic problems reported by the server raise :class:`StdDaqAdminException`; everything else
-    (server unreachable, timeout, non-200 HTTP answer, malformed answer) raises :class:`RuntimeError`.
+    (server unreachable, timeout, non-200 HTTP answer, malformed answer) raises :class:`RuntimeError`
+    (:class:`ServerUnreachable`, a subclass, when no answer came at all).
+
+    ``token``: sent as ``Authorization: Bearer <token>`` with every request, for a server that requires one;
+    ``None`` takes it from the environment variable ``STD_DAQ_TOKEN`` if that is set.
     """
 
-    def __init__(self, url_base: str = "http://localhost:5000", timeout: float = 10.0) -> None:
+    def __init__(
+        self, url_base: str = "http://localhost:5000", timeout: float = 10.0, token: str | None = None
+    ) -> None:
         self.url_base = url_base.rstrip("/")
         self.timeout = timeout
         self._session = requests.Session()
+        if token is None:
+            token = os.environ.get(TOKEN_ENV_VAR) or None
+        if token:
+            self._session.headers["Authorization"] = f"Bearer {token}"
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}(url_base={self.url_base!r}, timeout={self.timeout!r})"
@@ -98,6 +111,21 @@ class StdDaqClient:
         """Return the deployment status of the last config change (config_id, servers, stats, status)."""
         return self._request("GET", "/daq/deployment", "deployment")
 
+    def wait_for_server(self, timeout: float) -> dict[str, Any]:
+        """Wait up to ``timeout`` seconds until the server answers (e.g. just after it was started).
+
+        Returns the DAQ status; raises :class:`ServerUnreachable` if there was no answer in time. Any
+        other failure (e.g. HTTP 401 for a missing token) is raised at once.
+        """
+        deadline = time.monotonic() + timeout
+        while True:
+            try:
+                return self.get_status()
+            except ServerUnreachable:
+                if time.monotonic() >= deadline:
+                    raise
+                time.sleep(0.1)
+
     # ----------------------------------------------------------------- helpers
 
     @staticmethod
@@ -128,7 +156,7 @@ class StdDaqClient:
             response = self._session.request(method, url, json=body, timeout=(_CONNECT_TIMEOUT, read))
         except requests.RequestException as exc:
             reason = _describe_request_error(exc, read)
-            raise RuntimeError(f"Cannot reach the std-daq server at {self.url_base}: {reason}") from exc
+            raise ServerUnreachable(f"Cannot reach the std-daq server at {self.url_base}: {reason}") from exc
 
         try:
             answer = response.json()

@@ -1,9 +1,11 @@
 """Command line tools (``std_cli_*``) for the std-daq REST API.
 
-Every tool accepts ``--url_base URL`` (alias ``-b``); without it the environment variable
-``STD_DAQ_API_URL`` is used, then ``http://localhost:5000``. On success the returned object is printed
-as indented JSON on stdout (exit code 0); on failure one line ``error: <message>`` goes to stderr
-(exit code 1).
+Every tool accepts ``--url-base URL`` (also spelled ``--url_base``, alias ``-b``); without it the environment
+variable ``STD_DAQ_API_URL`` is used, then ``http://localhost:5000``. ``--token TOKEN`` (default: the
+environment variable ``STD_DAQ_TOKEN``) is sent as a bearer token, for a server that requires one.
+``--wait SECONDS`` waits up to that long for the server to answer first (e.g. right after starting it).
+On success the returned object is printed as indented JSON on stdout (exit code 0); on failure one line
+``error: <message>`` goes to stderr (exit code 1). ``std_cli_write_sync`` has more exit codes (see there).
 """
 
 from __future__ import annotations
@@ -12,12 +14,12 @@ import argparse
 import json
 import os
 import sys
-import time
 from collections.abc import Callable
 from typing import Any
 
-from ._client import StdDaqClient
+from ._client import TOKEN_ENV_VAR, StdDaqClient
 from ._exceptions import StdDaqAdminException
+from ._write_sync import EXIT_FAILED, EXIT_INCOMPLETE, write_and_follow
 
 DEFAULT_URL_BASE = "http://localhost:5000"
 URL_ENV_VAR = "STD_DAQ_API_URL"
@@ -27,32 +29,62 @@ class _CliError(Exception):
     """A problem detected by the CLI itself (e.g. an unreadable config file)."""
 
 
+class _Outcome:
+    """A result with an exit code other than 0 (std_cli_write_sync)."""
+
+    def __init__(self, result: Any, code: int):
+        self.result, self.code = result, code
+
+
 def _run(
     description: str,
     call: Callable[[StdDaqClient, argparse.Namespace], Any],
     add_arguments: Callable[[argparse.ArgumentParser], None] | None = None,
+    epilog: str | None = None,
 ) -> None:
     """Parse sys.argv, run ``call(client, args)``, print its result as JSON and exit."""
-    parser = argparse.ArgumentParser(description=description)
+    parser = argparse.ArgumentParser(
+        description=description, epilog=epilog, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument(
+        "--url-base",
         "--url_base",
         "-b",
+        dest="url_base",
         metavar="URL",
         default=os.environ.get(URL_ENV_VAR) or DEFAULT_URL_BASE,
         help=f"base URL of the std-daq REST API (default: ${URL_ENV_VAR} or {DEFAULT_URL_BASE})",
+    )
+    parser.add_argument(
+        "--token",
+        default=None,
+        help=f"bearer token for a server that requires one (default: ${TOKEN_ENV_VAR}, if set)",
+    )
+    parser.add_argument(
+        "--wait",
+        type=float,
+        default=0.0,
+        metavar="SECONDS",
+        help="wait up to SECONDS for the server to answer before the request (default: 0, no wait)",
     )
     if add_arguments is not None:
         add_arguments(parser)
     args = parser.parse_args()
 
     try:
-        result = call(StdDaqClient(url_base=args.url_base), args)
+        client = StdDaqClient(url_base=args.url_base, token=args.token)
+        if args.wait > 0:
+            client.wait_for_server(args.wait)
+        result = call(client, args)
     except (StdDaqAdminException, RuntimeError, _CliError) as exc:
         message = " ".join(str(exc).split()) or type(exc).__name__
         print(f"error: {message}", file=sys.stderr)
         sys.exit(1)
+    code = 0
+    if isinstance(result, _Outcome):
+        result, code = result.result, result.code
     print(json.dumps(result, indent=2))
-    sys.exit(0)
+    sys.exit(code)
 
 
 def _load_config_file(path: str) -> dict[str, Any]:
@@ -73,7 +105,13 @@ def _add_write_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("output_file", metavar="OUTPUT_FILE", help="absolute path of the HDF5 file to write")
     parser.add_argument("n_images", metavar="N_IMAGES", type=int, help="number of images to write")
     parser.add_argument(
-        "--run_id", type=int, default=None, metavar="INT", help="run id (default: chosen by the server)"
+        "--run-id",
+        "--run_id",
+        dest="run_id",
+        type=int,
+        default=None,
+        metavar="INT",
+        help="run id (default: chosen by the server)",
     )
 
 
@@ -110,6 +148,8 @@ def get_logs() -> None:
         lambda c, a: c.get_logs(a.n_last_logs),
         lambda p: p.add_argument(
             "-n",
+            "--n-last-logs",
+            "--n_last_logs",
             dest="n_last_logs",
             type=int,
             default=10,
@@ -130,7 +170,7 @@ def get_deploy_status() -> None:
 
 
 def write_async() -> None:
-    """std_cli_write_async OUTPUT_FILE N_IMAGES [--run_id INT]"""
+    """std_cli_write_async OUTPUT_FILE N_IMAGES [--run-id INT]"""
     _run(
         "Start writing N_IMAGES images to OUTPUT_FILE and print the status without waiting.",
         lambda c, a: c.start_writer_async(_write_request(a)),
@@ -138,46 +178,43 @@ def write_async() -> None:
     )
 
 
-PROGRESS_INTERVAL_S = 0.2
-
-
-def _write_with_progress(client: StdDaqClient, request: dict[str, Any]) -> dict[str, Any]:
-    """write_sync for a terminal: start, then redraw "written / requested" until the end.
-
-    A hand-written progress line rather than tqdm/rich: this package depends on requests only.
-    Ctrl-C stops the acquisition (the file keeps what was written) and prints the status.
-    """
-    status = client.start_writer_async(request)
-    run_id = status["acquisition"]["info"]["run_id"]
-    try:
-        while status["state"] == "WRITING" and status["acquisition"]["info"]["run_id"] == run_id:
-            acquisition = status["acquisition"]
-            done, wanted = acquisition["stats"]["n_write_completed"], acquisition["info"]["n_images"]
-            bar = "#" * int(30 * done / wanted)
-            print(f"\r[{bar:<30}] {done}/{wanted} images written ({acquisition['state']})", end="", file=sys.stderr)
-            time.sleep(PROGRESS_INTERVAL_S)
-            status = client.get_status()
-    except KeyboardInterrupt:
-        status = client.stop_writer()
-    acquisition = status["acquisition"]
-    done, wanted = acquisition["stats"]["n_write_completed"], acquisition["info"]["n_images"]
-    print(f"\r{done}/{wanted} images written: {acquisition['state']} {acquisition['message']}", file=sys.stderr)
-    return status
+WRITE_SYNC_EXIT_CODES = f"""exit codes:
+  0    every requested image was written
+  1    no acquisition: the server is unreachable or refused the request (message on stderr)
+  2    wrong command line
+  {EXIT_FAILED}    the acquisition FAILED (its message says why); the file keeps the images written before
+  {EXIT_INCOMPLETE}    the acquisition ended with fewer images than requested (stopped by another client)
+  130  interrupted by SIGINT (Ctrl-C), 143 by SIGTERM: this command stopped the acquisition first
+       ("Interrupted."); the file keeps the images written before
+"""
 
 
 def write_sync() -> None:
-    """std_cli_write_sync OUTPUT_FILE N_IMAGES [--run_id INT]"""
+    """std_cli_write_sync OUTPUT_FILE N_IMAGES [--run-id INT] [--progress | --no-progress]"""
 
-    def call(client: StdDaqClient, args: argparse.Namespace) -> dict[str, Any]:
-        if sys.stdout.isatty() and sys.stderr.isatty():
-            return _write_with_progress(client, _write_request(args))
-        return client.start_writer_sync(_write_request(args))
+    def add_arguments(parser: argparse.ArgumentParser) -> None:
+        _add_write_arguments(parser)
+        parser.add_argument(
+            "--progress",
+            action=argparse.BooleanOptionalAction,
+            default=None,
+            help="progress on stderr: a bar with rate and time left on a terminal, a line per second otherwise "
+            "(default: only when stderr is a terminal)",
+        )
+
+    def call(client: StdDaqClient, args: argparse.Namespace) -> _Outcome:
+        tty = sys.stderr.isatty()
+        show = tty if args.progress is None else args.progress
+        mode = ("bar" if tty else "lines") if show else "none"
+        status, code = write_and_follow(client, _write_request(args), mode)
+        return _Outcome(status, code)
 
     _run(
-        "Write N_IMAGES images to OUTPUT_FILE, wait until the acquisition ends and print the status "
-        "(with a progress line on a terminal).",
+        "Write N_IMAGES images to OUTPUT_FILE, follow the acquisition to its end and print the final status. "
+        "SIGINT (Ctrl-C) and SIGTERM stop the acquisition, with or without a terminal.",
         call,
-        _add_write_arguments,
+        add_arguments,
+        epilog=WRITE_SYNC_EXIT_CODES,
     )
 
 
