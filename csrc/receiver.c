@@ -213,6 +213,14 @@ int rx_realtime(rx_receiver *rx)
     return rx->realtime;
 }
 
+int rx_socket_buffer_bytes(rx_receiver *rx)
+{
+    int bytes = 0;
+    socklen_t size = sizeof(bytes);
+    if (getsockopt(rx->modules[0].fd, SOL_SOCKET, SO_RCVBUF, &bytes, &size) != 0) return 0;
+    return bytes / 2; /* the kernel reports twice the payload it buffers (bookkeeping overhead) */
+}
+
 int rx_next_image(rx_receiver *rx, int timeout_ms, rx_image *out)
 {
     return ring_wait_ready(rx->ring, timeout_ms, out);

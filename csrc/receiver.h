@@ -76,6 +76,8 @@ void rx_release(rx_receiver *rx, int slot);
 void rx_get_counters(rx_receiver *rx, rx_counters *out);
 /* 1 if the receive threads run with real-time priority, 0 if not (not asked, or not allowed). */
 int rx_realtime(rx_receiver *rx);
+/* The receive buffer each socket got from the kernel, in bytes (it may grant less than asked). */
+int rx_socket_buffer_bytes(rx_receiver *rx);
 /* Check a geometry without starting anything; 0 if valid, else -1 and a message. */
 int rx_check_config(const rx_config *cfg, char *err, int err_len);
 

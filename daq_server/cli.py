@@ -28,7 +28,25 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         "--state-dir", type=Path, help="acquisition log and crash marker (default: <config>.state next to the config)"
     )
     parser.add_argument("--udp-address", default="0.0.0.0", help="address the receiver binds (default 0.0.0.0)")
-    parser.add_argument("--ring-mb", type=int, default=256, help="ring buffer size in MiB (default 256)")
+    parser.add_argument(
+        "--ring-mb",
+        type=int,
+        default=1024,
+        help="memory granted to the ring buffer of images, MiB (default 1024): its seconds of data are "
+        "this divided by the detector's data rate",
+    )
+    parser.add_argument(
+        "--socket-buffer-mb",
+        type=int,
+        default=256,
+        help="kernel receive buffer of each module's UDP socket, MiB (default 256; beyond net.core.rmem_max as root)",
+    )
+    parser.add_argument(
+        "--realtime-priority",
+        type=int,
+        default=20,
+        help="SCHED_FIFO priority of the receive threads when allowed (root or CAP_SYS_NICE; default 20, 0: off)",
+    )
     parser.add_argument(
         "--pin-receivers", action="store_true", help="pin each module's receive thread to its own CPU (many cores)"
     )
@@ -58,7 +76,11 @@ def main(argv: list[str] | None = None) -> None:
         data_root=args.data_root,
         state_dir=args.state_dir or args.config.with_name(args.config.name + ".state"),
         receiver=ReceiverSettings(
-            bind_address=args.udp_address, ring_bytes=args.ring_mb << 20, pin_threads=args.pin_receivers
+            bind_address=args.udp_address,
+            ring_bytes=args.ring_mb << 20,
+            rcvbuf_bytes=args.socket_buffer_mb << 20,
+            pin_threads=args.pin_receivers,
+            realtime_priority=args.realtime_priority,
         ),
         compression=args.compression,
         redis_url=args.redis_url,

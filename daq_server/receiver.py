@@ -28,10 +28,12 @@ class ReceiverSettings:
     """Host-side settings of the receiver, independent of the detector config."""
 
     bind_address: str = "0.0.0.0"
-    ring_bytes: int = 256 << 20
+    ring_bytes: int = 1 << 30
+    """Memory granted to the ring buffer: as many images as fit (its seconds of data follow from the rate)."""
     idle_timeout_ms: int = 50
     stale_timeout_ms: int = 500
-    rcvbuf_bytes: int = 64 << 20
+    rcvbuf_bytes: int = 256 << 20
+    """Kernel receive buffer asked for each module's socket (as root beyond net.core.rmem_max)."""
     pin_threads: bool = False
     realtime_priority: int = 0
     """> 0: the receive threads ask for SCHED_FIFO at this priority (needs root or CAP_SYS_NICE)."""
@@ -51,7 +53,7 @@ def _c_config(config: dict, settings: ReceiverSettings, image_bytes: int = 0):
     for i in range(cfg.n_modules):
         for k, value in enumerate(config["module_positions"].get(str(i), ())):
             cfg.module_positions[4 * i + k] = int(value)
-    cfg.n_slots = max(4, min(1024, settings.ring_bytes // image_bytes)) if image_bytes else 4
+    cfg.n_slots = max(4, settings.ring_bytes // image_bytes) if image_bytes else 4
     cfg.idle_timeout_ms = settings.idle_timeout_ms
     cfg.stale_timeout_ms = settings.stale_timeout_ms
     cfg.rcvbuf_bytes = settings.rcvbuf_bytes
@@ -159,6 +161,16 @@ class Receiver:
     def realtime(self) -> bool:
         """Do the receive threads run with real-time (SCHED_FIFO) priority?"""
         return bool(lib.rx_realtime(self._rx))
+
+    def buffering(self) -> dict:
+        """How much the receiver can hold while the writer is behind: ring images and bytes, the socket
+        buffer the kernel granted each module, and whether the receive threads run real-time."""
+        return {
+            "ring_images": self.n_slots,
+            "ring_bytes": self.n_slots * self.image_bytes,
+            "socket_buffer_bytes": int(lib.rx_socket_buffer_bytes(self._rx)),
+            "realtime": self.realtime,
+        }
 
     def counters(self) -> dict[str, int]:
         """The receiver's own counters (packets, lost, foreign, images …) since start."""

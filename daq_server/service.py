@@ -111,7 +111,7 @@ class DaqService:
             done = "Config applied: the receiver was restarted"
             if simulator_was_running:
                 done += "; the built-in simulator was stopped (it sent the old config's stream: start it again)"
-            self._deployment["message"] = done + "."
+            self._deployment["message"] = done + "." + self._buffering_note(self._deployment.get("receiver", {}))
             return as_dict(new), done + "."
 
     def _deploy(self, config: DaqConfig) -> None:
@@ -140,10 +140,32 @@ class DaqService:
             self._deployment["stats"]["stop_time"] = time.time()
             raise RuntimeError(message) from None
         self.driver.attach(self._receiver)
+        buffering = self._receiver.buffering() if isinstance(self._receiver, Receiver) else {}
         self._deployment.update(
-            {"message": "Config applied.", "servers": {self.options.server_name: "SUCCESS"}, "status": "SUCCESS"}
+            {
+                "message": "Config applied." + self._buffering_note(buffering),
+                "servers": {self.options.server_name: "SUCCESS"},
+                "status": "SUCCESS",
+                "receiver": buffering,
+            }
         )
         self._deployment["stats"]["stop_time"] = time.time()
+
+    def _buffering_note(self, buffering: dict) -> str:
+        """What the operator should know about the receiver's buffering (real-time or not)."""
+        settings = self.options.receiver
+        notes = []
+        if settings.realtime_priority > 0 and buffering and not buffering["realtime"]:
+            notes.append(
+                "The receive threads run at normal priority: real-time scheduling is not allowed "
+                "(run as root or grant CAP_SYS_NICE), so a busy machine may delay them."
+            )
+        if buffering and buffering["socket_buffer_bytes"] < settings.rcvbuf_bytes // 2:
+            notes.append(
+                f"Each UDP socket got {buffering['socket_buffer_bytes'] >> 20} MiB of receive buffer, not the "
+                f"{settings.rcvbuf_bytes >> 20} MiB asked (raise net.core.rmem_max or run as root)."
+            )
+        return "".join(" " + note for note in notes)
 
     def _deployment_failure(self, config: DaqConfig, error: str) -> str:
         """Why the receiver did not start, naming the config (and who holds a busy port)."""

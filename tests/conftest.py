@@ -68,6 +68,7 @@ class RunningDaq:
     proc: subprocess.Popen | None = None
     extra_args: list[str] = field(default_factory=list)
     max_file_bytes: int | None = None  # RLIMIT_FSIZE of the server: a disk that fills up
+    wrapper: list[str] = field(default_factory=list)  # a command that runs the server (e.g. setpriv)
 
     @property
     def url(self) -> str:
@@ -90,7 +91,8 @@ class RunningDaq:
         if write_config:
             self.config_file.write_text(json.dumps(self.config))
         cmd = [
-            sys.executable, "-m", "daq_server.cli", "--config", str(self.config_file), "--port", str(self.port),
+            *self.wrapper, sys.executable, "-m", "daq_server.cli", "--config", str(self.config_file),
+            "--port", str(self.port),
             "--data-root", str(self.data_root), "--udp-address", "127.0.0.1", "--ring-mb", "48",
             *self.extra_args,
         ]  # fmt: skip

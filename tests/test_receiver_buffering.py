@@ -1,0 +1,39 @@
+"""What the receiver can hold while the writer is behind, and whether its threads run real-time,
+as the deployment status reports it: with root's privileges, and without them."""
+
+from __future__ import annotations
+
+import shutil
+
+import pytest
+from conftest import RunningDaq, jungfrau_config
+
+
+def test_the_deployment_reports_ring_socket_buffer_and_priority(daq):
+    deployment = daq.client.get_deployment_status()
+    receiver = deployment["receiver"]
+    assert receiver["ring_images"] == (48 << 20) // (2 * 1024 * 1024), "as many images as --ring-mb holds"
+    assert receiver["ring_bytes"] == receiver["ring_images"] * 2 * 1024 * 1024
+    assert receiver["socket_buffer_bytes"] > 0
+    assert ("normal priority" in deployment["message"]) == (not receiver["realtime"])
+
+
+DROP = "-sys_nice,-net_admin"
+
+
+@pytest.mark.skipif(shutil.which("setpriv") is None, reason="setpriv (util-linux) drops the capabilities")
+def test_without_privileges_the_deployment_says_what_is_missing(tmp_path):
+    """A server without CAP_SYS_NICE and CAP_NET_ADMIN (what a non-root server lacks) still runs,
+    and its deployment status says that its threads are not real-time and its buffers smaller."""
+    wrapper = ["setpriv", f"--bounding-set={DROP}", f"--inh-caps={DROP}"]
+    daq = RunningDaq(tmp_path, jungfrau_config(1), wrapper=wrapper, extra_args=["--socket-buffer-mb", "1024"])
+    daq.start()
+    try:
+        deployment = daq.client.get_deployment_status()
+        assert deployment["status"] == "SUCCESS"
+        assert deployment["receiver"]["realtime"] is False
+        assert "normal priority" in deployment["message"] and "CAP_SYS_NICE" in deployment["message"]
+        assert deployment["receiver"]["socket_buffer_bytes"] < 1024 << 20
+        assert "net.core.rmem_max" in deployment["message"]
+    finally:
+        daq.stop()
