@@ -15,6 +15,7 @@ from daq_server.acquisition_log import AcquisitionLog
 from daq_server.bsread_receiver import BsreadReceiver
 from daq_server.config import ConfigError, ConfigStore, DaqConfig, as_dict, merge_config
 from daq_server.errors import AdminError
+from daq_server.limits import check_memory, check_user_id
 from daq_server.live_preview import LivePreview
 from daq_server.receiver import ImageSource, Receiver, ReceiverSettings
 from daq_server.redis_publisher import RedisPublisher
@@ -23,6 +24,8 @@ from daq_server.stats import StatsSampler
 from daq_server.write_request import parse_write_request
 from daq_server.writer import COMPRESSIONS
 from daq_server.writer_driver import READY, DriverError, WriterDriver
+
+DEFAULT_MEMORY_LIMIT = 2048 << 20
 
 
 @dataclass(frozen=True)
@@ -36,6 +39,10 @@ class ServerOptions:
     compression: str = "none"
     server_name: str = "std-daq"
     redis_url: str | None = None
+    memory_limit_bytes: int = DEFAULT_MEMORY_LIMIT
+    """A config whose receiver needs more memory is refused before anything is allocated."""
+    allowed_user_ids: tuple[tuple[int, int], ...] | None = None
+    """Ranges of writer_user_id a config may set (None: any of 0 … 2^31-1)."""
 
 
 class DaqService:
@@ -46,6 +53,7 @@ class DaqService:
         options.state_dir.mkdir(parents=True, exist_ok=True)
         self._store = ConfigStore(options.config_file)
         self._config: DaqConfig = self._store.load()
+        self._check_limits(self._config)
         self._config_lock = threading.Lock()  # a config change and a write request never overlap
         self._receiver_lock = threading.Lock()  # the receiver is replaced while stats read it
         self._publisher = (
@@ -74,6 +82,7 @@ class DaqService:
         with self._config_lock:
             try:
                 new = merge_config(self._config, changes)
+                self._check_limits(new)
             except ConfigError as error:
                 raise AdminError(str(error)) from None
             if self.driver.state != READY:
@@ -85,10 +94,19 @@ class DaqService:
             except RuntimeError as error:
                 self._deploy(old)
                 raise AdminError(f"The new config could not be applied ({error}); the old one is kept.") from None
+            try:
+                self._store.save(new)
+            except ConfigError as error:
+                self._deploy(old)
+                raise AdminError(f"{error}; the old config is kept.") from None
             self._config = new
-            self._store.save(new)
             self._publish("config", as_dict(new))
             return as_dict(new)
+
+    def _check_limits(self, config: DaqConfig) -> None:
+        """ConfigError if the server's options forbid ``config`` (user id, memory)."""
+        check_user_id(config.writer_user_id, self.options.allowed_user_ids)
+        check_memory(as_dict(config), self.options.receiver.ring_bytes, self.options.memory_limit_bytes)
 
     def _deploy(self, config: DaqConfig) -> None:
         """(Re)start the receiver for ``config``; records the deployment status."""

@@ -182,12 +182,22 @@ class WriterDriver:
                 config=config,
                 compression=compression,
                 user_id=int(config.get("writer_user_id", 0)),
+                data_root=request.data_root,
             )
             try:
                 self._writer = Hdf5Writer(target)
             except (OSError, ValueError) as error:
                 raise DriverError(f"Cannot create {request.output_file}: {error}") from None
-            self._marker.write_text(json.dumps(request.info()))
+            try:
+                self._marker.write_text(json.dumps(request.info()))
+            except OSError as error:  # a full or read-only state folder: refuse, leave nothing behind
+                self._writer.discard()
+                self._writer = None
+                try:
+                    self._marker.unlink(missing_ok=True)
+                except OSError:
+                    pass
+                raise DriverError(f"Cannot record the acquisition in the state folder: {error.strerror}") from None
             self._state = WRITING
             self._acquisition = {
                 "info": request.info(),
