@@ -16,9 +16,12 @@ from __future__ import annotations
 
 import errno
 import os
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
+
+import h5py
 
 from daq_server.file_owner import FileOwnerError, as_file_user
 
@@ -137,16 +140,51 @@ def check_creatable(target: OutputPath, uid: int) -> None:
 
 @dataclass
 class CreatedFile:
-    """A new, empty output file, open read-write; ``proc_path`` names the open file itself."""
+    """A new, empty output file, open read-write, and the folder that holds it (open until
+    ``close_folder``, so that ``remove`` finds the file whatever is renamed meanwhile)."""
 
     target: OutputPath
+    uid: int
     fd: int
+    folder_fd: int | None
     device: int
     inode: int
 
     @property
     def proc_path(self) -> str:
+        """A name of the open file itself (a path that cannot be swapped)."""
         return f"/proc/self/fd/{self.fd}"
+
+    def open_hdf5(self, attempts: int = 5, **kwargs) -> h5py.File:
+        """The created file, opened by the HDF5 library through ``proc_path``.
+
+        HDF5 checks a name that is a symbolic link by resolving its target by path, which fails
+        (safely) while someone renames the folders on that path; that check is tried again."""
+        for attempt in range(attempts):
+            try:
+                return h5py.File(self.proc_path, "w", **kwargs)
+            except OSError:
+                if attempt == attempts - 1:
+                    raise
+                time.sleep(0.001 * (attempt + 1))
+        raise AssertionError("unreachable")
+
+    def remove(self) -> None:
+        """Remove the file, if its name in its folder still holds it (never another file)."""
+        if self.folder_fd is None:
+            return
+        try:
+            with as_file_user(self.uid):
+                stat = os.stat(self.target.name, dir_fd=self.folder_fd, follow_symlinks=False)
+                if (stat.st_dev, stat.st_ino) == (self.device, self.inode):
+                    os.unlink(self.target.name, dir_fd=self.folder_fd)
+        except OSError:
+            pass  # moved or removed meanwhile: nothing of ours is left under that name
+
+    def close_folder(self) -> None:
+        if self.folder_fd is not None:
+            os.close(self.folder_fd)
+            self.folder_fd = None
 
 
 def create_output_file(target: OutputPath, uid: int, mode: int = 0o666) -> CreatedFile:
@@ -162,19 +200,8 @@ def create_output_file(target: OutputPath, uid: int, mode: int = 0o666) -> Creat
                     who = f"User id {uid}" if uid > 0 else "The server"
                     raise OutputPathError(f"{who} may not create files in {target.folder}") from None
                 raise OutputPathError(f"Cannot create {target.path}: {error.strerror}") from None
+            folder_fd = os.dup(folder)
     except FileOwnerError as error:
         raise OutputPathError(str(error)) from None
     stat = os.fstat(fd)
-    return CreatedFile(target=target, fd=fd, device=stat.st_dev, inode=stat.st_ino)
-
-
-def remove_created_file(created: CreatedFile, uid: int) -> None:
-    """Remove a file made by create_output_file, if its name still holds it (never another file)."""
-    target = created.target
-    try:
-        with as_file_user(uid), open_folder(target, uid) as folder:
-            stat = os.stat(target.name, dir_fd=folder, follow_symlinks=False)
-            if (stat.st_dev, stat.st_ino) == (created.device, created.inode):
-                os.unlink(target.name, dir_fd=folder)
-    except (OSError, OutputPathError):
-        pass  # moved or removed meanwhile: nothing of ours is left under that name
+    return CreatedFile(target=target, uid=uid, fd=fd, folder_fd=folder_fd, device=stat.st_dev, inode=stat.st_ino)

@@ -32,13 +32,7 @@ import hdf5plugin
 import numpy as np
 
 from daq_server import __version__
-from daq_server.output_file import (
-    CreatedFile,
-    OutputPathError,
-    create_output_file,
-    remove_created_file,
-    split_output_path,
-)
+from daq_server.output_file import CreatedFile, OutputPathError, create_output_file, split_output_path
 
 COMPRESSIONS = ("none", "bitshuffle-lz4")
 FLUSH_INTERVAL_S = 1.0
@@ -121,7 +115,7 @@ class Hdf5Writer:
         self._size_bound = 0  # the file's size is at most this (refreshed when a reservation is made)
         self._direct = target.compression == "none"
         self._dtype = np.dtype(target.dtype)
-        self._file = None
+        self._file: h5py.File | None = None
         root = target.data_root if target.data_root is not None else os.path.dirname(target.output_file)
         try:  # created as user_id, no link followed below the data root; HDF5 opens the created file itself
             self._created: CreatedFile = create_output_file(split_output_path(target.output_file, root), target.user_id)
@@ -129,7 +123,7 @@ class Hdf5Writer:
             raise WriterError(str(error)) from None
         self._fd = self._created.fd  # also for fallocate
         try:
-            self._file = h5py.File(self._created.proc_path, "w")
+            self._file = self._created.open_hdf5()
             self._create_layout()
             self._file.flush()  # a valid (empty) file on disk from the first moment
             self._reserve_ahead()
@@ -139,6 +133,7 @@ class Hdf5Writer:
         except Exception:
             self._abandon()
             raise
+        self._created.close_folder()
 
     def _create_layout(self) -> None:
         t = self.target
@@ -200,14 +195,11 @@ class Hdf5Writer:
             pass
         finally:
             self._file = None
-            remove_created_file(self._created, self.target.user_id)
+            self._created.remove()
+            self._created.close_folder()
             if self._fd is not None:
                 os.close(self._fd)
                 self._fd = None
-
-    def discard(self) -> None:
-        """Give up a file that was created but must not stay (its acquisition could not start)."""
-        self._abandon()
 
     def write(self, image: np.ndarray, frame_number: int, n_missing_packets: int, receive_time: float) -> None:
         """Write the next image and its metadata; DiskFull (nothing written) when no space is left."""

@@ -184,20 +184,16 @@ class WriterDriver:
                 user_id=int(config.get("writer_user_id", 0)),
                 data_root=request.data_root,
             )
+            try:  # the marker first: a full or read-only state folder refuses before a file exists
+                self._marker.write_text(json.dumps(request.info()))
+            except OSError as error:
+                self._remove_marker()
+                raise DriverError(f"Cannot record the acquisition in the state folder: {error.strerror}") from None
             try:
                 self._writer = Hdf5Writer(target)
             except (OSError, ValueError) as error:
+                self._remove_marker()
                 raise DriverError(f"Cannot create {request.output_file}: {error}") from None
-            try:
-                self._marker.write_text(json.dumps(request.info()))
-            except OSError as error:  # a full or read-only state folder: refuse, leave nothing behind
-                self._writer.discard()
-                self._writer = None
-                try:
-                    self._marker.unlink(missing_ok=True)
-                except OSError:
-                    pass
-                raise DriverError(f"Cannot record the acquisition in the state folder: {error.strerror}") from None
             self._state = WRITING
             self._acquisition = {
                 "info": request.info(),
@@ -212,6 +208,12 @@ class WriterDriver:
             }
             self._changed()
             return self.status()
+
+    def _remove_marker(self) -> None:
+        try:
+            self._marker.unlink(missing_ok=True)
+        except OSError:
+            pass
 
     def stop(self) -> dict:
         """Always allowed: interrupt a running acquisition, reset UNKNOWN to READY."""
