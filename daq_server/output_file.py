@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import errno
 import os
+import stat
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -98,24 +99,35 @@ def _folder_error(error: OSError, where: str, uid: int) -> OutputPathError:
     return OutputPathError(f"Cannot open the folder {where}: {error.strerror}")
 
 
+def _is_link(name: str, folder_fd: int) -> bool:
+    try:
+        return stat.S_ISLNK(os.stat(name, dir_fd=folder_fd, follow_symlinks=False).st_mode)
+    except OSError:
+        return False
+
+
 @contextmanager
 def open_folder(target: OutputPath, uid: int) -> Iterator[int]:
     """A descriptor of the output file's folder, reached from the data root without following
-    links, as ``uid`` (the caller must already be acting as ``uid``)."""
+    links. The data root (the operator's choice) is opened as the server, the folders below it
+    as ``uid``: their permissions count for that user."""
     try:
         fd = os.open(target.root, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
     except OSError as error:
         raise OutputPathError(f"The data root {target.root} cannot be opened: {error.strerror}") from None
     try:
         where = target.root
-        for name in target.folders:
-            where = os.path.join(where, name)
-            try:
-                child = os.open(name, _DIR_FLAGS, dir_fd=fd)
-            except OSError as error:
-                raise _folder_error(error, where, uid) from None
-            os.close(fd)
-            fd = child
+        with as_file_user(uid):
+            for name in target.folders:
+                where = os.path.join(where, name)
+                try:
+                    child = os.open(name, _DIR_FLAGS, dir_fd=fd)
+                except OSError as error:
+                    if error.errno == errno.ENOTDIR and _is_link(name, fd):
+                        error = OSError(errno.ELOOP, "is a symbolic link")
+                    raise _folder_error(error, where, uid) from None
+                os.close(fd)
+                fd = child
         yield fd
     finally:
         os.close(fd)
@@ -124,7 +136,7 @@ def open_folder(target: OutputPath, uid: int) -> Iterator[int]:
 def check_creatable(target: OutputPath, uid: int) -> None:
     """OutputPathError unless ``uid`` could create the file now (the creation checks again)."""
     try:
-        with as_file_user(uid), open_folder(target, uid) as folder:
+        with open_folder(target, uid) as folder, as_file_user(uid):
             try:
                 os.stat(target.name, dir_fd=folder, follow_symlinks=False)
             except FileNotFoundError:
@@ -175,8 +187,8 @@ class CreatedFile:
             return
         try:
             with as_file_user(self.uid):
-                stat = os.stat(self.target.name, dir_fd=self.folder_fd, follow_symlinks=False)
-                if (stat.st_dev, stat.st_ino) == (self.device, self.inode):
+                info = os.stat(self.target.name, dir_fd=self.folder_fd, follow_symlinks=False)
+                if (info.st_dev, info.st_ino) == (self.device, self.inode):
                     os.unlink(self.target.name, dir_fd=self.folder_fd)
         except OSError:
             pass  # moved or removed meanwhile: nothing of ours is left under that name
@@ -190,7 +202,7 @@ class CreatedFile:
 def create_output_file(target: OutputPath, uid: int, mode: int = 0o666) -> CreatedFile:
     """Create the file as ``uid`` (``O_EXCL``, no link followed anywhere below the data root)."""
     try:
-        with as_file_user(uid), open_folder(target, uid) as folder:
+        with open_folder(target, uid) as folder, as_file_user(uid):
             try:
                 fd = os.open(target.name, _FILE_FLAGS, mode, dir_fd=folder)
             except FileExistsError:
@@ -203,5 +215,5 @@ def create_output_file(target: OutputPath, uid: int, mode: int = 0o666) -> Creat
             folder_fd = os.dup(folder)
     except FileOwnerError as error:
         raise OutputPathError(str(error)) from None
-    stat = os.fstat(fd)
-    return CreatedFile(target=target, uid=uid, fd=fd, folder_fd=folder_fd, device=stat.st_dev, inode=stat.st_ino)
+    info = os.fstat(fd)
+    return CreatedFile(target=target, uid=uid, fd=fd, folder_fd=folder_fd, device=info.st_dev, inode=info.st_ino)
