@@ -191,7 +191,7 @@ class WriterDriver:
                 raise DriverError(f"Cannot record the acquisition in the state folder: {error.strerror}") from None
             try:
                 self._writer = Hdf5Writer(target)
-            except (OSError, ValueError) as error:
+            except (OSError, ValueError, MemoryError) as error:
                 self._remove_marker()
                 raise DriverError(f"Cannot create {request.output_file}: {error}") from None
             self._state = WRITING
@@ -210,10 +210,11 @@ class WriterDriver:
             return self.status()
 
     def _remove_marker(self) -> None:
+        """The marker goes; a state folder that refuses is logged, never fails the request."""
         try:
             self._marker.unlink(missing_ok=True)
-        except OSError:
-            pass
+        except OSError as error:
+            _log.error("cannot remove the marker %s: %s", self._marker, error)
 
     def stop(self) -> dict:
         """Always allowed: interrupt a running acquisition, reset UNKNOWN to READY."""
@@ -222,7 +223,7 @@ class WriterDriver:
                 self._end(FINISHED, "Interrupted.")
             elif self._state != READY:
                 self._state = READY
-                self._marker.unlink(missing_ok=True)
+                self._remove_marker()
                 self._changed()
             return self.status()
 
@@ -249,7 +250,7 @@ class WriterDriver:
         acquisition["message"] = message
         acquisition["stats"]["stop_time"] = time.time()
         self._state = READY
-        self._marker.unlink(missing_ok=True)
+        self._remove_marker()
         self._log.append(json.loads(json.dumps(acquisition)))
         self._changed()
 
