@@ -11,6 +11,7 @@ import threading
 
 import pytest
 import requests
+from conftest import RunningDaq, jungfrau_config
 
 from std_daq_client import StdDaqAdminException
 
@@ -180,3 +181,19 @@ def test_concurrent_requests_create_at_most_one_file(daq):
         t.join()
     assert sum(a["status"] == "ok" for a in answers) == 1
     assert os.listdir(daq.data_root) == ["same.h5"]
+
+
+def test_a_config_file_that_cannot_be_rewritten_keeps_the_old_config(tmp_path):
+    daq = RunningDaq(tmp_path, jungfrau_config(1), max_file_bytes=64)  # the config JSON does not fit
+    daq.start()
+    try:
+        before = daq.client.get_config()
+        text = daq.config_file.read_text()
+        answer = requests.post(daq.url + "/daq/config", json={"detector_name": "renamed"}, timeout=30).json()
+        assert answer["status"] == "error" and "Cannot write the config file" in answer["message"]
+        assert daq.client.get_config() == before
+        assert daq.config_file.read_text() == text
+        assert [p.name for p in tmp_path.iterdir() if p.name.startswith(".config-")] == []
+        assert daq.client.get_deployment_status()["status"] == "SUCCESS"  # the old config runs again
+    finally:
+        daq.stop()
