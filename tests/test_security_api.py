@@ -105,6 +105,19 @@ def test_a_foreign_page_or_a_non_json_body_changes_nothing(daq, headers):
     assert config(daq) == before
 
 
+@pytest.mark.parametrize("host", ["evil.example", "attacker.example:80", "[not-an-ip"])
+def test_a_foreign_host_name_is_refused_without_a_token(daq, host):
+    """DNS rebinding: a page whose name now points at this server is same-origin to the browser."""
+    before = config(daq)
+    headers = {"Host": host, "Origin": f"http://{host}"}
+    answer = requests.post(daq.url + "/daq/config", json={"detector_name": "REBOUND"}, headers=headers, timeout=10)
+    assert answer.status_code in (400, 403) and answer.json()["status"] == "error"
+    assert requests.get(daq.url + "/daq/config", headers={"Host": host}, timeout=10).status_code in (400, 403)
+    assert config(daq) == before
+    local = requests.get(daq.url + "/daq/config", headers={"Host": f"localhost:{daq.port}"}, timeout=10)
+    assert local.status_code == 200
+
+
 def test_own_origin_and_allowed_origins_are_accepted(tmp_path):
     daq = RunningDaq(tmp_path, jungfrau_config(1), extra_args=["--allowed-origin", "https://daq.example.org"]).start()
     try:

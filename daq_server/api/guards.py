@@ -9,6 +9,9 @@ route is covered without doing anything):
   HTTP 415 when it carries a body that is not ``application/json``. A page can send neither a
   JSON body nor an ``Authorization`` header to another site without that site's consent (CORS,
   which this server never grants).
+- **No DNS rebinding**: without a token, the ``Host`` a request names must be an IP address,
+  ``localhost``, this machine's name or the host of an allowed origin (else HTTP 403): a page
+  whose own name was made to point at this server cannot pass for it.
 - **Bounded bodies**: at most ``MAX_BODY_BYTES`` (HTTP 413) and ``MAX_JSON_DEPTH`` levels of
   nesting (HTTP 400).
 
@@ -18,7 +21,9 @@ Every refusal is a JSON ``{"status": "error", "message": ...}`` answer and chang
 from __future__ import annotations
 
 import hmac
+import ipaddress
 import json
+import socket
 from dataclasses import dataclass
 from urllib.parse import urlsplit
 
@@ -49,6 +54,24 @@ def _refuse(code: int, message: str):
 def _origin_of(url: str) -> str:
     parts = urlsplit(url)
     return f"{parts.scheme}://{parts.netloc}".lower()
+
+
+def _trusted_host_names(policy: AccessPolicy) -> frozenset[str]:
+    names = {"localhost", socket.gethostname().lower(), socket.getfqdn().lower()}
+    names.update((urlsplit(origin).hostname or "").lower() for origin in policy.allowed_origins)
+    return frozenset(names - {""})
+
+
+def _host_is_trusted(trusted: frozenset[str]) -> bool:
+    try:
+        host = (urlsplit("//" + request.host).hostname or "").lower()
+    except ValueError:  # not even a host name
+        return False
+    try:
+        ipaddress.ip_address(host)
+        return True
+    except ValueError:
+        return host in trusted
 
 
 def _authorized(token: str) -> bool:
@@ -117,11 +140,18 @@ def _body_problem() -> tuple[int, str] | None:
 def install_guards(app: Flask, policy: AccessPolicy) -> None:
     """Apply the checks of this module to every request of ``app``."""
     app.config["MAX_CONTENT_LENGTH"] = MAX_BODY_BYTES
+    trusted = _trusted_host_names(policy)
 
     @app.before_request
     def guard():
         if policy.token is not None and request.path not in PUBLIC_PATHS and not _authorized(policy.token):
             return _refuse(401, "Authentication required: send the header 'Authorization: Bearer <token>'")
+        if policy.token is None and not _host_is_trusted(trusted):
+            return _refuse(
+                403,
+                f"Host {request.host[:100]!r} is not accepted: use an IP address or this machine's name "
+                "(or allow it with --allowed-origin)",
+            )
         if request.method in SAFE_METHODS:
             return None
         why = _cross_site(policy)
