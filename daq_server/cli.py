@@ -12,6 +12,7 @@ from pathlib import Path
 from waitress import create_server
 
 from daq_server.api import create_app
+from daq_server.cli_security import REQUEST_THREADS, access_policy, add_security_arguments
 from daq_server.config import ConfigError, ConfigStore
 from daq_server.receiver import ReceiverSettings
 from daq_server.service import DaqService, ServerOptions
@@ -23,7 +24,11 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--config", required=True, type=Path, help="detector config JSON (rewritten by set_config)")
     parser.add_argument("--host", default="127.0.0.1", help="REST API address (default 127.0.0.1)")
     parser.add_argument("--port", type=int, default=5000, help="REST API port (default 5000)")
-    parser.add_argument("--data-root", type=Path, default=Path("/"), help="output files must lie inside (default /)")
+    parser.add_argument(
+        "--data-root",
+        type=Path,
+        help="required: output files are created only inside this folder (no symbolic link below it is followed)",
+    )
     parser.add_argument(
         "--state-dir", type=Path, help="acquisition log and crash marker (default: <config>.state next to the config)"
     )
@@ -53,12 +58,16 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--compression", choices=COMPRESSIONS, default="none", help="HDF5 image compression")
     parser.add_argument("--redis-url", help="publish status, stats, log and config on Redis PUB/SUB (optional)")
     parser.add_argument("--log-level", default="INFO")
+    add_security_arguments(parser)
     parser.add_argument(
         "--check-config",
         action="store_true",
         help="only validate the config file (exit 0, or 1 with the reason on one line) and start nothing",
     )
-    return parser.parse_args(argv)
+    args = parser.parse_args(argv)
+    if args.data_root is None and not args.check_config:
+        parser.error("the following arguments are required: --data-root")
+    return args
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -84,13 +93,21 @@ def main(argv: list[str] | None = None) -> None:
         ),
         compression=args.compression,
         redis_url=args.redis_url,
+        memory_limit_bytes=args.memory_limit_mb << 20,
+        allowed_user_ids=args.allowed_user_ids,
     )
+    if args.ring_mb > args.memory_limit_mb:
+        sys.exit(f"std_daq_server: --ring-mb {args.ring_mb} exceeds --memory-limit-mb {args.memory_limit_mb}")
+    try:
+        policy = access_policy(args)
+    except ValueError as error:
+        sys.exit(f"std_daq_server: {error}")
     try:
         service = DaqService(options)
     except (ConfigError, RuntimeError, OSError) as error:
         sys.exit(f"std_daq_server: {error}")
     try:
-        server = create_server(create_app(service), host=args.host, port=args.port, threads=8)
+        server = create_server(create_app(service, policy), host=args.host, port=args.port, threads=REQUEST_THREADS)
     except OSError as error:
         service.close()
         sys.exit(f"std_daq_server: cannot serve on {args.host}:{args.port}: {error}")

@@ -9,13 +9,21 @@ from __future__ import annotations
 import ipaddress
 import json
 import os
+import stat
 import tempfile
 from pathlib import Path
+from typing import Annotated
 
-from pydantic import BaseModel, ConfigDict, ValidationError, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from daq_server.receiver import MAX_MODULES, check_geometry
 from detectors import DETECTOR_TYPES, STREAM_BIT_DEPTHS, detector_format, stream_dtype
+
+MAX_USER_ID = 2**31 - 1
+MAX_IMAGE_SIDE = 1 << 16
+MAX_TEXT = 256
+Coordinate = Annotated[int, Field(ge=-MAX_IMAGE_SIDE, le=MAX_IMAGE_SIDE)]
+Address = Annotated[str, Field(max_length=64)]
 
 
 class ConfigError(ValueError):
@@ -27,23 +35,26 @@ class DaqConfig(BaseModel):
 
     model_config = ConfigDict(extra="forbid", strict=False)
 
-    detector_name: str
-    detector_type: str
-    bit_depth: int
-    image_pixel_height: int
-    image_pixel_width: int
-    n_modules: int
-    start_udp_port: int
-    writer_user_id: int = 0
-    module_positions: dict[str, tuple[int, int, int, int]]
-    bsread_address: str | None = None
+    detector_name: Annotated[str, Field(max_length=MAX_TEXT)]
+    detector_type: Annotated[str, Field(max_length=MAX_TEXT)]
+    bit_depth: Annotated[int, Field(ge=1, le=32)]
+    image_pixel_height: Annotated[int, Field(ge=1, le=MAX_IMAGE_SIDE)]
+    image_pixel_width: Annotated[int, Field(ge=1, le=MAX_IMAGE_SIDE)]
+    n_modules: Annotated[int, Field(ge=1, le=MAX_MODULES)]
+    start_udp_port: Annotated[int, Field(ge=1024, le=65535)]
+    writer_user_id: Annotated[int, Field(ge=0, le=MAX_USER_ID)] = 0
+    """Files are created as this user (0: as the server)."""
+    module_positions: Annotated[
+        dict[str, tuple[Coordinate, Coordinate, Coordinate, Coordinate]], Field(max_length=MAX_MODULES)
+    ]
+    bsread_address: Annotated[str, Field(max_length=MAX_TEXT)] | None = None
     """bsread only: the ZMQ address of the image stream, e.g. ``tcp://host:9999`` (SUB)."""
-    bsread_channel: str | None = None
+    bsread_channel: Annotated[str, Field(max_length=MAX_TEXT)] | None = None
     """bsread only: the channel that holds the image (default: the first 2-d channel)."""
-    detector_address: str | list[str] | None = None
+    detector_address: Address | Annotated[list[Address], Field(max_length=MAX_MODULES)] | None = None
     """IPv4 source address of the detector's packets (one for all modules, or one per module);
     packets from anywhere else are dropped and counted foreign. Default: any source."""
-    receiver_address: str | None = None
+    receiver_address: Address | None = None
     """IPv4 address the receiver binds its UDP ports to (default: the server's --udp-address)."""
 
     @field_validator("receiver_address")
@@ -70,20 +81,6 @@ class DaqConfig(BaseModel):
     def _name(cls, value: str) -> str:
         if not value or not all(c.isalnum() or c in "-_." for c in value):
             raise ValueError("must be non-empty and use only letters, digits, '-', '_' and '.'")
-        return value
-
-    @field_validator("bit_depth", "image_pixel_height", "image_pixel_width", "n_modules")
-    @classmethod
-    def _positive(cls, value: int) -> int:
-        if value < 1:
-            raise ValueError("must be a positive integer")
-        return value
-
-    @field_validator("n_modules")
-    @classmethod
-    def _not_too_many(cls, value: int) -> int:
-        if value > MAX_MODULES:
-            raise ValueError(f"at most {MAX_MODULES} modules are supported")
         return value
 
     @model_validator(mode="after")
@@ -136,11 +133,28 @@ def _ipv4(value: str) -> str:
         raise ValueError(f"'{value}' is not an IPv4 address") from None
 
 
+def _range_of(loc: tuple) -> str:
+    """'low … high' of a bounded integer field (for messages)."""
+    field = DaqConfig.model_fields.get(str(loc[0]))
+    low = high = None
+    for item in field.metadata if field else ():
+        low = getattr(item, "ge", low)
+        high = getattr(item, "le", high)
+    if low is None and high is None:  # a module position coordinate
+        low, high = -MAX_IMAGE_SIDE, MAX_IMAGE_SIDE
+    return f"{low} … {high}"
+
+
 def _describe(error: ValidationError) -> str:
     parts = []
     for item in error.errors():
         where = ".".join(str(p) for p in item["loc"])
         message = item["msg"].removeprefix("Value error, ")
+        bounds = item.get("ctx") or {}
+        if item["type"] == "greater_than_equal" and bounds.get("ge") == 1:
+            message = "must be a positive integer"
+        elif item["type"] in ("greater_than_equal", "less_than_equal"):
+            message = f"must be within {_range_of(item['loc'])}, not {str(item.get('input'))[:40]}"
         parts.append(f"{where}: {message}" if where else message)  # "Invalid config: <whole-config problem>"
     return "Invalid config: " + "; ".join(parts)
 
@@ -192,8 +206,29 @@ class ConfigStore:
         return validate_config(raw)
 
     def save(self, config: DaqConfig) -> None:
-        fd, tmp = tempfile.mkstemp(dir=self.path.parent, prefix=".config-", suffix=".json")
-        with os.fdopen(fd, "w") as handle:
-            json.dump(as_dict(config), handle, indent=2)
-            handle.write("\n")
-        os.replace(tmp, self.path)
+        """Replace the file atomically, keeping its mode and owner; ConfigError (file untouched) on failure."""
+        try:
+            fd, tmp = tempfile.mkstemp(dir=self.path.parent, prefix=".config-", suffix=".json")
+        except OSError as error:
+            raise ConfigError(f"Cannot write the config file {self.path}: {error.strerror}") from None
+        try:
+            with os.fdopen(fd, "w") as handle:
+                json.dump(as_dict(config), handle, indent=2)
+                handle.write("\n")
+                handle.flush()
+                try:
+                    old = os.stat(self.path)
+                except FileNotFoundError:
+                    os.fchmod(handle.fileno(), 0o644)
+                else:
+                    os.fchmod(handle.fileno(), stat.S_IMODE(old.st_mode))
+                    if (old.st_uid, old.st_gid) != (os.geteuid(), os.getegid()) and os.geteuid() == 0:
+                        os.fchown(handle.fileno(), old.st_uid, old.st_gid)
+                os.fsync(handle.fileno())
+            os.replace(tmp, self.path)
+        except OSError as error:
+            try:
+                os.unlink(tmp)
+            except OSError:
+                pass
+            raise ConfigError(f"Cannot write the config file {self.path}: {error.strerror}") from None

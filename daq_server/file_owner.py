@@ -50,9 +50,3 @@ def as_file_user(uid: int) -> Iterator[None]:
         finally:
             _libc.setfsuid(os.geteuid())
             _libc.setfsgid(os.getegid())
-
-
-def can_create_in(folder: str | os.PathLike, uid: int) -> bool:
-    """May ``uid`` create a file in ``folder``? Asked of the kernel, as that user."""
-    with as_file_user(uid):
-        return os.access(folder, os.W_OK | os.X_OK, effective_ids=True)

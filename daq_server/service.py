@@ -16,6 +16,7 @@ from daq_server.acquisition_log import AcquisitionLog
 from daq_server.bsread_receiver import BsreadReceiver
 from daq_server.config import ConfigError, ConfigStore, DaqConfig, as_dict, merge_config
 from daq_server.errors import AdminError
+from daq_server.limits import check_memory, check_user_id
 from daq_server.live_preview import LivePreview
 from daq_server.receiver import ImageSource, Receiver, ReceiverSettings
 from daq_server.redis_publisher import RedisPublisher
@@ -27,6 +28,7 @@ from daq_server.writer import COMPRESSIONS
 from daq_server.writer_driver import READY, DriverError, WriterDriver
 
 _log = logging.getLogger("daq_server.service")
+DEFAULT_MEMORY_LIMIT = 2048 << 20
 
 
 @dataclass(frozen=True)
@@ -40,6 +42,10 @@ class ServerOptions:
     compression: str = "none"
     server_name: str = "std-daq"
     redis_url: str | None = None
+    memory_limit_bytes: int = DEFAULT_MEMORY_LIMIT
+    """A config whose receiver needs more memory is refused before anything is allocated."""
+    allowed_user_ids: tuple[tuple[int, int], ...] | None = None
+    """Ranges of writer_user_id a config may set (None: any of 0 … 2^31-1)."""
 
 
 class DaqService:
@@ -50,6 +56,7 @@ class DaqService:
         options.state_dir.mkdir(parents=True, exist_ok=True)
         self._store = ConfigStore(options.config_file)
         self._config: DaqConfig = self._store.load()
+        self._check_limits(self._config)
         self._config_lock = threading.Lock()  # a config change and a write request never overlap
         self._receiver_lock = threading.Lock()  # the receiver is replaced while stats read it
         self._publisher = (
@@ -87,6 +94,7 @@ class DaqService:
         with self._config_lock:
             try:
                 new = merge_config(self._config, changes)
+                self._check_limits(new)
             except ConfigError as error:
                 raise AdminError(str(error)) from None
             if self.driver.state != READY:
@@ -105,14 +113,23 @@ class DaqService:
                         f"did not start either ({old_error})."
                     ) from None
                 raise AdminError(f"The new config could not be applied ({error}); the old one is kept.") from None
+            try:
+                self._store.save(new)
+            except ConfigError as error:
+                self._deploy(old)
+                raise AdminError(f"{error}; the old config is kept.") from None
             self._config = new
-            self._store.save(new)
             self._publish("config", as_dict(new))
             done = "Config applied: the receiver was restarted"
             if simulator_was_running:
                 done += "; the built-in simulator was stopped (it sent the old config's stream: start it again)"
             self._deployment["message"] = done + "." + self._buffering_note(self._deployment.get("receiver", {}))
             return as_dict(new), done + "."
+
+    def _check_limits(self, config: DaqConfig) -> None:
+        """ConfigError if the server's options forbid ``config`` (user id, memory)."""
+        check_user_id(config.writer_user_id, self.options.allowed_user_ids)
+        check_memory(as_dict(config), self.options.receiver.ring_bytes, self.options.memory_limit_bytes)
 
     def _deploy(self, config: DaqConfig) -> None:
         """(Re)start the receiver for ``config``; records the deployment status."""

@@ -1,7 +1,8 @@
 """Validation of a write request (``output_file``, ``n_images``, ``run_id``).
 
 Rules of the original server plus ours: the file must be new (nothing already written is
-ever overwritten) and lie inside the server's data root.
+ever overwritten) and lie inside the server's data root, reached without following a
+symbolic link (see ``daq_server.output_file``); numbers are bounded.
 """
 
 from __future__ import annotations
@@ -9,8 +10,14 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Annotated
 
-from daq_server.file_owner import FileOwnerError, can_create_in
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+from daq_server.output_file import MAX_PATH_BYTES, OutputPathError, check_creatable, split_output_path
+
+MAX_N_IMAGES = 2**31 - 1
+MAX_RUN_ID = 2**63 - 1
 
 
 class RequestError(ValueError):
@@ -22,59 +29,74 @@ class WriteRequest:
     output_file: str
     n_images: int
     run_id: int
+    data_root: str | None = None
+    """The trusted folder the file is created below (no symbolic link followed under it)."""
 
     def info(self) -> dict:
         return {"n_images": self.n_images, "output_file": self.output_file, "run_id": self.run_id}
 
 
-def _as_int(value, name: str) -> int:
-    if isinstance(value, bool):
-        raise RequestError(f"{name} must be an integer, not {value!r}")
-    if isinstance(value, int):
+class WriteRequestBody(BaseModel):
+    """The JSON body of ``write_async`` / ``write_sync`` (also the OpenAPI description)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    output_file: Annotated[str, Field(min_length=1, max_length=MAX_PATH_BYTES)]
+    """Absolute path of the new file, inside the server's data root, with an extension."""
+    n_images: Annotated[int, Field(ge=1, le=MAX_N_IMAGES)]
+    """Images to write; the acquisition ends when they are written."""
+    run_id: Annotated[int, Field(ge=-MAX_RUN_ID - 1, le=MAX_RUN_ID)] | None = None
+    """Stored in the file (default: the time of the request in ns)."""
+
+    @field_validator("n_images", "run_id", mode="before")
+    @classmethod
+    def _no_bool(cls, value: object) -> object:
+        if isinstance(value, bool):
+            raise ValueError(f"must be an integer, not {value!r}")
         return value
-    if isinstance(value, str) and value.strip().lstrip("-").isdigit():
-        return int(value.strip())
-    raise RequestError(f"{name} must be an integer, not {value!r}")
+
+
+def _describe(error: ValidationError) -> str:
+    """The first problem, in the words of the original server."""
+    item = error.errors()[0]
+    field = ".".join(str(p) for p in item["loc"]) or "request"
+    value = item.get("input")
+    if item["type"] == "extra_forbidden":
+        unknown = sorted(str(e["loc"][0]) for e in error.errors() if e["type"] == "extra_forbidden")
+        return f"Unknown field(s) in the write request: {', '.join(unknown)[:200]}"
+    if item["type"] == "missing" or (field == "output_file" and value in (None, "")):
+        return f"{field} is mandatory"
+    if field == "n_images" and item["type"] == "greater_than_equal":
+        return f"n_images must be at least 1, not {value}"
+    if item["type"] == "greater_than_equal":
+        return f"{field} must be at least {item['ctx']['ge']}, not {value}"
+    if item["type"] == "less_than_equal":
+        return f"{field} must be at most {item['ctx']['le']}, not {value}"
+    if item["type"].startswith("int_") or item["type"] == "value_error":
+        return f"{field} must be an integer, not {str(value)[:40]!r}"
+    if item["type"] == "string_too_long":
+        return f"output_file is longer than {MAX_PATH_BYTES} characters"
+    return f"{field}: {item['msg']}"
 
 
 def parse_write_request(body: object, data_root: Path, writer_user_id: int) -> WriteRequest:
     """Check a request body; RequestError with the first problem found."""
     if not isinstance(body, dict):
         raise RequestError("The write request must be a JSON object with output_file and n_images")
-    unknown = set(body) - {"output_file", "n_images", "run_id"}
-    if unknown:
-        raise RequestError(f"Unknown field(s) in the write request: {', '.join(sorted(unknown))}")
-    if "output_file" not in body or body["output_file"] in (None, ""):
-        raise RequestError("output_file is mandatory")
-    if "n_images" not in body:
-        raise RequestError("n_images is mandatory")
-    n_images = _as_int(body["n_images"], "n_images")
-    if n_images < 1:
-        raise RequestError(f"n_images must be at least 1, not {n_images}")
-    run_id = _as_int(body["run_id"], "run_id") if body.get("run_id") is not None else time.time_ns()
-
-    output_file = body["output_file"]
-    if not isinstance(output_file, str) or "\0" in output_file:
-        raise RequestError("output_file must be a path string")
-    if not output_file.startswith("/"):
-        raise RequestError(f"output_file must be an absolute path, not '{output_file}'")
-    path = Path(output_file)
-    if not path.suffix or output_file.endswith("/"):
-        raise RequestError(f"output_file must name a file with an extension (e.g. .h5), not '{output_file}'")
-    root = data_root.resolve()
-    folder = path.parent.resolve()
-    if folder != root and root not in folder.parents:
-        raise RequestError(f"output_file must lie inside the data root {root}, not '{output_file}'")
-    if not folder.is_dir():
-        raise RequestError(f"The folder {folder} does not exist; create it first")
-    target = folder / path.name
-    if target.exists() or target.is_symlink():
-        raise RequestError(f"output_file {target} exists already; choose a new file name")
     try:
-        allowed = can_create_in(folder, writer_user_id)
-    except FileOwnerError as error:
+        parsed = WriteRequestBody.model_validate(body)
+    except ValidationError as error:
+        raise RequestError(_describe(error)) from None
+    run_id = parsed.run_id if parsed.run_id is not None else time.time_ns()
+    output_file = parsed.output_file
+    try:
+        target = split_output_path(output_file, data_root)
+    except OutputPathError as error:
         raise RequestError(str(error)) from None
-    if not allowed:
-        who = f"User id {writer_user_id}" if writer_user_id > 0 else "The server"
-        raise RequestError(f"{who} may not create files in {folder}")
-    return WriteRequest(output_file=str(target), n_images=n_images, run_id=run_id)
+    if not Path(target.name).suffix or output_file.endswith("/"):
+        raise RequestError(f"output_file must name a file with an extension (e.g. .h5), not '{output_file}'")
+    try:
+        check_creatable(target, writer_user_id)
+    except OutputPathError as error:
+        raise RequestError(str(error)) from None
+    return WriteRequest(output_file=target.path, n_images=parsed.n_images, run_id=run_id, data_root=target.root)

@@ -32,7 +32,7 @@ import hdf5plugin
 import numpy as np
 
 from daq_server import __version__
-from daq_server.file_owner import as_file_user
+from daq_server.output_file import CreatedFile, OutputPathError, create_output_file, split_output_path
 
 COMPRESSIONS = ("none", "bitshuffle-lz4")
 FLUSH_INTERVAL_S = 1.0
@@ -69,6 +69,8 @@ class WriteTarget:
     config: dict
     compression: str = "none"
     user_id: int = 0
+    data_root: str | None = None
+    """No symbolic link below it is followed when the file is created (default: the file's folder)."""
 
     @property
     def image_bytes(self) -> int:
@@ -113,19 +115,25 @@ class Hdf5Writer:
         self._size_bound = 0  # the file's size is at most this (refreshed when a reservation is made)
         self._direct = target.compression == "none"
         self._dtype = np.dtype(target.dtype)
-        with as_file_user(target.user_id):
-            self._file = h5py.File(target.output_file, "w-")
-            try:
-                self._create_layout()
-                self._file.flush()  # a valid (empty) file on disk from the first moment
-                self._fd = os.open(target.output_file, os.O_WRONLY)  # for fallocate only
-                self._reserve_ahead()
-            except (OSError, RuntimeError) as error:  # h5py reports a failed HDF5 write as either
-                self._abandon()
-                raise WriterError(self._no_room(describe_error(error))) from None
-            except Exception:
-                self._abandon()
-                raise
+        self._file: h5py.File | None = None
+        root = target.data_root if target.data_root is not None else os.path.dirname(target.output_file)
+        try:  # created as user_id, no link followed below the data root; HDF5 opens the created file itself
+            self._created: CreatedFile = create_output_file(split_output_path(target.output_file, root), target.user_id)
+        except OutputPathError as error:
+            raise WriterError(str(error)) from None
+        self._fd = self._created.fd  # also for fallocate
+        try:
+            self._file = self._created.open_hdf5()
+            self._create_layout()
+            self._file.flush()  # a valid (empty) file on disk from the first moment
+            self._reserve_ahead()
+        except (OSError, RuntimeError) as error:  # h5py reports a failed HDF5 write as either
+            self._abandon()
+            raise WriterError(self._no_room(describe_error(error))) from None
+        except Exception:
+            self._abandon()
+            raise
+        self._created.close_folder()
 
     def _create_layout(self) -> None:
         t = self.target
@@ -179,16 +187,19 @@ class Hdf5Writer:
         return f"cannot write in {folder} ({free_bytes(folder) / 1e9:.2f} GB free): {reason}"
 
     def _abandon(self) -> None:
-        """Creation failed: remove the partial file."""
-        if self._fd is not None:
-            os.close(self._fd)
-            self._fd = None
+        """Creation failed: remove the partial file (only the one created here) and its descriptors."""
         try:
-            self._file.close()
+            if self._file is not None:
+                self._file.close()
         except Exception:  # noqa: BLE001 - h5py raises OSError or RuntimeError here; the file goes anyway
             pass
         finally:
-            Path(self.target.output_file).unlink(missing_ok=True)
+            self._file = None
+            self._created.remove()
+            self._created.close_folder()
+            if self._fd is not None:
+                os.close(self._fd)
+                self._fd = None
 
     def write(self, image: np.ndarray, frame_number: int, n_missing_packets: int, receive_time: float) -> None:
         """Write the next image and its metadata; DiskFull (nothing written) when no space is left."""

@@ -198,12 +198,18 @@ class WriterDriver:
                 config=config,
                 compression=compression,
                 user_id=int(config.get("writer_user_id", 0)),
+                data_root=request.data_root,
             )
+            try:  # the marker first: a full or read-only state folder refuses before a file exists
+                self._marker.write_text(json.dumps(request.info()))
+            except OSError as error:
+                self._remove_marker()
+                raise DriverError(f"Cannot record the acquisition in the state folder: {error.strerror}") from None
             try:
                 self._writer = Hdf5Writer(target)
-            except (OSError, ValueError) as error:
+            except (OSError, ValueError, MemoryError) as error:
+                self._remove_marker()
                 raise DriverError(f"Cannot create {request.output_file}: {error}") from None
-            self._marker.write_text(json.dumps(request.info()))
             self._counters_at_start = self._receiver.counters()
             self._state = WRITING
             self._acquisition = {
@@ -220,6 +226,13 @@ class WriterDriver:
             self._changed()
             return self.status()
 
+    def _remove_marker(self) -> None:
+        """The marker goes; a state folder that refuses is logged, never fails the request."""
+        try:
+            self._marker.unlink(missing_ok=True)
+        except OSError as error:
+            _log.error("cannot remove the marker %s: %s", self._marker, error)
+
     def stop(self) -> dict:
         """Always allowed: interrupt a running acquisition, reset UNKNOWN to READY."""
         with self._lock:
@@ -227,7 +240,7 @@ class WriterDriver:
                 self._end(FINISHED, "Interrupted.")
             elif self._state != READY:
                 self._state = READY
-                self._marker.unlink(missing_ok=True)
+                self._remove_marker()
                 self._changed()
             return self.status()
 
@@ -256,7 +269,7 @@ class WriterDriver:
         acquisition["message"] = message
         acquisition["stats"]["stop_time"] = time.time()
         self._state = READY
-        self._marker.unlink(missing_ok=True)
+        self._remove_marker()
         self._log.append(json.loads(json.dumps(acquisition)))
         self._changed()
 

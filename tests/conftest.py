@@ -58,6 +58,9 @@ def jungfrau_config(n_modules: int = 2, name: str = "JF-test") -> dict:
     return example_configs.jungfrau_config(n_modules, free_udp_ports(n_modules), name)
 
 
+RING_MB = 128  # the test servers' ring buffer: 64 images of a 2-module Jungfrau, over half a second at 100 Hz
+
+
 @dataclass
 class RunningDaq:
     """A std_daq_server subprocess and what a test needs to talk to it."""
@@ -93,7 +96,7 @@ class RunningDaq:
         cmd = [
             *self.wrapper, sys.executable, "-m", "daq_server.cli", "--config", str(self.config_file),
             "--port", str(self.port),
-            "--data-root", str(self.data_root), "--udp-address", "127.0.0.1", "--ring-mb", "48",
+            "--data-root", str(self.data_root), "--udp-address", "127.0.0.1", "--ring-mb", str(RING_MB),
             *self.extra_args,
         ]  # fmt: skip
         self.log = open(self.workdir / "server.log", "a")

@@ -46,7 +46,10 @@ def test_std_daq_server_refuses_an_invalid_config_file(tmp_path):
     config_file = tmp_path / "bad.json"
     config_file.write_text(json.dumps(dict(jungfrau_config(), n_modules=3)))
     result = subprocess.run(
-        [BIN / "std_daq_server", "--config", config_file, "--port", "0"], capture_output=True, text=True, timeout=60
+        [BIN / "std_daq_server", "--config", config_file, "--port", "0", "--data-root", tmp_path],
+        capture_output=True,
+        text=True,
+        timeout=60,
     )
     assert result.returncode != 0
     assert "module_positions must have exactly the keys" in result.stderr

@@ -21,7 +21,7 @@ from std_daq_client import StdDaqAdminException
         ({"detector_type": "gigafrost", "module_positions": {}, "image_pixel_width": 1008}, "n_modules must be 8"),
         ({"detector_type": "gigafrost", "module_positions": {}, "n_modules": 8, "image_pixel_width": 1000}, "24"),
         ({"n_modules": 3}, "module_positions must have exactly the keys"),
-        ({"n_modules": 33}, "at most 32 modules"),
+        ({"n_modules": 33}, "n_modules: must be within 1 … 32"),
         ({"module_positions": {"0": [0, 0, 1023, 511], "1": [0, 256, 1023, 767]}}, "overlaps"),
         ({"module_positions": {"0": [0, 0, 1023, 511], "1": [0, 600, 1023, 1111]}}, "outside"),
         ({"module_positions": {"0": [0, 0, 1000, 511], "1": [0, 512, 1023, 1023]}}, "spans"),

@@ -6,13 +6,13 @@ from __future__ import annotations
 import shutil
 
 import pytest
-from conftest import RunningDaq, jungfrau_config
+from conftest import RING_MB, RunningDaq, jungfrau_config
 
 
 def test_the_deployment_reports_ring_socket_buffer_and_priority(daq):
     deployment = daq.client.get_deployment_status()
     receiver = deployment["receiver"]
-    assert receiver["ring_images"] == (48 << 20) // (2 * 1024 * 1024), "as many images as --ring-mb holds"
+    assert receiver["ring_images"] == (RING_MB << 20) // (2 * 1024 * 1024), "as many images as --ring-mb holds"
     assert receiver["ring_bytes"] == receiver["ring_images"] * 2 * 1024 * 1024
     assert receiver["socket_buffer_bytes"] > 0
     assert ("normal priority" in deployment["message"]) == (not receiver["realtime"])

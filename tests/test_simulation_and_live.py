@@ -10,8 +10,12 @@ from expected import expected_image
 from PIL import Image
 
 
-def api(daq, path, **params):
-    answer = requests.get(daq.url + path, params=params, timeout=10)
+def api(daq, path, **body):
+    """GET /simulation/status; POST (JSON body) the state changes /simulation/start and /simulation/stop."""
+    if path.endswith("/status"):
+        answer = requests.get(daq.url + path, timeout=10)
+    else:
+        answer = requests.post(daq.url + path, json=body, timeout=10)
     assert answer.status_code == 200
     return answer.json()
 
@@ -57,6 +61,14 @@ def test_simulator_rejects_bad_parameters(daq):
     answer = api(daq, "/simulation/start", rate_hz=-5)
     assert answer["status"] == "error"
     assert api(daq, "/simulation/status")["simulator"]["state"] == "STOPPED"
+
+
+def test_get_never_starts_the_simulator(daq):
+    answer = requests.get(daq.url + "/simulation/start", params={"rate_hz": 10}, timeout=10)
+    assert answer.status_code == 405 and answer.json()["status"] == "error"
+    assert api(daq, "/simulation/status")["simulator"] == {
+        "state": "STOPPED", "rate_hz": None, "n_images": None, "frames_sent": 0, "error": None
+    }  # fmt: skip
 
 
 def read_mjpeg(response, n):

@@ -1,8 +1,9 @@
 """The REST API of ``../shared/spec/rest-api.md``: one module per resource, thin handlers.
 
 Every handled request answers HTTP 200 with ``{"status": "ok"|"error", "message", <payload>}``;
-non-200 only for what is not an API request (unknown path, body not JSON, server bug),
-always with a JSON ``message``.
+non-200 only for what is not an API request (unknown path, body not JSON, no or wrong token,
+cross-site request: see ``guards``), always with a JSON ``message``. ``/openapi.json``
+describes it all.
 """
 
 from __future__ import annotations
@@ -12,16 +13,19 @@ import logging
 from flask import Flask, jsonify
 from werkzeug.exceptions import HTTPException
 
-from daq_server.api import config, deployment, live, logs, page, simulation, stats, writer
+from daq_server.api import config, deployment, live, logs, openapi, page, simulation, stats, writer
+from daq_server.api.guards import AccessPolicy, install_guards
 from daq_server.service import DaqService
 
 _log = logging.getLogger("daq_server.api")
 
 
-def create_app(service: DaqService) -> Flask:
+def create_app(service: DaqService, policy: AccessPolicy | None = None) -> Flask:
+    """The Flask app of ``service``; ``policy``: token and origins (default: open, same origin only)."""
     app = Flask("daq_server")
     app.config["service"] = service
-    for module in (writer, config, stats, logs, deployment, simulation, live, page):
+    install_guards(app, policy or AccessPolicy())
+    for module in (writer, config, stats, logs, deployment, simulation, live, page, openapi):
         app.register_blueprint(module.blueprint)
 
     @app.errorhandler(HTTPException)
