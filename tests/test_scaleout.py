@@ -112,6 +112,7 @@ class ScaleOut:
     hosts: list[Host]
     coordinator: subprocess.Popen
     url: str
+    redis_port: int | None = None
 
     @property
     def client(self) -> StdDaqClient:
@@ -125,38 +126,79 @@ class ScaleOut:
         return [self.hosts[m // per_host].address for m in range(self.config["n_modules"])]
 
 
-@pytest.fixture
-def scaleout(tmp_path):
+def _start_redis(tmp_path: Path, hosts: list[Host]) -> tuple[subprocess.Popen, int]:
+    """A redis-server on loopback and on the root end of every veth pair (the hosts reach it there)."""
+    server = shutil.which("redis-server")
+    if server is None:
+        pytest.fail("redis-server is not installed: run `make install` (scripts/system-packages.sh)")
+    port = free_tcp_port()
+    bind = ["127.0.0.1", *[h.root_address for h in hosts]]
+    options = ["--save", "", "--appendonly", "no", "--dir", str(tmp_path), "--protected-mode", "no"]
+    proc = subprocess.Popen([server, "--port", str(port), "--bind", *bind, *options], stdout=subprocess.DEVNULL)
+    import redis
+
+    client = redis.Redis(port=port)
+    deadline = time.monotonic() + 10
+    while True:
+        try:
+            client.ping()
+            return proc, port
+        except redis.ConnectionError:
+            assert time.monotonic() < deadline, "redis-server did not start"
+            time.sleep(0.05)
+
+
+def _scaleout(tmp_path: Path, with_redis: bool):
     """A 2-module Jungfrau over 2 receiver hosts (one module each) and a coordinator."""
     hosts = _make_hosts(2)
-    coordinator = None
+    coordinator = redis_server = None
     try:
         config = jungfrau_config(2, name="JF-scale")
         config_file = tmp_path / "config.json"
         config_file.write_text(json.dumps(config))
         data = tmp_path / "data"
         data.mkdir()
+        redis_port = None
+        if with_redis:
+            redis_server, redis_port = _start_redis(tmp_path, hosts)
         server = [sys.executable, "-m", "daq_server.cli", "--config", str(config_file), "--data-root", str(data)]
         for i, host in enumerate(hosts):
             log = tmp_path / f"host{i}.log"
             cmd = ["ip", "netns", "exec", host.netns, *server, "--modules", str(i), "--host", host.address,
                    "--port", str(HOST_PORT), "--udp-address", host.address, "--ring-mb", "48",
                    "--state-dir", str(tmp_path / f"state{i}")]  # fmt: skip
+            if redis_port:
+                cmd += ["--redis-url", f"redis://{host.root_address}:{redis_port}/0"]
             host.proc = subprocess.Popen(cmd, stdout=open(log, "w"), stderr=subprocess.STDOUT)
             _wait_http(host.url, host.proc, log)
         port = free_tcp_port()
         log = tmp_path / "coordinator.log"
         cmd = [sys.executable, "-m", "daq_server.coordinator.cli", "--config", str(config_file), "--port", str(port),
                "--data-root", str(data), "--hosts", ",".join(h.url for h in hosts)]  # fmt: skip
+        if redis_port:
+            cmd += ["--redis-url", f"redis://127.0.0.1:{redis_port}/0"]
         coordinator = subprocess.Popen(cmd, stdout=open(log, "w"), stderr=subprocess.STDOUT)
         url = f"http://127.0.0.1:{port}"
         _wait_http(url, coordinator, log)
-        yield ScaleOut(config, data, hosts, coordinator, url)
+        yield ScaleOut(config, data, hosts, coordinator, url, redis_port)
     finally:
         if coordinator is not None and coordinator.poll() is None:
             coordinator.terminate()
             coordinator.wait(timeout=20)
         _remove_hosts(hosts)
+        if redis_server is not None:
+            redis_server.terminate()
+            redis_server.wait(timeout=10)
+
+
+@pytest.fixture
+def scaleout(tmp_path):
+    yield from _scaleout(tmp_path, with_redis=False)
+
+
+@pytest.fixture
+def scaleout_redis(tmp_path):
+    yield from _scaleout(tmp_path, with_redis=True)
 
 
 def _wait_ended(client: StdDaqClient, timeout: float = 60) -> dict:
@@ -262,3 +304,35 @@ def test_a_killed_host_fails_the_acquisition_by_name_and_the_other_part_stays_re
         images = part["/entry/data/data"]
         full = expected_image(scaleout.config, int(ids[-1]))
         assert np.array_equal(images[len(ids) - 1], full[:512])
+
+
+def test_with_redis_the_hosts_publish_apart_and_the_coordinator_publishes_the_joined_status(scaleout_redis):
+    import redis
+
+    from std_daq_client.redis_parsers import channel, parse_status
+
+    pubsub = redis.Redis(port=scaleout_redis.redis_port).pubsub(ignore_subscribe_messages=True)
+    names = ["JF-scale", "JF-scale.modules0-0", "JF-scale.modules1-1"]
+    pubsub.subscribe(*[channel(name, "status") for name in names])
+    client = scaleout_redis.client
+    output = scaleout_redis.data / "redis.h5"
+    client.start_writer_async({"output_file": str(output), "n_images": 20})
+    detector = scaleout_redis.simulator(n_images=300)
+    detector.start()
+    try:
+        status = _wait_ended(client)
+    finally:
+        detector.stop()
+    assert status["acquisition"]["state"] == "FINISHED", status["acquisition"]["message"]
+    seen: dict[str, list[dict]] = {name: [] for name in names}
+    deadline = time.monotonic() + 5
+    while time.monotonic() < deadline and not all(s and s[-1]["state"] == "READY" for s in seen.values()):
+        message = pubsub.get_message(timeout=0.5)
+        if message:
+            seen[message["channel"].decode().split(":")[1]].append(parse_status(message))
+    for name in names:  # every host on its own channel, the whole detector on the ordinary one
+        assert seen[name] and seen[name][-1]["acquisition"]["state"] == "FINISHED", name
+    assert seen["JF-scale"][-1]["acquisition"]["stats"]["n_write_completed"] == 20
+    with h5py.File(output) as master:
+        ids = master["/entry/data/image_id"][:]
+        assert np.array_equal(master["/entry/data/data"][5], expected_image(scaleout_redis.config, int(ids[5])))
