@@ -2,10 +2,10 @@
 
 ``/entry/data/data`` is a virtual dataset of the whole assembled image: each part file's images are
 mapped into their host's box (the bounding box of its modules). Images are joined by ``image_id``
-(the detector's frame number): the master holds the frames that every part holds, in the first
-part's order. ``n_missing_packets`` is summed over the parts, ``is_good_frame`` is true when it is
-true in every part, ``timestamp`` is the earliest arrival. Part files are named relative to the
-master, so the folder can be moved or copied as a whole.
+(the detector's frame number): the master holds the first ``n_images`` frames that every part
+holds, in the first part's order (a part may hold a few more). ``n_missing_packets`` is summed over
+the parts, ``is_good_frame`` is true when it is true in every part, ``timestamp`` is the earliest
+arrival. Part files are named relative to the master, so the folder can be moved as a whole.
 """
 
 from __future__ import annotations
@@ -64,7 +64,7 @@ def write_master(
         except (OSError, KeyError) as error:
             raise OSError(f"part file {part.path} of host {part.host} cannot be read: {error}") from None
     rows = [{int(image_id): row for row, image_id in enumerate(m["image_id"])} for m in metadata]
-    common = [int(i) for i in metadata[0]["image_id"] if all(int(i) in r for r in rows[1:])]
+    common = [int(i) for i in metadata[0]["image_id"] if all(int(i) in r for r in rows[1:])][: info["n_images"]]
     n = len(common)
     height, width = image_shape
     layout = h5py.VirtualLayout(shape=(n, height, width), dtype=dtype, maxshape=(n, height, width))

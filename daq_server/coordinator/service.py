@@ -34,6 +34,12 @@ FINISHED, FAILED = "FINISHED", "FAILED"
 HOST_SILENCE_LIMIT = 3  # unanswered status polls in a row before a host counts as lost
 
 
+def host_images(n_images: int) -> int:
+    """Images asked of each host: more than the user's, since a host armed a little later than another
+    misses the first frames the other writes; the coordinator ends the parts once they share n_images."""
+    return 2 * n_images + 2000
+
+
 @dataclass(frozen=True)
 class CoordinatorOptions:
     config_file: Path
@@ -61,6 +67,7 @@ class _Run:
     parts: list[PartFile]
     statuses: list[dict | None]
     silent: list[int]
+    complete: bool = False  # every part holds the requested frames: the hosts were stopped for that
 
 
 class Coordinator:
@@ -189,7 +196,7 @@ class Coordinator:
                     raise AdminError(f"The part file {f.path} exists already; choose a new output_file.")
             started: list[tuple[HostLink, PartFile]] = []
             for host, f in zip(self.hosts, files, strict=True):
-                body = {"output_file": str(f.path), "n_images": request.n_images, "run_id": request.run_id}
+                body = {"output_file": str(f.path), "n_images": host_images(request.n_images), "run_id": request.run_id}
                 try:
                     host.post("/writer/write_async", "writer", body)
                 except HostError as error:
@@ -227,12 +234,7 @@ class Coordinator:
     def stop_writer(self) -> dict:
         """Stop every host (always allowed), then wait until the acquisition has ended."""
         with self._command_lock:
-            for host in self.hosts:
-                try:
-                    host.post("/writer/stop", "writer")
-                except HostError as error:
-                    _log.warning("stop: %s", error)
-            self._wake.set()
+            self._stop_hosts()
             with self._lock:
                 self._ended.wait_for(lambda: self._state != WRITING, timeout=30)
                 return self.status()
@@ -286,8 +288,12 @@ class Coordinator:
                 failure = None
                 stats = [s["acquisition"]["stats"] for s in run.statuses]
                 own = self._acquisition
-                own["stats"]["n_write_completed"] = min(s["n_write_completed"] for s in stats)
+                whole = min(_shared_frames(run.statuses), run.request.n_images)
+                own["stats"]["n_write_completed"] = whole
                 own["stats"]["n_write_requested"] = min(s["n_write_requested"] for s in stats)
+                if whole >= run.request.n_images and not run.complete:
+                    run.complete = True
+                    threading.Thread(target=self._stop_hosts, name="coordinator-complete", daemon=True).start()
                 started = any(s["acquisition"]["state"] != "WAITING_IMAGES" for s in run.statuses)
                 if own["state"] == "WAITING_IMAGES" and started:
                     own["state"], own["message"] = "WRITING", "Writing images."
@@ -296,7 +302,8 @@ class Coordinator:
             self._finish(run, FAILED, failure)
         elif ended:
             messages = {s["acquisition"]["message"] for s in run.statuses}
-            self._finish(run, FINISHED, "Completed." if messages == {"Completed."} else "Interrupted.")
+            completed = run.complete or messages == {"Completed."}
+            self._finish(run, FINISHED, "Completed." if completed else "Interrupted.")
 
     def _finish(self, run: _Run, state: str, message: str) -> None:
         """Stop the other hosts if one failed, write the master file, record the acquisition."""
@@ -316,6 +323,8 @@ class Coordinator:
         try:
             n = write_master(run.request.output_file, run.parts, shape, run.request.info(), config)
             written = f" The master file holds {n} whole images."
+            if state == FINISHED and message == "Completed." and n < run.request.n_images:
+                message = f"Completed with {n} whole images: the other frames miss in some part."
         except (OSError, ValueError, KeyError) as error:
             _log.error("master file %s: %s", run.request.output_file, error)
             n, written = 0, f" No master file: {error}."
@@ -334,6 +343,14 @@ class Coordinator:
             self.log.append(json.loads(json.dumps(acquisition)))
             self._changed()
 
+    def _stop_hosts(self) -> None:
+        for host in self.hosts:
+            try:
+                host.post("/writer/stop", "writer")
+            except HostError as error:
+                _log.warning("stop: %s", error)
+        self._wake.set()
+
     def close(self) -> None:
         self._closing.set()
         self._wake.set()
@@ -342,3 +359,11 @@ class Coordinator:
             self._listener.close()
         if self._publisher is not None:
             self._publisher.close()
+
+
+def _shared_frames(statuses: list[dict]) -> int:
+    """Frames every part has written so far, from each host's first and last frame number."""
+    ids = [s["acquisition"].get("image_ids") for s in statuses]
+    if not all(ids):
+        return 0
+    return max(0, min(i["last"] for i in ids) - max(i["first"] for i in ids) + 1)
