@@ -246,8 +246,9 @@ class Coordinator:
             if run is None:
                 return
             for i, f in enumerate(run.parts):
-                if part_name(self._config.detector_name, f.part) == detector_name:
-                    run.statuses[i] = status
+                mine = status.get("acquisition", {}).get("info", {}).get("output_file") == str(f.path)
+                if mine and part_name(self._config.detector_name, f.part) == detector_name:
+                    run.statuses[i] = status  # (a late message of an earlier acquisition is not)
         self._wake.set()
 
     def _monitor_loop(self) -> None:
