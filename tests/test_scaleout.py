@@ -381,3 +381,29 @@ def test_a_host_that_is_down_is_named_and_nothing_starts(scaleout):
     assert list(scaleout.data.iterdir()) == []
     assert StdDaqClient(url_base=scaleout.hosts[1].url).get_status()["state"] == "READY"
     assert scaleout.client.get_deployment_status()["servers"][victim.name] == "FAILED"
+
+
+def test_the_ophyd_device_runs_a_plan_against_the_coordinator_unchanged(scaleout, RE, documents):
+    from bluesky import plans as bp
+    from event_model import Filler
+
+    from ophyd_stddaq import SPEC, StdDaq, StdDaqHDF5Handler
+
+    det = StdDaq(scaleout.url, name="daq", directory=str(scaleout.data), wait_timeout=60)
+    det.n_images.put(5)
+    detector = scaleout.simulator(n_images=0)
+    detector.start()
+    try:
+        RE(bp.count([det], num=5))
+    finally:
+        detector.stop()
+    assert [doc for name, doc in documents if name == "stop"][0]["exit_status"] == "success"
+    with Filler({SPEC: StdDaqHDF5Handler}, inplace=False) as filler:
+        filled = [filler(name, doc) for name, doc in documents]
+    images = [doc["data"]["daq_image"] for name, doc in filled if name == "event"]
+    assert len(images) == 5
+    with h5py.File(det.last_output_file) as master:
+        assert master["/entry/data/data"].is_virtual
+        ids = master["/entry/data/image_id"][:]
+        for k, image in enumerate(images):
+            assert np.array_equal(image, expected_image(scaleout.config, int(ids[k]))), f"event {k}"
