@@ -158,7 +158,8 @@ int sim_run(const sim_config *cfg, volatile int *stop, sim_counters *counters, c
     }
     int n_open = 0, rc = 0;
     for (; n_open < cfg->n_modules; n_open++) {
-        fds[n_open] = open_sender(cfg->host, cfg->source, cfg->start_udp_port + n_open, err, err_len);
+        const char *host = cfg->module_hosts[n_open][0] ? cfg->module_hosts[n_open] : cfg->host;
+        fds[n_open] = open_sender(host, cfg->source, cfg->start_udp_port + n_open, err, err_len);
         if (fds[n_open] < 0) { rc = -1; break; }
     }
     uint64_t rng = 0x9e3779b97f4a7c15ull ^ ((uint64_t)cfg->seed + 1) * 0x2545F4914F6CDD1Dull;

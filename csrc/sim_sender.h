@@ -16,6 +16,7 @@ typedef struct sim_config {
     int image_width;          /* assembled image size: GigaFrost streams depend on it */
     int image_height;
     char host[64];            /* IPv4 address of the receiver */
+    char module_hosts[32][16]; /* per module (32 = MAX_MODULES): its receiver's IPv4 address, "" : host */
     char source[64];          /* IPv4 address to send from ("" : the kernel's choice) */
     uint64_t first_frame;     /* frame number of the first image */
     uint64_t n_frames;        /* 0: until stopped */

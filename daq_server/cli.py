@@ -14,6 +14,7 @@ from waitress import create_server
 from daq_server.api import create_app
 from daq_server.cli_security import REQUEST_THREADS, access_policy, add_security_arguments
 from daq_server.config import ConfigError, ConfigStore
+from daq_server.host_part import prepare_host_config
 from daq_server.receiver import ReceiverSettings
 from daq_server.service import DaqService, ServerOptions
 from daq_server.writer import COMPRESSIONS, has_quarantined_files
@@ -57,6 +58,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     )
     parser.add_argument("--compression", choices=COMPRESSIONS, default="none", help="HDF5 image compression")
     parser.add_argument("--redis-url", help="publish status, stats, log and config on Redis PUB/SUB (optional)")
+    parser.add_argument(
+        "--modules",
+        help="scale-out receiver host: own only these modules of the config, e.g. 0,1 (see docs/scaleout.rst)",
+    )
     parser.add_argument("--log-level", default="INFO")
     add_security_arguments(parser)
     parser.add_argument(
@@ -72,6 +77,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 def main(argv: list[str] | None = None) -> None:
     args = parse_args(argv)
+    if args.modules:  # scale-out: run on this host's part of the config (kept in its state dir)
+        args.state_dir = args.state_dir or args.config.with_name(args.config.name + ".state")
+        try:
+            args.config = prepare_host_config(args.config, args.modules, args.state_dir)
+        except ConfigError as error:
+            sys.exit(f"std_daq_server: {args.config}: {error}")
     if args.check_config:
         try:
             ConfigStore(args.config).load()

@@ -173,6 +173,8 @@ class WriterDriver:
                 self._end(FAILED, f"ERROR: Writing the image failed: {describe_error(error)}")
                 return
             stats["n_write_completed"] = self._writer.n_written
+            ids = acquisition.setdefault("image_ids", {"first": image.frame_number})  # scale-out: parts are
+            ids["last"] = image.frame_number  # aligned by frame number (daq_server/coordinator)
             self.writer_images += 1
             self.writer_bytes += image.data.nbytes
             if self._writer.n_written >= acquisition["info"]["n_images"]:

@@ -39,6 +39,11 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--first-frame", type=int, default=1, help="frame number of the first image")
     parser.add_argument("--host", default="127.0.0.1", help="receiver address (default 127.0.0.1)")
     parser.add_argument(
+        "--module-hosts",
+        default="",
+        help="scale-out: one receiver address per module, comma-separated (module i to the i-th; default: --host)",
+    )
+    parser.add_argument(
         "--source-address", default="", help="send from this IPv4 address, e.g. 127.0.0.2 (default: any)"
     )
     parser.add_argument("--loss", type=float, default=0.0, help="fraction of packets not sent")
@@ -65,6 +70,7 @@ def main(argv: list[str] | None = None) -> None:
             n_images=args.n_images,
             first_frame=args.first_frame,
             host=args.host,
+            module_hosts=[a.strip() for a in args.module_hosts.split(",")] if args.module_hosts else [],
             source_address=args.source_address,
             loss=args.loss,
             reorder=args.reorder,

@@ -6,6 +6,7 @@ start_udp_port). Pixel content is deterministic, see :func:`module_pixels`.
 
 from __future__ import annotations
 
+import ipaddress
 import threading
 from dataclasses import dataclass, field
 
@@ -41,6 +42,21 @@ def module_pixels(frame: int, module: int, config: dict) -> np.ndarray:
     return out
 
 
+def _check_module_hosts(module_hosts: list[str], n_modules: int, bsread: bool) -> None:
+    """ValueError unless ``module_hosts`` is empty or one IPv4 address per module."""
+    if not module_hosts:
+        return
+    if bsread:
+        raise ValueError("module hosts are for UDP detectors; a bsread source binds bsread_address")
+    if len(module_hosts) != n_modules:
+        raise ValueError(f"module hosts: {len(module_hosts)} addresses given, the config has {n_modules} modules")
+    for address in module_hosts:
+        try:
+            ipaddress.IPv4Address(address)
+        except ValueError:
+            raise ValueError(f"module hosts: '{address}' is not an IPv4 address") from None
+
+
 @dataclass
 class SimulatedDetector:
     """Sends ``n_images`` frames (0: until stopped) of every module at ``rate_hz`` (0: max)."""
@@ -50,6 +66,8 @@ class SimulatedDetector:
     n_images: int = 0
     first_frame: int = 1
     host: str = "127.0.0.1"
+    module_hosts: list[str] = field(default_factory=list)
+    """Scale-out: module i sends to ``module_hosts[i]`` (one IPv4 address per module) instead of ``host``."""
     source_address: str = ""
     """Send from this IPv4 address (the detector's own); "" lets the kernel choose."""
     loss: float = 0.0
@@ -68,6 +86,7 @@ class SimulatedDetector:
         self._bsread = self.config["detector_type"] == "bsread"
         if not self._bsread:
             module_geometry(self.config)
+        _check_module_hosts(self.module_hosts, int(self.config["n_modules"]), self._bsread)
         self._stop = ffi.new("int *")
         self._stop_event = threading.Event()  # the bsread source's stop flag
         self._counters = ffi.new("sim_counters *")  # the C loop updates it while sending
@@ -96,6 +115,8 @@ class SimulatedDetector:
         cfg.image_width = int(self.config["image_pixel_width"])
         cfg.image_height = int(self.config["image_pixel_height"])
         cfg.host = self.host.encode()
+        for module, address in enumerate(self.module_hosts):
+            cfg.module_hosts[module] = address.encode()
         cfg.source = self.source_address.encode()
         cfg.first_frame = self.first_frame
         cfg.n_frames = self.n_images

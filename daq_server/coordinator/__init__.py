@@ -1,0 +1,1 @@
+"""Scale-out: a coordinator serving the ordinary REST API for several receiver hosts (docs/scaleout.rst)."""

@@ -1,0 +1,99 @@
+"""std_daq_coordinator: one DAQ over several receiver hosts (each ``std_daq_server --modules …``).
+
+Serves the ordinary REST API (writer, config, stats, logs, deployment): a write request fans out to
+every host, each writes its part file, and the coordinator writes output_file as a master file whose
+virtual dataset shows the whole image.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import signal
+import sys
+from pathlib import Path
+
+from flask import Flask, jsonify
+from waitress import create_server
+from werkzeug.exceptions import HTTPException
+
+from daq_server.api import config, deployment, logs, stats, writer
+from daq_server.config import ConfigError
+from daq_server.coordinator.service import Coordinator, CoordinatorOptions
+
+_log = logging.getLogger("daq_server.coordinator")
+
+
+def create_coordinator_app(coordinator: Coordinator) -> Flask:
+    """The REST resources that make sense for the whole detector, served by the coordinator."""
+    app = Flask("daq_server.coordinator")
+    app.config["service"] = coordinator
+    for module in (writer, config, stats, logs, deployment):
+        app.register_blueprint(module.blueprint)
+
+    @app.errorhandler(HTTPException)
+    def http_error(error: HTTPException):
+        response = jsonify({"status": "error", "message": f"{error.code} {error.name}: {error.description}"})
+        response.status_code = error.code or 500
+        return response
+
+    @app.errorhandler(Exception)
+    def server_bug(error: Exception):
+        _log.exception("unhandled error")
+        response = jsonify({"status": "error", "message": f"Internal server error: {error}"})
+        response.status_code = 500
+        return response
+
+    return app
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(prog="std_daq_coordinator", description=__doc__)
+    parser.add_argument("--config", required=True, type=Path, help="the full detector config JSON")
+    parser.add_argument(
+        "--hosts", required=True, help="the receiver hosts' REST URLs, comma-separated (part i: the i-th host)"
+    )
+    parser.add_argument("--host", default="127.0.0.1", help="REST API address (default 127.0.0.1)")
+    parser.add_argument("--port", type=int, default=5000, help="REST API port (default 5000)")
+    parser.add_argument("--data-root", type=Path, default=Path("/"), help="output files must lie inside (default /)")
+    parser.add_argument("--state-dir", type=Path, help="acquisition log (default: <config>.coordinator next to it)")
+    parser.add_argument("--redis-url", help="follow the hosts' status on Redis and publish the joined status there")
+    parser.add_argument("--log-level", default="INFO")
+    return parser.parse_args(argv)
+
+
+def main(argv: list[str] | None = None) -> None:
+    args = parse_args(argv)
+    logging.basicConfig(level=args.log_level.upper(), format="%(asctime)s %(name)s %(levelname)s %(message)s")
+    options = CoordinatorOptions(
+        config_file=args.config,
+        data_root=args.data_root,
+        state_dir=args.state_dir or args.config.with_name(args.config.name + ".coordinator"),
+        hosts=tuple(url.strip() for url in args.hosts.split(",") if url.strip()),
+        redis_url=args.redis_url,
+    )
+    try:
+        coordinator = Coordinator(options)
+    except (ConfigError, ValueError, OSError) as error:
+        sys.exit(f"std_daq_coordinator: {error}")
+    try:
+        server = create_server(create_coordinator_app(coordinator), host=args.host, port=args.port, threads=8)
+    except OSError as error:
+        coordinator.close()
+        sys.exit(f"std_daq_coordinator: cannot serve on {args.host}:{args.port}: {error}")
+
+    def shutdown(signum, frame):
+        raise KeyboardInterrupt
+
+    signal.signal(signal.SIGTERM, shutdown)
+    _log.info("serving on http://%s:%d for %s", args.host, args.port, ", ".join(options.hosts))
+    try:
+        server.run()
+    except KeyboardInterrupt:
+        pass
+    finally:
+        coordinator.close()
+
+
+if __name__ == "__main__":
+    main()
