@@ -92,6 +92,14 @@ def _remove_hosts(hosts: list[Host]) -> None:
         subprocess.run(["ip", "link", "del", host.root_if], capture_output=True)
 
 
+HOSTS_TOKEN = "scale-out-test-token-0123456789"
+
+
+def host_client(host) -> StdDaqClient:
+    """A client of one receiver host (they listen on the network, so they require the token)."""
+    return StdDaqClient(url_base=host.url, token=HOSTS_TOKEN)
+
+
 def _wait_http(url: str, proc: subprocess.Popen, log: Path) -> None:
     deadline = time.monotonic() + 30
     while time.monotonic() < deadline:
@@ -161,7 +169,11 @@ def _scaleout(tmp_path: Path, with_redis: bool):
         redis_port = None
         if with_redis:
             redis_server, redis_port = _start_redis(tmp_path, hosts)
-        server = [sys.executable, "-m", "daq_server.cli", "--config", str(config_file), "--data-root", str(data)]
+        token_file = tmp_path / "token"  # the hosts listen on the network: they require a token
+        token_file.write_text(HOSTS_TOKEN + "\n")
+        token_file.chmod(0o600)
+        server = [sys.executable, "-m", "daq_server.cli", "--config", str(config_file), "--data-root", str(data),
+                  "--token-file", str(token_file)]  # fmt: skip
         for i, host in enumerate(hosts):
             log = tmp_path / f"host{i}.log"
             cmd = ["ip", "netns", "exec", host.netns, *server, "--modules", str(i), "--host", host.address,
@@ -174,7 +186,8 @@ def _scaleout(tmp_path: Path, with_redis: bool):
         port = free_tcp_port()
         log = tmp_path / "coordinator.log"
         cmd = [sys.executable, "-m", "daq_server.coordinator.cli", "--config", str(config_file), "--port", str(port),
-               "--data-root", str(data), "--hosts", ",".join(h.url for h in hosts)]  # fmt: skip
+               "--data-root", str(data), "--hosts", ",".join(h.url for h in hosts),
+               "--hosts-token-file", str(token_file)]  # fmt: skip
         if redis_port:
             cmd += ["--redis-url", f"redis://127.0.0.1:{redis_port}/0"]
         coordinator = subprocess.Popen(cmd, stdout=open(log, "w"), stderr=subprocess.STDOUT)
@@ -252,7 +265,7 @@ def test_bad_requests_reach_no_host_and_leave_no_file(scaleout):
         client.start_writer_async({"output_file": str(scaleout.data / "taken.h5"), "n_images": 5})
     assert sorted(p.name for p in scaleout.data.iterdir()) == ["taken.part1.h5"]
     for host in scaleout.hosts:
-        assert StdDaqClient(url_base=host.url).get_status()["state"] == "READY"
+        assert host_client(host).get_status()["state"] == "READY"
 
 
 def test_stop_reaches_every_host(scaleout):
@@ -272,7 +285,7 @@ def test_stop_reaches_every_host(scaleout):
     assert status["state"] == "READY"
     assert status["acquisition"]["message"] == "Interrupted."
     for host in scaleout.hosts:
-        assert StdDaqClient(url_base=host.url).get_status()["acquisition"]["message"] == "Interrupted."
+        assert host_client(host).get_status()["acquisition"]["message"] == "Interrupted."
     with h5py.File(output) as master:
         assert master["/entry/data/data"].shape[0] == status["acquisition"]["stats"]["n_write_completed"] >= 10
 
@@ -366,7 +379,7 @@ def test_write_sync_config_stats_and_deployment_through_the_coordinator(scaleout
     config = client.set_config({"detector_name": "JF-renamed"})
     assert config["detector_name"] == "JF-renamed"
     for i, host in enumerate(scaleout.hosts):  # every host got its part of the new config
-        assert StdDaqClient(url_base=host.url).get_config()["detector_name"] == f"JF-renamed.modules{i}-{i}"
+        assert host_client(host).get_config()["detector_name"] == f"JF-renamed.modules{i}-{i}"
     with pytest.raises(Exception, match="bit_depth"):
         client.set_config({"bit_depth": 7})
     assert client.get_config()["detector_name"] == "JF-renamed"
@@ -379,7 +392,7 @@ def test_a_host_that_is_down_is_named_and_nothing_starts(scaleout):
     with pytest.raises(Exception, match=victim.name):
         scaleout.client.start_writer_async({"output_file": str(scaleout.data / "none.h5"), "n_images": 5})
     assert list(scaleout.data.iterdir()) == []
-    assert StdDaqClient(url_base=scaleout.hosts[1].url).get_status()["state"] == "READY"
+    assert host_client(scaleout.hosts[1]).get_status()["state"] == "READY"
     assert scaleout.client.get_deployment_status()["servers"][victim.name] == "FAILED"
 
 

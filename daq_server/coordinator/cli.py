@@ -18,16 +18,20 @@ from waitress import create_server
 from werkzeug.exceptions import HTTPException
 
 from daq_server.api import config, deployment, logs, stats, writer
+from daq_server.api.guards import AccessPolicy, install_guards
+from daq_server.cli_security import access_policy, add_security_arguments, read_token
 from daq_server.config import ConfigError
 from daq_server.coordinator.service import Coordinator, CoordinatorOptions
 
 _log = logging.getLogger("daq_server.coordinator")
 
 
-def create_coordinator_app(coordinator: Coordinator) -> Flask:
-    """The REST resources that make sense for the whole detector, served by the coordinator."""
+def create_coordinator_app(coordinator: Coordinator, policy: AccessPolicy | None = None) -> Flask:
+    """The REST resources that make sense for the whole detector, served by the coordinator behind the
+    same guards as a server (token, cross-site and content-type checks)."""
     app = Flask("daq_server.coordinator")
     app.config["service"] = coordinator
+    install_guards(app, policy or AccessPolicy())
     for module in (writer, config, stats, logs, deployment):
         app.register_blueprint(module.blueprint)
 
@@ -55,10 +59,14 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     )
     parser.add_argument("--host", default="127.0.0.1", help="REST API address (default 127.0.0.1)")
     parser.add_argument("--port", type=int, default=5000, help="REST API port (default 5000)")
-    parser.add_argument("--data-root", type=Path, default=Path("/"), help="output files must lie inside (default /)")
+    parser.add_argument("--data-root", type=Path, required=True, help="output files must lie inside")
     parser.add_argument("--state-dir", type=Path, help="acquisition log (default: <config>.coordinator next to it)")
     parser.add_argument("--redis-url", help="follow the hosts' status on Redis and publish the joined status there")
+    parser.add_argument(
+        "--hosts-token-file", type=Path, help="the bearer token the receiver hosts require (first line of FILE)"
+    )
     parser.add_argument("--log-level", default="INFO")
+    add_security_arguments(parser)
     return parser.parse_args(argv)
 
 
@@ -73,11 +81,16 @@ def main(argv: list[str] | None = None) -> None:
         redis_url=args.redis_url,
     )
     try:
-        coordinator = Coordinator(options)
+        policy = access_policy(args)
+        hosts_token = read_token(args.hosts_token_file) if args.hosts_token_file else None
+    except ValueError as error:
+        sys.exit(f"std_daq_coordinator: {error}")
+    try:
+        coordinator = Coordinator(options, hosts_token)
     except (ConfigError, ValueError, OSError) as error:
         sys.exit(f"std_daq_coordinator: {error}")
     try:
-        server = create_server(create_coordinator_app(coordinator), host=args.host, port=args.port, threads=8)
+        server = create_server(create_coordinator_app(coordinator, policy), host=args.host, port=args.port, threads=8)
     except OSError as error:
         coordinator.close()
         sys.exit(f"std_daq_coordinator: cannot serve on {args.host}:{args.port}: {error}")

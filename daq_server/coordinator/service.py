@@ -71,11 +71,11 @@ class _Run:
 
 
 class Coordinator:
-    def __init__(self, options: CoordinatorOptions):
+    def __init__(self, options: CoordinatorOptions, hosts_token: str | None = None):
         if not options.hosts:
             raise ValueError("the coordinator needs at least one receiver host URL")
         self.options = options
-        self.hosts = [HostLink(url) for url in options.hosts]
+        self.hosts = [HostLink(url, token=hosts_token) for url in options.hosts]
         options.state_dir.mkdir(parents=True, exist_ok=True)
         self._store = ConfigStore(options.config_file)
         self._config: DaqConfig = self._store.load()
