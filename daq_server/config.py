@@ -14,6 +14,7 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, ValidationError, field_validator, model_validator
 
+from daq_server.nexus_layout import CONFIG_FIELDS as NEXUS_CONFIG_FIELDS
 from daq_server.receiver import MAX_MODULES, check_geometry, detector_format
 
 BSREAD_BIT_DEPTHS = (8, 16, 32)
@@ -41,6 +42,24 @@ class DaqConfig(BaseModel):
     """bsread only: the ZMQ address of the image stream, e.g. ``tcp://host:9999`` (SUB)."""
     bsread_channel: str | None = None
     """bsread only: the channel that holds the image (default: the first 2-d channel)."""
+    nexus: dict[str, str | float] | None = None
+    """Optional NXmx facts about the detector for the files, e.g. ``{"sensor_thickness": 320}`` (keys and
+    units: ``daq_server.nexus_layout.CONFIG_FIELDS``)."""
+
+    @field_validator("nexus")
+    @classmethod
+    def _nexus_fields(cls, value: dict | None) -> dict | None:
+        if value is None:
+            return None
+        checked = {}
+        for key, item in value.items():
+            if key not in NEXUS_CONFIG_FIELDS:
+                raise ValueError(f"unknown key {key!r}; known: {', '.join(sorted(NEXUS_CONFIG_FIELDS))}")
+            kind = NEXUS_CONFIG_FIELDS[key][0]
+            if kind is str and not isinstance(item, str) or kind is not str and isinstance(item, str | bool):
+                raise ValueError(f"{key} must be a {kind.__name__}, not {item!r}")
+            checked[key] = kind(item)
+        return checked
 
     @field_validator("detector_name")
     @classmethod

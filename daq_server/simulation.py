@@ -6,9 +6,13 @@ server."""
 from __future__ import annotations
 
 import threading
+import time
 
 from daq_server.errors import AdminError
 from sim import SimulatedDetector
+
+MAX_TRIGGER_IMAGES = 10_000
+"""Most frames one software trigger may ask for."""
 
 
 class BuiltInSimulator:
@@ -34,6 +38,38 @@ class BuiltInSimulator:
                 raise AdminError(str(error)) from None
             self._detector.start()
             return self._status_locked()
+
+    def trigger(self, config: dict, n_images: int = 1) -> dict:
+        """Software trigger: send exactly ``n_images`` frames now (consecutive frame numbers), then return.
+
+        Refused while the free-running simulator sends. The answer names the frame numbers sent, so a
+        controller can match each image of the file to its trigger.
+        """
+        if isinstance(n_images, bool) or not isinstance(n_images, int) or not 1 <= n_images <= MAX_TRIGGER_IMAGES:
+            raise AdminError(f"n_images must be an integer within 1 … {MAX_TRIGGER_IMAGES}, not {n_images!r}")
+        with self._lock:
+            if self._detector is not None and self._detector.running:
+                raise AdminError("The simulated detector is running free; stop it before sending software triggers.")
+            try:
+                detector = SimulatedDetector(
+                    config, rate_hz=0, n_images=n_images, first_frame=self._next_frame(), host=self._host
+                )
+            except ValueError as error:
+                raise AdminError(str(error)) from None
+            try:
+                detector.run()  # a few packets per frame: sent before the answer goes out
+            except RuntimeError as error:
+                raise AdminError(str(error)) from None
+            finally:
+                self._detector = detector
+            first = detector.first_frame
+            frames = list(range(first, first + detector.live_counters()["frames_sent"]))
+            return {
+                **self._status_locked(),
+                "frame_numbers": frames,
+                "frame_number": frames[-1],
+                "sent_at": time.time(),
+            }
 
     def stop(self) -> dict:
         with self._lock:

@@ -6,11 +6,13 @@ ever overwritten) and lie inside the server's data root.
 
 from __future__ import annotations
 
+import math
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from daq_server.file_owner import FileOwnerError, can_create_in
+from daq_server.nexus_layout import REQUEST_FIELDS as NEXUS_FIELDS
 
 
 class RequestError(ValueError):
@@ -22,6 +24,8 @@ class WriteRequest:
     output_file: str
     n_images: int
     run_id: int
+    nexus: dict = field(default_factory=dict)
+    """Optional NXmx values given with the request (keys of ``daq_server.nexus_layout.REQUEST_FIELDS``)."""
 
     def info(self) -> dict:
         return {"n_images": self.n_images, "output_file": self.output_file, "run_id": self.run_id}
@@ -41,7 +45,7 @@ def parse_write_request(body: object, data_root: Path, writer_user_id: int) -> W
     """Check a request body; RequestError with the first problem found."""
     if not isinstance(body, dict):
         raise RequestError("The write request must be a JSON object with output_file and n_images")
-    unknown = set(body) - {"output_file", "n_images", "run_id"}
+    unknown = set(body) - {"output_file", "n_images", "run_id"} - set(NEXUS_FIELDS)
     if unknown:
         raise RequestError(f"Unknown field(s) in the write request: {', '.join(sorted(unknown))}")
     if "output_file" not in body or body["output_file"] in (None, ""):
@@ -77,4 +81,20 @@ def parse_write_request(body: object, data_root: Path, writer_user_id: int) -> W
     if not allowed:
         who = f"User id {writer_user_id}" if writer_user_id > 0 else "The server"
         raise RequestError(f"{who} may not create files in {folder}")
-    return WriteRequest(output_file=str(target), n_images=n_images, run_id=run_id)
+    return WriteRequest(output_file=str(target), n_images=n_images, run_id=run_id, nexus=_nexus_fields(body))
+
+
+def _nexus_fields(body: dict) -> dict:
+    """The optional NXmx fields of the request, type-checked (None means not given)."""
+    found = {}
+    for name, (kind, unit) in NEXUS_FIELDS.items():
+        value = body.get(name)
+        if value is None:
+            continue
+        if kind is str:
+            if not isinstance(value, str) or len(value) > 1000:
+                raise RequestError(f"{name} must be a text of at most 1000 characters, not {value!r}")
+        elif isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
+            raise RequestError(f"{name} must be a number ({unit}), not {value!r}")
+        found[name] = kind(value)
+    return found

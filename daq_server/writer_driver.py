@@ -182,6 +182,7 @@ class WriterDriver:
                 config=config,
                 compression=compression,
                 user_id=int(config.get("writer_user_id", 0)),
+                nexus=request.nexus,
             )
             try:
                 self._writer = Hdf5Writer(target)

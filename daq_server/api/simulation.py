@@ -29,6 +29,19 @@ def start():
     return service().simulator.start(service().get_config(), rate, n_images)
 
 
+@blueprint.post("/trigger")
+@answer("simulator", "Simulated detector triggered.")
+def trigger():
+    """Software trigger: JSON body ``{"n_images": 1}`` (optional); one frame per image, sent before the answer."""
+    body = request.get_json(silent=True)
+    if body is None and request.get_data():
+        raise AdminError('The trigger body must be JSON, e.g. {"n_images": 1}')
+    body = {} if body is None else body
+    if not isinstance(body, dict) or set(body) - {"n_images"}:
+        raise AdminError("The trigger body must be a JSON object with at most the field n_images")
+    return service().simulator.trigger(service().get_config(), body.get("n_images", 1))
+
+
 @blueprint.get("/stop")
 @answer("simulator", "Simulated detector stopped.")
 def stop():
