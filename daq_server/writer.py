@@ -112,10 +112,7 @@ class Hdf5Writer:
         self.target = target
         self.n_written = 0
         self._last_flush = time.monotonic()
-        n = target.n_images
-        self._frame_numbers = np.zeros(n, dtype=np.uint64)
-        self._n_missing = np.zeros(n, dtype=np.uint32)
-        self._timestamps = np.zeros(n, dtype=np.float64)
+        self._pending: list[tuple[int, int, float]] = []  # (frame, missing packets, time) not yet in the file
         self._flushed = 0  # metadata entries already in the file
         self._broken = False  # an HDF5 write failed: the file must not be touched again
         self._fd: int | None = None
@@ -225,9 +222,7 @@ class Hdf5Writer:
         except Exception:
             self._broken = True
             raise
-        self._frame_numbers[i] = frame_number
-        self._n_missing[i] = n_missing_packets
-        self._timestamps[i] = receive_time
+        self._pending.append((frame_number, n_missing_packets, receive_time))
         self.n_written += 1
         self._size_bound += image_bytes
         now = time.monotonic()
@@ -238,12 +233,14 @@ class Hdf5Writer:
     def _flush_metadata(self) -> None:
         start, end = self._flushed, self.n_written
         if end > start:
+            frames, missing, times = zip(*self._pending, strict=True)
             for dataset in (self.image_id, self.n_missing, self.is_good, self.timestamp):
                 dataset.resize(end, axis=0)
-            self.image_id[start:end] = self._frame_numbers[start:end]
-            self.n_missing[start:end] = self._n_missing[start:end]
-            self.is_good[start:end] = self._n_missing[start:end] == 0
-            self.timestamp[start:end] = self._timestamps[start:end]
+            self.image_id[start:end] = np.array(frames, dtype=np.uint64)
+            self.n_missing[start:end] = np.array(missing, dtype=np.uint32)
+            self.is_good[start:end] = np.array(missing) == 0
+            self.timestamp[start:end] = np.array(times, dtype=np.float64)
+            self._pending.clear()
             self._flushed = end
         self._file.flush()  # to the page cache for SWMR readers; the file survives a crash of the server
 
