@@ -6,7 +6,9 @@ import threading
 import time
 from typing import Any
 
-from std_daq_client import StdDaqClient
+import requests
+
+from std_daq_client import StdDaqAdminException, StdDaqClient
 
 ACTIVE_STATES = ("WAITING_IMAGES", "ACQUIRING_IMAGES", "WRITING", "FLUSHING_IMAGES")
 """Acquisition states of a running acquisition."""
@@ -29,11 +31,14 @@ class DaqAccess:
         Base URL of the DAQ's REST API, e.g. ``"http://localhost:5000"``.
     client_timeout:
         Read timeout of each REST call in seconds.
+    token:
+        Bearer token for a server that requires one (passed to the client only when given).
     """
 
-    def __init__(self, url_base: str, client_timeout: float = 10.0) -> None:
+    def __init__(self, url_base: str, client_timeout: float = 10.0, token: str | None = None) -> None:
         self.url_base = url_base.rstrip("/")
         self.client_timeout = client_timeout
+        self.token = token
         self.client = self.new_client()
         self._lock = threading.RLock()
         self._config: tuple[float, dict[str, Any]] | None = None
@@ -41,7 +46,8 @@ class DaqAccess:
 
     def new_client(self) -> StdDaqClient:
         """A new client for the same server (one per thread that polls)."""
-        return StdDaqClient(url_base=self.url_base, timeout=self.client_timeout)
+        extra = {} if self.token is None else {"token": self.token}
+        return StdDaqClient(url_base=self.url_base, timeout=self.client_timeout, **extra)
 
     # ---------------------------------------------------------------- reading
 
@@ -78,11 +84,13 @@ class DaqAccess:
             self._config = (time.monotonic(), config)
             return config
 
-    def start_writer(self, output_file: str, n_images: int) -> dict[str, Any]:
-        """Send ``start_writer_async``; the server refuses (StdDaqAdminException) unless it is READY."""
+    def start_writer(self, output_file: str, n_images: int, extra: dict[str, Any] | None = None) -> dict[str, Any]:
+        """Send ``start_writer_async`` (``extra``: optional request fields such as NXmx values); the server
+        refuses (StdDaqAdminException) unless it is READY."""
         with self._lock:
             self._status = None
-            status = self.client.start_writer_async({"output_file": output_file, "n_images": n_images})
+            request = {**(extra or {}), "output_file": output_file, "n_images": n_images}
+            status = self.client.start_writer_async(request)
             self._status = (time.monotonic(), status)
             return status
 
@@ -101,6 +109,25 @@ class DaqAccess:
             status = self.client.stop_writer()
             self._status = (time.monotonic(), status)
             return status
+
+    def software_trigger(self, n_images: int = 1) -> list[int]:
+        """``POST /simulation/trigger``: the server's simulated detector sends ``n_images`` frames now.
+
+        Returns the frame numbers sent; StdDaqAdminException with the server's message if it refuses.
+        """
+        headers = {} if self.token is None else {"Authorization": f"Bearer {self.token}"}
+        try:
+            answer = requests.post(
+                f"{self.url_base}/simulation/trigger", json={"n_images": n_images}, headers=headers,
+                timeout=(3.0, self.client_timeout),
+            )  # fmt: skip
+            answer.raise_for_status()
+            body = answer.json()
+        except (requests.RequestException, ValueError) as error:
+            raise RuntimeError(f"software trigger at {self.url_base} failed: {error}") from None
+        if body.get("status") != "ok":
+            raise StdDaqAdminException(body.get("message") or "the software trigger was refused")
+        return list(body["simulator"]["frame_numbers"])
 
     # ------------------------------------------------------------- acquisitions
 
