@@ -14,6 +14,9 @@ from sim import SimulatedDetector
 MAX_TRIGGER_IMAGES = 10_000
 """Most frames one software trigger may ask for."""
 
+TRIGGER_RATE_HZ = 1000.0
+"""Frame rate of the frames of one software trigger (a receiver keeps up with it)."""
+
 
 class BuiltInSimulator:
     def __init__(self, host: str = "127.0.0.1"):
@@ -52,7 +55,7 @@ class BuiltInSimulator:
                 raise AdminError("The simulated detector is running free; stop it before sending software triggers.")
             try:
                 detector = SimulatedDetector(
-                    config, rate_hz=0, n_images=n_images, first_frame=self._next_frame(), host=self._host
+                    config, rate_hz=TRIGGER_RATE_HZ, n_images=n_images, first_frame=self._next_frame(), host=self._host
                 )
             except ValueError as error:
                 raise AdminError(str(error)) from None

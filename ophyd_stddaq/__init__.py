@@ -9,8 +9,9 @@ report progress, and Resource/Datum documents that point at the images in the HD
 ``StdDaqHDF5Handler`` reads back.
 """
 
+from ._access import OPEN_ENDED_IMAGES, DaqAccess
 from ._device import StdDaq
-from ._documents import IMAGE_DATASET, SPEC, ImageAssets
+from ._documents import IMAGE_DATASET, MIMETYPE, SPEC, ImageAssets, StreamImageAssets
 from ._errors import StdDaqAcquisitionError
 from ._handler import StdDaqHDF5Handler
 from ._path_provider import PathProvider, UniqueFilePathProvider
@@ -20,7 +21,6 @@ from ._status import AcquisitionStatus, StatusMonitor
 try:  # the ophyd-async detector needs ophyd-async (in the ``ophyd`` extra)
     from ._async_detector import DaqConnector, StdDaqDetector
     from ._async_logic import (
-        OPEN_ENDED_IMAGES,
         AcquisitionPlan,
         FreeRunningAcquireLogic,
         SimulatorTriggerAcquireLogic,
@@ -49,6 +49,9 @@ __all__ = [
     "PathProvider",
     "UniqueFilePathProvider",
     "ImageAssets",
+    "StreamImageAssets",
+    "MIMETYPE",
+    "DaqAccess",
     "AcquisitionStatus",
     "StatusMonitor",
     "DaqConfigSignal",

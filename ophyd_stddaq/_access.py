@@ -18,6 +18,10 @@ ENDED_STATES = ("FINISHED", "FAILED")
 
 _LOG_RECORDS_SEARCHED = 20
 
+OPEN_ENDED_IMAGES = 1_000_000
+"""``n_images`` of an acquisition whose length the plan does not say (a step scan's number of triggers):
+it is stopped when the plan ends, and the file holds the images written until then."""
+
 
 class DaqAccess:
     """A :class:`~std_daq_client.StdDaqClient` with a short-lived cache and the ownership rules of the device.

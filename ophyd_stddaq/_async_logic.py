@@ -29,16 +29,12 @@ from ophyd_async.core import (
     soft_signal_r_and_setter,
 )
 
-from ._access import ENDED_STATES, DaqAccess
+from ._access import ENDED_STATES, OPEN_ENDED_IMAGES, DaqAccess
 from ._documents import IMAGE_DATASET
 from ._errors import StdDaqAcquisitionError
 from ._signals import image_dtype
 
 _log = logging.getLogger("ophyd_stddaq")
-
-OPEN_ENDED_IMAGES = 1_000_000
-"""``n_images`` of an acquisition whose length the plan does not say (step scans without ``prepare``):
-it is stopped at ``unstage``, and the file holds the images written until then."""
 
 METADATA_DATASETS = {"frame_number": "/entry/data/image_id", "missing_packets": "/entry/data/n_missing_packets"}
 """Per-image scalars of the file streamed beside the images (data key suffix -> dataset)."""
