@@ -114,16 +114,17 @@ class DaqAccess:
             self._status = (time.monotonic(), status)
             return status
 
-    def software_trigger(self, n_images: int = 1) -> list[int]:
-        """``POST /simulation/trigger``: the server's simulated detector sends ``n_images`` frames now.
+    def software_trigger(self, n_images: int = 1, rate_hz: float = 100.0) -> list[int]:
+        """``POST /simulation/trigger``: the server's simulated detector sends ``n_images`` frames now, at
+        ``rate_hz``; the answer comes when they are sent.
 
         Returns the frame numbers sent; StdDaqAdminException with the server's message if it refuses.
         """
         headers = {} if self.token is None else {"Authorization": f"Bearer {self.token}"}
         try:
             answer = requests.post(
-                f"{self.url_base}/simulation/trigger", json={"n_images": n_images}, headers=headers,
-                timeout=(3.0, self.client_timeout),
+                f"{self.url_base}/simulation/trigger", json={"n_images": n_images, "rate_hz": rate_hz},
+                headers=headers, timeout=(3.0, self.client_timeout + n_images / rate_hz),
             )  # fmt: skip
             answer.raise_for_status()
             body = answer.json()

@@ -104,12 +104,31 @@ class SimulatorTriggerAcquireLogic(FreeRunningAcquireLogic):
     scan's ``kickoff`` sends the prepared number of frames at once.
     """
 
+    def __init__(self, data: StdDaqDataLogic) -> None:
+        super().__init__(data)
+        self._sending: asyncio.Future | None = None
+
     async def start_acquiring(self) -> None:
         self.data.raise_if_failed()
-        plan = self.data.plan
-        frames = await asyncio.to_thread(self.data.access.software_trigger, plan.images_per_start)
-        plan.frame_numbers.extend(frames)
-        self.data.request_images(len(frames))
+        n = self.data.plan.images_per_start
+        self.data.request_images(n)
+        self._sending = asyncio.ensure_future(asyncio.to_thread(self.data.access.software_trigger, n))
+        if n == 1:  # a step: the image is taken before the trigger returns
+            await self._collect_frames()
+
+    async def _collect_frames(self) -> None:
+        if self._sending is not None:
+            sending, self._sending = self._sending, None
+            self.data.plan.frame_numbers.extend(await sending)
+
+    async def wait_for_idle(self) -> None:
+        await self._collect_frames()
+        await super().wait_for_idle()
+
+    async def ensure_stopped(self) -> None:
+        if self._sending is not None:
+            await asyncio.wait([self._sending], timeout=60)
+            self._sending = None
 
 
 class StdDaqDataLogic(DetectorDataLogic):

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import threading
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -338,12 +339,18 @@ class StdDaq(Device):
             acquisition.assets = ImageAssets(acquisition.output_file)  # nothing was referenced yet
         else:
             self._acquisition = acquisition = self._start(fly=True)
-        if self.trigger_mode == "simulator":
-            self._daq_access.software_trigger(acquisition.n_images)
+        if self.trigger_mode == "simulator":  # the frames are sent while the plan goes on; complete waits
+            threading.Thread(target=self._send_frames, args=(acquisition.n_images,), daemon=True).start()
         acquisition.kicked_off = True
         status = DeviceStatus(self)
         status.set_finished()
         return status
+
+    def _send_frames(self, n_images: int) -> None:
+        try:
+            self._daq_access.software_trigger(n_images)
+        except Exception as error:  # complete() then fails on the images that never came (wait_timeout)
+            _log.error("%s: the software trigger of %d frames failed: %s", self.name, n_images, error)
 
     def complete(self) -> StatusBase:
         """Finishes when the acquisition is FINISHED with all ``n_images`` images (file closed).

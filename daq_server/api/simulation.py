@@ -32,14 +32,16 @@ def start():
 @blueprint.post("/trigger")
 @answer("simulator", "Simulated detector triggered.")
 def trigger():
-    """Software trigger: JSON body ``{"n_images": 1}`` (optional); one frame per image, sent before the answer."""
+    """Software trigger: JSON body ``{"n_images": 1, "rate_hz": 100}`` (both optional); the frames are sent
+    before the answer."""
     body = request.get_json(silent=True)
     if body is None and request.get_data():
         raise AdminError('The trigger body must be JSON, e.g. {"n_images": 1}')
     body = {} if body is None else body
-    if not isinstance(body, dict) or set(body) - {"n_images"}:
-        raise AdminError("The trigger body must be a JSON object with at most the field n_images")
-    return service().simulator.trigger(service().get_config(), body.get("n_images", 1))
+    if not isinstance(body, dict) or set(body) - {"n_images", "rate_hz"}:
+        raise AdminError("The trigger body must be a JSON object with at most the fields n_images and rate_hz")
+    options = {key: body[key] for key in ("n_images", "rate_hz") if key in body}
+    return service().simulator.trigger(service().get_config(), **options)
 
 
 @blueprint.get("/stop")
