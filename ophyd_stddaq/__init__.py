@@ -25,7 +25,6 @@ try:  # the ophyd-async detector needs ophyd-async (in the ``ophyd`` extra)
         FreeRunningAcquireLogic,
         SimulatorTriggerAcquireLogic,
         StdDaqDataLogic,
-        StdDaqReadingsLogic,
         StdDaqTriggerLogic,
     )
 except ImportError:  # pragma: no cover - ophyd v1 only
@@ -40,7 +39,6 @@ __all__ = [
     "FreeRunningAcquireLogic",
     "SimulatorTriggerAcquireLogic",
     "StdDaqDataLogic",
-    "StdDaqReadingsLogic",
     "StdDaqTriggerLogic",
     "StdDaqAcquisitionError",
     "StdDaqHDF5Handler",

@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import asyncio
+import time
 from typing import Any, Literal
 
+from bluesky.protocols import Hints, Reading
+from event_model import DataKey
 from ophyd_async.core import DetectorAcquireLogic, DeviceConnector, NotConnectedError, PathProvider, StandardDetector
 
 from ._access import DaqAccess
@@ -13,7 +16,6 @@ from ._async_logic import (
     FreeRunningAcquireLogic,
     SimulatorTriggerAcquireLogic,
     StdDaqDataLogic,
-    StdDaqReadingsLogic,
     StdDaqTriggerLogic,
 )
 
@@ -42,7 +44,9 @@ class StdDaqDetector(StandardDetector):
     Composed of :class:`StdDaqDataLogic` (the DAQ writes the file named by ``path_provider`` and reports
     the images written; StreamResource/StreamDatum documents point at them), a trigger logic (the number
     of images comes from ``prepare`` or from the number of triggers) and an acquire logic that arms or
-    triggers the detector:
+    triggers the detector. Each event of a step scan carries ``<name>-images_written`` (hinted, for tables
+    and plots); the per-image frame number and missing packets are streamed from the file beside the images.
+    The acquire logic is chosen by:
 
     * ``trigger_mode="free"``: the detector sends by itself (free running or hardware triggered); each
       event takes the next image the DAQ writes.
@@ -94,10 +98,28 @@ class StdDaqDetector(StandardDetector):
             acquire_logic = kind(self.data_logic)
         elif hasattr(acquire_logic, "attach"):
             acquire_logic.attach(self.data_logic)
-        self.add_detector_logics(
-            StdDaqTriggerLogic(self.plan), acquire_logic, self.data_logic, StdDaqReadingsLogic(self.plan)
-        )
+        self.add_detector_logics(StdDaqTriggerLogic(self.plan), acquire_logic, self.data_logic)
         super().__init__(name=name, connector=DaqConnector(self.access))
+
+    @property
+    def images_written_key(self) -> str:
+        """Data key of the hinted reading: images of the file that belong to the run's events so far."""
+        return f"{self.name}-images_written"
+
+    async def describe(self) -> dict[str, DataKey]:
+        keys = await super().describe()
+        source = f"{self.access.url_base} /writer/status acquisition.stats.n_write_completed"
+        keys[self.images_written_key] = DataKey(source=source, dtype="integer", shape=[], dtype_numpy="<i8")
+        return keys
+
+    async def read(self) -> dict[str, Reading]:
+        readings = await super().read()
+        readings[self.images_written_key] = Reading(value=int(self.plan.index), timestamp=time.time())
+        return readings
+
+    @property
+    def hints(self) -> Hints:
+        return Hints(fields=[self.images_written_key])
 
     @property
     def last_output_file(self) -> str | None:

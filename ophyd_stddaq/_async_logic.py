@@ -8,20 +8,16 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
-from bluesky.protocols import Reading
-from event_model import DataKey
 from ophyd_async.core import (
     DetectorAcquireLogic,
     DetectorDataLogic,
     DetectorTriggerLogic,
     PathProvider,
-    ReadableDataProvider,
     StreamableDataProvider,
     StreamResourceDataProvider,
     StreamResourceInfo,
@@ -266,34 +262,3 @@ class StdDaqDataLogic(DetectorDataLogic):
 
     def get_hinted_fields(self, datakey_name: str) -> Sequence[str]:
         return []
-
-
-class _ReadingsProvider(ReadableDataProvider):
-    def __init__(self, name: str, plan: AcquisitionPlan) -> None:
-        self.name = name
-        self.plan = plan
-
-    async def make_datakeys(self) -> dict[str, DataKey]:
-        source = "std-daq status: acquisition.stats.n_write_completed"
-        return {f"{self.name}": DataKey(source=source, dtype="integer", shape=[], dtype_numpy="<i8")}
-
-    async def make_readings(self) -> dict[str, Reading]:
-        return {self.name: Reading(value=int(self.plan.index), timestamp=time.time())}
-
-
-class StdDaqReadingsLogic(DetectorDataLogic):
-    """Scalars in the event itself, hinted for tables and plots: the images written so far.
-
-    Only for events of one image (step scans); fly scans carry the per-image scalars of the file instead.
-    """
-
-    datakey_suffix = "-images_written"
-
-    def __init__(self, plan: AcquisitionPlan) -> None:
-        self.plan = plan
-
-    async def prepare_single(self, datakey_name: str) -> ReadableDataProvider:
-        return _ReadingsProvider(datakey_name, self.plan)
-
-    def get_hinted_fields(self, datakey_name: str) -> Sequence[str]:
-        return [datakey_name]
