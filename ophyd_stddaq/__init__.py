@@ -27,6 +27,7 @@ try:  # the ophyd-async detector needs ophyd-async (in the ``ophyd`` extra)
         StdDaqDataLogic,
         StdDaqTriggerLogic,
     )
+    from ._slsdet import SlsDetAcquireLogic
 except ImportError:  # pragma: no cover - ophyd v1 only
     pass
 
@@ -40,6 +41,7 @@ __all__ = [
     "SimulatorTriggerAcquireLogic",
     "StdDaqDataLogic",
     "StdDaqTriggerLogic",
+    "SlsDetAcquireLogic",
     "StdDaqAcquisitionError",
     "StdDaqHDF5Handler",
     "SPEC",

@@ -42,6 +42,8 @@ class AcquisitionPlan:
 
     n_images: int = OPEN_ENDED_IMAGES
     images_per_start: int = 1
+    livetime: float = 0.0
+    deadtime: float = 0.0
     output_file: str | None = None
     images_written: int = 0
     images_requested: int = 0
@@ -67,6 +69,7 @@ class StdDaqTriggerLogic(DetectorTriggerLogic):
     async def prepare_internal(self, num: int, livetime: float, deadtime: float) -> None:
         self.plan.n_images = num if num > 1 else OPEN_ENDED_IMAGES
         self.plan.images_per_start = max(1, num)
+        self.plan.livetime, self.plan.deadtime = livetime, deadtime
 
     async def default_trigger_info(self) -> TriggerInfo:
         return TriggerInfo()

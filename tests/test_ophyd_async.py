@@ -7,6 +7,7 @@ import bluesky.plan_stubs as bps
 import h5py
 import numpy as np
 import pytest
+import requests
 from bluesky.plans import count, scan
 from conftest import RunningDaq, jungfrau_config
 from expected import expected_image
@@ -15,7 +16,7 @@ from ophyd_async.core import StaticPathProvider, TriggerInfo, UUIDFilenameProvid
 from ophyd_async.plan_stubs import ensure_connected
 from ophyd_async.sim import SimBlobDetector
 
-from ophyd_stddaq import StdDaqDetector
+from ophyd_stddaq import SlsDetAcquireLogic, StdDaqDetector
 
 
 @pytest.fixture
@@ -139,3 +140,62 @@ def test_step_scan_takes_each_image_at_its_point(daq1, RE, documents):
     for k, (_, move_end) in enumerate(motor.moves):
         next_move = motor.moves[k + 1][0] if k < 4 else float("inf")
         assert move_end < stamps[k] < next_move, (k, motor.moves, list(stamps))
+
+
+class SimulatorAsSlsDetector:
+    """The part of ``slsdet.Detector`` the controller uses, played by the server's simulated detector:
+    ``startDetector`` makes it send ``frames`` frames (the real path from UDP to the file)."""
+
+    def __init__(self, url: str) -> None:
+        self.url = url
+        self.frames = 0
+        self.exptime = self.period = None
+        self.started: list[int] = []
+        self.stops = 0
+        self.status = "runStatus.IDLE"
+
+    def startDetector(self) -> None:  # noqa: N802 - slsdet's name
+        answer = requests.post(self.url + "/simulation/trigger", json={"n_images": self.frames}, timeout=30).json()
+        assert answer["status"] == "ok", answer
+        self.started.append(self.frames)
+
+    def stopDetector(self) -> None:  # noqa: N802 - slsdet's name
+        self.stops += 1
+
+
+def test_slsdet_controller_arms_and_starts_per_point_and_per_fly_scan(daq1, RE, documents):
+    sls = SimulatorAsSlsDetector(daq1.url)
+    det = make_detector(daq1, RE, acquire_logic=SlsDetAcquireLogic(detector=sls))
+    RE(count([det], num=3))
+    path, dataset, indices = images_of(documents)
+    assert indices == [0, 1, 2] and sls.started == [1, 1, 1] and sls.stops >= 1
+    with h5py.File(path, "r") as f:
+        assert f[dataset].shape[0] == 3
+
+    documents.clear()
+
+    def fly():
+        yield from bps.stage(det, wait=True)
+        yield from bps.open_run()
+        yield from bps.prepare(det, TriggerInfo(number_of_events=6, livetime=0.01, deadtime=0.002), wait=True)
+        yield from bps.declare_stream(det, name="primary", collect=True)
+        yield from bps.kickoff(det, wait=True)
+        yield from bps.collect_while_completing([det], [det], flush_period=0.2)
+        yield from bps.close_run()
+        yield from bps.unstage(det, wait=True)
+
+    RE(fly())
+    _, _, indices = images_of(documents)
+    assert indices == list(range(6)) and sls.started[-1] == 6
+    assert sls.exptime == 0.01 and sls.period == pytest.approx(0.012)
+
+
+def test_slsdet_controller_without_the_package_says_how_to_install():
+    pytest.importorskip("ophyd_async")
+    try:
+        import slsdet  # noqa: F401
+    except ImportError:
+        with pytest.raises(ImportError, match="pip install slsdet"):
+            SlsDetAcquireLogic()
+    else:
+        pytest.skip("slsdet is installed")
