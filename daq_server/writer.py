@@ -19,7 +19,8 @@ FAILED with "disk full" and a file that closes cleanly with every image written 
 
 Uncompressed images go from the ring buffer into their chunk with ``write_direct_chunk`` (no
 copy in Python, no type conversion); compressed ones through h5py's filter pipeline. The small
-metadata datasets are written once a second and at the end, with an HDF5 flush, so what was
+metadata datasets are written once a second, after an image that follows a pause (step scans) and at
+the end, with an HDF5 flush, so what was
 written survives a crash of the server (the kernel keeps the pages; power loss is not
 covered) and SWMR readers see it.
 """
@@ -43,6 +44,7 @@ from daq_server.file_owner import as_file_user
 
 COMPRESSIONS = ("none", "bitshuffle-lz4")
 FLUSH_INTERVAL_S = 1.0
+SLOW_IMAGE_S = 0.05  # the first image, and one after a pause this long, is flushed at once (readers see it now)
 METADATA_CHUNK = 4096  # entries per chunk of the per-image datasets
 METADATA_SLACK_BYTES = 4 << 20  # always reserved past the images, for HDF5's metadata at close
 RESERVE_STEP_BYTES = 256 << 20  # how far ahead of the images the disk is reserved
@@ -112,6 +114,7 @@ class Hdf5Writer:
         self.target = target
         self.n_written = 0
         self._last_flush = time.monotonic()
+        self._last_write = float("-inf")  # the first image is always flushed at once
         self._pending: list[tuple[int, int, float]] = []  # (frame, missing packets, time) not yet in the file
         self._flushed = 0  # metadata entries already in the file
         self._broken = False  # an HDF5 write failed: the file must not be touched again
@@ -226,9 +229,10 @@ class Hdf5Writer:
         self.n_written += 1
         self._size_bound += image_bytes
         now = time.monotonic()
-        if now - self._last_flush > FLUSH_INTERVAL_S:
+        if now - self._last_flush > FLUSH_INTERVAL_S or now - self._last_write > SLOW_IMAGE_S:
             self._flush_metadata()
             self._last_flush = now
+        self._last_write = now
 
     def _flush_metadata(self) -> None:
         start, end = self._flushed, self.n_written

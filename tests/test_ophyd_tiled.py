@@ -121,3 +121,23 @@ def test_best_effort_callback_shows_the_readings(daq1, RE, capsys):
 def test_databroker_handler_entry_point():
     (entry,) = [e for e in importlib.metadata.entry_points(group="databroker.handlers") if e.name == SPEC]
     assert entry.load() is StdDaqHDF5Handler
+
+
+def test_tiled_reads_the_run_while_it_runs(daq1, tiled, RE):
+    det = StdDaqDetector(daq1.url, StaticPathProvider(UUIDFilenameProvider(), daq1.data_root), name="daq",
+                         trigger_mode="simulator")  # fmt: skip
+    RE(ensure_connected(det))
+    RE.subscribe(TiledWriter(tiled, batch_size=1))  # each document written to tiled at once
+    seen = []
+
+    def read_back(name, doc):  # runs after the TiledWriter got the same event: the run is still open
+        if name == "event":
+            run = tiled.values().last()
+            images = np.asarray(run["primary"]["daq"].read())
+            with h5py.File(det.last_output_file, "r", swmr=True) as f:
+                live = f["entry/data/data"][: doc["seq_num"]]
+            seen.append((doc["seq_num"], "stop" in run.metadata, images.shape[0], np.array_equal(images[:, 0], live)))
+
+    RE.subscribe(read_back)
+    RE(count([det], num=4))
+    assert seen == [(k, False, k, True) for k in range(1, 5)]
