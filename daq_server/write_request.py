@@ -26,6 +26,8 @@ class WriteRequest:
     run_id: int
     nexus: dict = field(default_factory=dict)
     """Optional NXmx values given with the request (keys of ``daq_server.nexus_layout.REQUEST_FIELDS``)."""
+    gated: bool = False
+    """Write only the images software triggers ask for (``POST /writer/trigger``), not every image."""
 
     def info(self) -> dict:
         return {"n_images": self.n_images, "output_file": self.output_file, "run_id": self.run_id}
@@ -45,7 +47,7 @@ def parse_write_request(body: object, data_root: Path, writer_user_id: int) -> W
     """Check a request body; RequestError with the first problem found."""
     if not isinstance(body, dict):
         raise RequestError("The write request must be a JSON object with output_file and n_images")
-    unknown = set(body) - {"output_file", "n_images", "run_id"} - set(NEXUS_FIELDS)
+    unknown = set(body) - {"output_file", "n_images", "run_id", "gated"} - set(NEXUS_FIELDS)
     if unknown:
         raise RequestError(f"Unknown field(s) in the write request: {', '.join(sorted(unknown))}")
     if "output_file" not in body or body["output_file"] in (None, ""):
@@ -81,7 +83,11 @@ def parse_write_request(body: object, data_root: Path, writer_user_id: int) -> W
     if not allowed:
         who = f"User id {writer_user_id}" if writer_user_id > 0 else "The server"
         raise RequestError(f"{who} may not create files in {folder}")
-    return WriteRequest(output_file=str(target), n_images=n_images, run_id=run_id, nexus=_nexus_fields(body))
+    gated = body.get("gated", False)
+    if not isinstance(gated, bool):
+        raise RequestError(f"gated must be true or false, not {gated!r}")
+    nexus = _nexus_fields(body)
+    return WriteRequest(output_file=str(target), n_images=n_images, run_id=run_id, nexus=nexus, gated=gated)
 
 
 def _nexus_fields(body: dict) -> dict:

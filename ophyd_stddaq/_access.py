@@ -114,25 +114,32 @@ class DaqAccess:
             self._status = (time.monotonic(), status)
             return status
 
+    def _post(self, path: str, body: dict[str, Any], read_timeout: float) -> dict[str, Any]:
+        """POST a JSON body outside the client's routes; the answer's envelope checked as the client does."""
+        headers = {} if self.token is None else {"Authorization": f"Bearer {self.token}"}
+        try:
+            answer = requests.post(f"{self.url_base}{path}", json=body, headers=headers, timeout=(3.0, read_timeout))
+            answer.raise_for_status()
+            reply = answer.json()
+        except (requests.RequestException, ValueError) as error:
+            raise RuntimeError(f"POST {path} at {self.url_base} failed: {error}") from None
+        if reply.get("status") != "ok":
+            raise StdDaqAdminException(reply.get("message") or f"POST {path} was refused")
+        return reply
+
+    def trigger_writer(self, n_images: int = 1) -> dict[str, Any]:
+        """``POST /writer/trigger``: a gated acquisition writes the next ``n_images`` images taken from now."""
+        return self._post("/writer/trigger", {"n_images": n_images}, self.client_timeout)["writer"]
+
     def software_trigger(self, n_images: int = 1, rate_hz: float = 100.0) -> list[int]:
         """``POST /simulation/trigger``: the server's simulated detector sends ``n_images`` frames now, at
         ``rate_hz``; the answer comes when they are sent.
 
         Returns the frame numbers sent; StdDaqAdminException with the server's message if it refuses.
         """
-        headers = {} if self.token is None else {"Authorization": f"Bearer {self.token}"}
-        try:
-            answer = requests.post(
-                f"{self.url_base}/simulation/trigger", json={"n_images": n_images, "rate_hz": rate_hz},
-                headers=headers, timeout=(3.0, self.client_timeout + n_images / rate_hz),
-            )  # fmt: skip
-            answer.raise_for_status()
-            body = answer.json()
-        except (requests.RequestException, ValueError) as error:
-            raise RuntimeError(f"software trigger at {self.url_base} failed: {error}") from None
-        if body.get("status") != "ok":
-            raise StdDaqAdminException(body.get("message") or "the software trigger was refused")
-        return list(body["simulator"]["frame_numbers"])
+        body = {"n_images": n_images, "rate_hz": rate_hz}
+        reply = self._post("/simulation/trigger", body, self.client_timeout + n_images / rate_hz)
+        return list(reply["simulator"]["frame_numbers"])
 
     # ------------------------------------------------------------- acquisitions
 

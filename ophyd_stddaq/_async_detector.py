@@ -48,8 +48,9 @@ class StdDaqDetector(StandardDetector):
     and plots); the per-image frame number and missing packets are streamed from the file beside the images.
     The acquire logic is chosen by:
 
-    * ``trigger_mode="free"``: the detector sends by itself (free running or hardware triggered); each
-      event takes the next image the DAQ writes.
+    * ``trigger_mode="free"``: the detector sends by itself (free running or hardware triggered); in step
+      scans the DAQ writes, per trigger, the next image taken after it (``POST /writer/trigger`` of a
+      gated acquisition), in fly scans the prepared number of images.
     * ``trigger_mode="simulator"``: the server's simulated detector gets a software trigger per event
       (``POST /simulation/trigger``), so image *k* is taken when point *k* is reached (honest step scans).
     * ``acquire_logic=``: any other controller, e.g. :class:`~ophyd_stddaq.SlsDetAcquireLogic` for sls
@@ -98,6 +99,7 @@ class StdDaqDetector(StandardDetector):
             acquire_logic = kind(self.data_logic)
         elif hasattr(acquire_logic, "attach"):
             acquire_logic.attach(self.data_logic)
+        self.plan.gate = bool(getattr(acquire_logic, "gate", False))
         self.add_detector_logics(StdDaqTriggerLogic(self.plan), acquire_logic, self.data_logic)
         super().__init__(name=name, connector=DaqConnector(self.access))
 

@@ -44,6 +44,9 @@ class AcquisitionPlan:
     images_per_start: int = 1
     livetime: float = 0.0
     deadtime: float = 0.0
+    gate: bool = False
+    """Open-ended acquisitions are gated: the DAQ writes only the images the triggers ask for."""
+    gated: bool = False
     output_file: str | None = None
     images_written: int = 0
     images_requested: int = 0
@@ -76,18 +79,25 @@ class StdDaqTriggerLogic(DetectorTriggerLogic):
 
 
 class FreeRunningAcquireLogic(DetectorAcquireLogic):
-    """A detector that sends on its own (hardware trigger or free running): nothing to arm.
+    """A detector that sends on its own (free running, or triggered by hardware): nothing to arm.
 
-    The DAQ writes the images in the order they arrive; the images of one ``trigger`` are the next ones
-    written. The last ``complete`` of a fly scan waits until the DAQ has closed the file.
+    A step scan's open-ended acquisition is gated: each ``trigger`` asks the DAQ for the next image taken
+    after it (``POST /writer/trigger``), so the file holds exactly one image per event, and the other
+    images are not written. A fly scan writes the prepared number of images as they come. The last
+    ``complete`` of a fly scan waits until the DAQ has closed the file.
     """
+
+    gate = True
 
     def __init__(self, data: StdDaqDataLogic) -> None:
         self.data = data
 
     async def start_acquiring(self) -> None:
         self.data.raise_if_failed()
-        self.data.request_images(self.data.plan.images_per_start)
+        n = self.data.plan.images_per_start
+        if self.data.plan.gated:
+            await asyncio.to_thread(self.data.access.trigger_writer, n)
+        self.data.request_images(n)
 
     async def wait_for_idle(self) -> None:
         await self.data.wait_closed_if_complete()
@@ -102,6 +112,8 @@ class SimulatorTriggerAcquireLogic(FreeRunningAcquireLogic):
     ``trigger`` sends one frame (``POST /simulation/trigger``) and the event's image is that frame; a fly
     scan's ``kickoff`` sends the prepared number of frames at once.
     """
+
+    gate = False  # the simulator sends exactly the frames asked for
 
     def __init__(self, data: StdDaqDataLogic) -> None:
         super().__init__(data)
@@ -165,7 +177,10 @@ class StdDaqDataLogic(DetectorDataLogic):
         file_name = f"{info.filename}.h5"
         output_file = str(info.directory_path / file_name)
         config = await asyncio.to_thread(self.access.config, 0.2)
-        await asyncio.to_thread(self.access.start_writer, output_file, self.plan.n_images, self.nexus)
+        gated = self.plan.gate and self.plan.n_images == OPEN_ENDED_IMAGES
+        request = {**self.nexus, "gated": True} if gated else self.nexus
+        await asyncio.to_thread(self.access.start_writer, output_file, self.plan.n_images, request)
+        self.plan.gated = gated
         self.last_output_file = output_file
         self.plan.output_file, self.plan.images_written, self.plan.error = output_file, 0, None
         self.plan.images_requested = 0

@@ -38,6 +38,7 @@ class _Acquisition:
     n_collected: int = 0
     fly_batch: list[tuple[str, float]] | None = None
     stop_sent: bool = False
+    gated: bool = False
 
 
 def _config(name: str, data_type: str, doc: str) -> Cpt:
@@ -54,12 +55,14 @@ class StdDaq(Device):
     The device talks to the DAQ only through :class:`~std_daq_client.StdDaqClient`.
 
     **Step scans** (``count``, ``scan``, …): :meth:`stage` starts an acquisition into a new file
-    (``start_writer_async``; ``n_images`` images if set, else open-ended: the number of triggers decides),
+    (``start_writer_async``; ``n_images`` images if set, else open-ended: the number of triggers decides,
+    and with a detector that sends by itself the acquisition is gated: each trigger makes the DAQ write
+    the next image taken after it, ``POST /writer/trigger``),
     each :meth:`trigger` finishes when the next image has been written (image *i* of the dataset belongs
     to event *i*), :meth:`unstage` stops the writer if the acquisition is still running. With
     ``trigger_mode="simulator"`` each trigger first makes the server's simulated detector send one frame
     (``POST /simulation/trigger``), so the image is taken at the point; with ``"free"`` the detector sends
-    by itself and the DAQ writes every image it sends (the file may hold images after the last event).
+    by itself and, with ``n_images`` set, the DAQ writes every image it sends (up to ``n_images``).
 
     **Fly scans**: :meth:`kickoff` starts an acquisition of ``n_images`` images (or adopts the one
     :meth:`stage` started), :meth:`complete` finishes when the DAQ reports it FINISHED with all images,
@@ -217,8 +220,9 @@ class StdDaq(Device):
         """Send start_writer_async for a new file; the DAQ must be READY (else it refuses with its message)."""
         n_images = self._n_images_setting(fly)
         output_file = self._next_file()
+        gated = n_images == OPEN_ENDED_IMAGES and self.trigger_mode == "free" and not fly
         try:
-            self._daq_access.start_writer(output_file, n_images, self.nexus)
+            self._daq_access.start_writer(output_file, n_images, {**self.nexus, "gated": True} if gated else self.nexus)
         except StdDaqAdminException as error:
             raise StdDaqAdminException(f"{self.name}: the DAQ refused to write {output_file}: {error}") from error
         self.last_output_file = output_file
@@ -229,7 +233,7 @@ class StdDaq(Device):
             assets: ImageAssets | StreamImageAssets = StreamImageAssets(output_file, self.image.name, shape)
         else:
             assets = ImageAssets(output_file)
-        return _Acquisition(output_file=output_file, n_images=n_images, assets=assets)
+        return _Acquisition(output_file=output_file, n_images=n_images, assets=assets, gated=gated)
 
     def _stop_writer(self, acquisition: _Acquisition) -> None:
         """Stop the writer if it is still busy with ``acquisition`` (never somebody else's)."""
@@ -283,6 +287,8 @@ class StdDaq(Device):
             )
         if self.trigger_mode == "simulator":
             self._daq_access.software_trigger(1)  # the image of this point is taken now
+        elif acquisition.gated:
+            self._daq_access.trigger_writer(1)  # the DAQ writes the next image taken from now on
         acquisition.n_triggers += 1
         reference = acquisition.assets.datum(index)
         if not self.image.stream:

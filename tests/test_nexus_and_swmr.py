@@ -182,3 +182,50 @@ def simulation(daq, action: str, body: dict) -> dict:
     if answer.status_code == 405:
         answer = requests.get(f"{daq.url}/simulation/{action}", params=body, timeout=10)
     return answer.json()
+
+
+def writer_trigger(daq, body=None):
+    answer = requests.post(daq.url + "/writer/trigger", json=body, timeout=10)
+    assert answer.status_code == 200
+    return answer.json()
+
+
+def test_gated_acquisition_writes_only_the_triggered_images(sending):
+    daq = sending  # a free-running detector at 100 Hz
+    output = daq.data_root / "gated.h5"
+    daq.client.start_writer_async({"output_file": str(output), "n_images": 1000, "gated": True})
+    time.sleep(0.3)
+    assert daq.client.get_status()["acquisition"]["stats"]["n_write_completed"] == 0
+    opened = []
+    for k in (1, 2, 3):
+        opened.append(time.time())
+        assert writer_trigger(daq, {"n_images": 1} if k > 1 else None)["status"] == "ok"
+        deadline = time.monotonic() + 10
+        while daq.client.get_status()["acquisition"]["stats"]["n_write_completed"] < k:
+            assert time.monotonic() < deadline
+            time.sleep(0.01)
+        time.sleep(0.1)
+    assert daq.client.get_status()["acquisition"]["stats"]["n_write_completed"] == 3
+    daq.client.stop_writer()
+    with h5py.File(output, "r") as f:
+        stamps = f["entry/data/timestamp"][:]
+        assert f["entry/data/data"].shape[0] == 3
+    assert all(stamps[k] >= opened[k] for k in range(3))  # each image taken after its trigger
+
+
+@pytest.mark.parametrize("body", [{"n_images": 0}, {"n_images": "1"}, {"gate": 1}, [1]])
+def test_writer_trigger_refuses_bad_bodies_and_ungated_acquisitions(sending, body):
+    daq = sending
+    assert writer_trigger(daq)["status"] == "error"  # nothing running
+    daq.client.start_writer_async({"output_file": str(daq.data_root / "g.h5"), "n_images": 5, "gated": True})
+    answer = writer_trigger(daq, body)
+    assert answer["status"] == "error" and answer["message"]
+    daq.client.stop_writer()
+    answer = requests.post(
+        daq.url + "/writer/write_async",
+        json={"output_file": str(daq.data_root / "h.h5"), "n_images": 2, "gated": "yes"},
+        timeout=10,
+    ).json()
+    assert answer["status"] == "error" and "gated" in answer["message"]
+    daq.client.start_writer_sync({"output_file": str(daq.data_root / "ungated.h5"), "n_images": 2})
+    assert "gated" in writer_trigger(daq)["message"]

@@ -70,19 +70,26 @@ def test_count_takes_its_length_from_the_plan(daq1, RE, documents):
         assert f[dataset].shape == (2, 512, 1024)
 
 
-def test_free_running_detector_gives_consecutive_images(daq1, RE, documents):
+def test_free_running_detector_gives_one_image_per_trigger(daq1, RE, documents):
     sender = daq1.simulator(rate_hz=100)
     sender.start()
+    triggered = []
     try:
         det = make_detector(daq1, RE)
+        RE.subscribe(lambda name, doc: triggered.append(time.time()) if name == "event" else None)
+        started = time.time()
         RE(count([det], num=3))
     finally:
         sender.stop()
     path, dataset, indices = images_of(documents)
     assert indices == [0, 1, 2]
-    with h5py.File(path, "r") as f:
+    with h5py.File(path, "r") as f:  # a gated acquisition: only the images the triggers asked for
+        assert f[dataset].shape[0] == 3
         frames = f["entry/data/image_id"][:]
-        assert len(frames) >= 3 and list(np.diff(frames[:3])) == [1, 1]
+        stamps = f["entry/data/timestamp"][:]
+    assert list(np.diff(frames) > 0) == [True, True]
+    assert started < stamps[0] and all(stamps[k] < triggered[k] for k in range(3))
+    assert all(triggered[k - 1] < stamps[k] for k in (1, 2))  # image k was taken after event k - 1
 
 
 def test_fly_scan_beside_another_ophyd_async_detector(daq1, RE, documents, tmp_path):

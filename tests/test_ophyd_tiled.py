@@ -141,3 +141,12 @@ def test_tiled_reads_the_run_while_it_runs(daq1, tiled, RE):
     RE.subscribe(read_back)
     RE(count([det], num=4))
     assert seen == [(k, False, k, True) for k in range(1, 5)]
+
+
+def test_v1_count_without_n_images_on_a_free_running_detector(sending, RE, documents):
+    det = StdDaq(sending.url, name="daq", directory=str(sending.data_root), wait_timeout=60)
+    RE(count([det], num=4))
+    images = file_images(documents, "daq_image")
+    assert images.shape == (4, 1024, 1024)
+    with h5py.File(det.last_output_file, "r") as f:  # gated: exactly the triggered images
+        assert f["entry/data/data"].shape[0] == 4 and np.all(np.diff(f["entry/data/image_id"][:]) > 0)

@@ -12,7 +12,7 @@ import logging
 from flask import Flask, jsonify
 from werkzeug.exceptions import HTTPException
 
-from daq_server.api import config, deployment, live, logs, simulation, stats, writer
+from daq_server.api import config, deployment, gate, live, logs, simulation, stats, writer
 from daq_server.service import DaqService
 
 _log = logging.getLogger("daq_server.api")
@@ -21,7 +21,7 @@ _log = logging.getLogger("daq_server.api")
 def create_app(service: DaqService) -> Flask:
     app = Flask("daq_server")
     app.config["service"] = service
-    for module in (writer, config, stats, logs, deployment, simulation, live):
+    for module in (writer, config, stats, logs, deployment, simulation, live, gate):
         app.register_blueprint(module.blueprint)
 
     @app.errorhandler(HTTPException)
