@@ -100,7 +100,7 @@ while True:
 seen = []
 images, ids = f["entry/data/data"], f["entry/data/image_id"]
 for _ in range(12):
-    images.refresh(); ids.refresh()
+    ids.refresh(); images.refresh()  # in this order: the images are never behind their metadata
     n = ids.shape[0]
     seen.append([images.shape[0], n, int(images[n - 1].max()) if n else 0, int(ids[n - 1]) if n else 0])
     time.sleep(0.4)
