@@ -16,6 +16,7 @@ from typing import Annotated
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
+from daq_server.nexus_layout import CONFIG_FIELDS as NEXUS_CONFIG_FIELDS
 from daq_server.receiver import MAX_MODULES, check_geometry
 from detectors import DETECTOR_TYPES, STREAM_BIT_DEPTHS, detector_format, stream_dtype
 
@@ -75,6 +76,25 @@ class DaqConfig(BaseModel):
         if value not in DETECTOR_TYPES:
             raise ValueError(f"must be one of {', '.join(DETECTOR_TYPES)}, not '{value}'")
         return value
+
+    nexus: Annotated[dict[str, str | float], Field(max_length=32)] | None = None
+    """Optional NXmx facts about the detector for the files, e.g. ``{"sensor_thickness": 320}`` (keys and
+    units: ``daq_server.nexus_layout.CONFIG_FIELDS``)."""
+
+    @field_validator("nexus")
+    @classmethod
+    def _nexus_fields(cls, value: dict | None) -> dict | None:
+        if value is None:
+            return None
+        checked = {}
+        for key, item in value.items():
+            if key not in NEXUS_CONFIG_FIELDS:
+                raise ValueError(f"unknown key {key!r}; known: {', '.join(sorted(NEXUS_CONFIG_FIELDS))}")
+            kind = NEXUS_CONFIG_FIELDS[key][0]
+            if kind is str and not isinstance(item, str) or kind is not str and isinstance(item, str | bool):
+                raise ValueError(f"{key} must be a {kind.__name__}, not {item!r}")
+            checked[key] = kind(item)
+        return checked
 
     @field_validator("detector_name")
     @classmethod

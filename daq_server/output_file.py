@@ -167,14 +167,14 @@ class CreatedFile:
         """A name of the open file itself (a path that cannot be swapped)."""
         return f"/proc/self/fd/{self.fd}"
 
-    def open_hdf5(self, attempts: int = 5, **kwargs) -> h5py.File:
+    def open_hdf5(self, mode: str = "w", attempts: int = 5, **kwargs) -> h5py.File:
         """The created file, opened by the HDF5 library through ``proc_path``.
 
         HDF5 checks a name that is a symbolic link by resolving its target by path, which fails
         (safely) while someone renames the folders on that path; that check is tried again."""
         for attempt in range(attempts):
             try:
-                return h5py.File(self.proc_path, "w", **kwargs)
+                return h5py.File(self.proc_path, mode, **kwargs)
             except OSError:
                 if attempt == attempts - 1:
                     raise

@@ -6,9 +6,16 @@ server."""
 from __future__ import annotations
 
 import threading
+import time
 
 from daq_server.errors import AdminError
 from sim import SimulatedDetector
+
+MAX_TRIGGER_IMAGES = 10_000
+"""Most frames one software trigger may ask for."""
+
+TRIGGER_RATE_HZ = 100.0
+"""Default frame rate of the frames of one software trigger."""
 
 
 class BuiltInSimulator:
@@ -34,6 +41,41 @@ class BuiltInSimulator:
                 raise AdminError(str(error)) from None
             self._detector.start()
             return self._status_locked()
+
+    def trigger(self, config: dict, n_images: int = 1, rate_hz: float = TRIGGER_RATE_HZ) -> dict:
+        """Software trigger: send exactly ``n_images`` frames now (consecutive frame numbers, at ``rate_hz``),
+        then return.
+
+        Refused while the free-running simulator sends. The answer names the frame numbers sent, so a
+        controller can match each image of the file to its trigger.
+        """
+        if isinstance(n_images, bool) or not isinstance(n_images, int) or not 1 <= n_images <= MAX_TRIGGER_IMAGES:
+            raise AdminError(f"n_images must be an integer within 1 … {MAX_TRIGGER_IMAGES}, not {n_images!r}")
+        if isinstance(rate_hz, bool) or not isinstance(rate_hz, int | float) or not 0 < rate_hz <= 10_000:
+            raise AdminError(f"rate_hz must be a number within 0 … 10000, not {rate_hz!r}")
+        with self._lock:
+            if self._detector is not None and self._detector.running:
+                raise AdminError("The simulated detector is running free; stop it before sending software triggers.")
+            try:
+                detector = SimulatedDetector(
+                    config, rate_hz=rate_hz, n_images=n_images, first_frame=self._next_frame(), host=self._host
+                )
+            except ValueError as error:
+                raise AdminError(str(error)) from None
+            try:
+                detector.run()  # a few packets per frame: sent before the answer goes out
+            except RuntimeError as error:
+                raise AdminError(str(error)) from None
+            finally:
+                self._detector = detector
+            first = detector.first_frame
+            frames = list(range(first, first + detector.live_counters()["frames_sent"]))
+            return {
+                **self._status_locked(),
+                "frame_numbers": frames,
+                "frame_number": frames[-1],
+                "sent_at": time.time(),
+            }
 
     def stop(self) -> dict:
         with self._lock:

@@ -1,4 +1,4 @@
-"""Validation of a write request (``output_file``, ``n_images``, ``run_id``).
+"""Validation of a write request (``output_file``, ``n_images``, ``run_id``, optional ``gated`` and NXmx fields).
 
 Rules of the original server plus ours: the file must be new (nothing already written is
 ever overwritten) and lie inside the server's data root, reached without following a
@@ -8,12 +8,13 @@ symbolic link (see ``daq_server.output_file``); numbers are bounded.
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Annotated
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, StrictBool, ValidationError, create_model, field_validator
 
+from daq_server.nexus_layout import REQUEST_FIELDS as NEXUS_FIELDS
 from daq_server.output_file import MAX_PATH_BYTES, OutputPathError, check_creatable, split_output_path
 
 MAX_N_IMAGES = 2**31 - 1
@@ -31,13 +32,17 @@ class WriteRequest:
     run_id: int
     data_root: str | None = None
     """The trusted folder the file is created below (no symbolic link followed under it)."""
+    nexus: dict = field(default_factory=dict)
+    """Optional NXmx values given with the request (keys of ``daq_server.nexus_layout.REQUEST_FIELDS``)."""
+    gated: bool = False
+    """Write only the images software triggers ask for (``POST /writer/trigger``), not every image."""
 
     def info(self) -> dict:
         return {"n_images": self.n_images, "output_file": self.output_file, "run_id": self.run_id}
 
 
-class WriteRequestBody(BaseModel):
-    """The JSON body of ``write_async`` / ``write_sync`` (also the OpenAPI description)."""
+class _WriteRequestCore(BaseModel):
+    """The fields of the original API, plus ``gated``."""
 
     model_config = ConfigDict(extra="forbid")
 
@@ -47,6 +52,8 @@ class WriteRequestBody(BaseModel):
     """Images to write; the acquisition ends when they are written."""
     run_id: Annotated[int, Field(ge=-MAX_RUN_ID - 1, le=MAX_RUN_ID)] | None = None
     """Stored in the file (default: the time of the request in ns)."""
+    gated: StrictBool = False
+    """Write only the images that ``POST /writer/trigger`` asks for (honest step scans)."""
 
     @field_validator("n_images", "run_id", mode="before")
     @classmethod
@@ -54,6 +61,20 @@ class WriteRequestBody(BaseModel):
         if isinstance(value, bool):
             raise ValueError(f"must be an integer, not {value!r}")
         return value
+
+
+def _nexus_field(kind: type, unit: str) -> tuple:
+    if kind is str:
+        return Annotated[str, Field(max_length=1000)] | None, None
+    return Annotated[float, Field(allow_inf_nan=False, description=unit)] | None, None
+
+
+WriteRequestBody = create_model(
+    "WriteRequestBody",
+    __base__=_WriteRequestCore,
+    __doc__="The JSON body of ``write_async`` / ``write_sync`` (also the OpenAPI description).",
+    **{name: _nexus_field(kind, unit) for name, (kind, unit) in NEXUS_FIELDS.items()},
+)
 
 
 def _describe(error: ValidationError) -> str:
@@ -99,4 +120,12 @@ def parse_write_request(body: object, data_root: Path, writer_user_id: int) -> W
         check_creatable(target, writer_user_id)
     except OutputPathError as error:
         raise RequestError(str(error)) from None
-    return WriteRequest(output_file=target.path, n_images=parsed.n_images, run_id=run_id, data_root=target.root)
+    nexus = {name: getattr(parsed, name) for name in NEXUS_FIELDS if getattr(parsed, name) is not None}
+    return WriteRequest(
+        output_file=target.path,
+        n_images=parsed.n_images,
+        run_id=run_id,
+        data_root=target.root,
+        nexus=nexus,
+        gated=parsed.gated,
+    )

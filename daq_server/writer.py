@@ -1,7 +1,14 @@
 """HDF5 writer: where files are written (layout in ``../shared/spec/hdf5-layout.md``).
 
 ``/entry/data/data`` holds the images, one chunk per image; beside it one entry per image in
-``image_id``, ``n_missing_packets``, ``is_good_frame`` and ``timestamp``.
+``image_id``, ``n_missing_packets``, ``is_good_frame`` and ``timestamp``. The NeXus/NXmx description
+around them comes from ``nexus_layout``.
+
+Live files: the file is written in HDF5 SWMR mode, so readers may open it with ``swmr=True`` while it
+is written. Every dataset starts empty and grows with the images (the image stack per image, the
+per-image datasets at each flush), so a file left by a crashed server holds what was flushed, not
+the requested size. Attributes cannot be added in SWMR mode: ``close`` reopens the file once to
+stamp the stop time and the acquisition summary.
 
 A full disk never surprises the HDF5 library: the writer keeps disk blocks reserved ahead of
 the file's end (``fallocate`` with ``FALLOC_FL_KEEP_SIZE``: reserved, but the file does not
@@ -12,9 +19,10 @@ FAILED with "disk full" and a file that closes cleanly with every image written 
 
 Uncompressed images go from the ring buffer into their chunk with ``write_direct_chunk`` (no
 copy in Python, no type conversion); compressed ones through h5py's filter pipeline. The small
-metadata datasets are written once a second and at the end, with an HDF5 flush, so what was
+metadata datasets are written once a second, after an image that follows a pause (step scans) and at
+the end, with an HDF5 flush, so what was
 written survives a crash of the server (the kernel keeps the pages; power loss is not
-covered). An acquisition that ends early shrinks every dataset to the images written.
+covered) and SWMR readers see it.
 """
 
 from __future__ import annotations
@@ -24,18 +32,20 @@ import errno
 import json
 import os
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import h5py
 import hdf5plugin
 import numpy as np
 
-from daq_server import __version__
+from daq_server import __version__, nexus_layout
 from daq_server.output_file import CreatedFile, OutputPathError, create_output_file, split_output_path
 
 COMPRESSIONS = ("none", "bitshuffle-lz4")
 FLUSH_INTERVAL_S = 1.0
+SLOW_IMAGE_S = 0.05  # the first image, and one after a pause this long, is flushed at once (readers see it now)
+METADATA_CHUNK = 4096  # entries per chunk of the per-image datasets
 METADATA_SLACK_BYTES = 4 << 20  # always reserved past the images, for HDF5's metadata at close
 RESERVE_STEP_BYTES = 256 << 20  # how far ahead of the images the disk is reserved
 
@@ -69,6 +79,8 @@ class WriteTarget:
     config: dict
     compression: str = "none"
     user_id: int = 0
+    nexus: dict = field(default_factory=dict)
+    """Optional NXmx values of the write request (see ``daq_server.nexus_layout.REQUEST_FIELDS``)."""
     data_root: str | None = None
     """No symbolic link below it is followed when the file is created (default: the file's folder)."""
 
@@ -104,10 +116,8 @@ class Hdf5Writer:
         self.target = target
         self.n_written = 0
         self._last_flush = time.monotonic()
-        n = target.n_images
-        self._frame_numbers = np.zeros(n, dtype=np.uint64)
-        self._n_missing = np.zeros(n, dtype=np.uint32)
-        self._timestamps = np.zeros(n, dtype=np.float64)
+        self._last_write = float("-inf")  # the first image is always flushed at once
+        self._pending: list[tuple[int, int, float]] = []  # (frame, missing packets, time) not yet in the file
         self._flushed = 0  # metadata entries already in the file
         self._broken = False  # an HDF5 write failed: the file must not be touched again
         self._fd: int | None = None
@@ -121,11 +131,12 @@ class Hdf5Writer:
             self._created: CreatedFile = create_output_file(split_output_path(target.output_file, root), target.user_id)
         except OutputPathError as error:
             raise WriterError(str(error)) from None
-        self._fd = self._created.fd  # also for fallocate
+        self._fd = self._created.fd  # also for fallocate and the reopen at close
         try:
-            self._file = self._created.open_hdf5()
+            self._file = self._created.open_hdf5(libver="latest")  # SWMR needs the latest format
             self._create_layout()
             self._file.flush()  # a valid (empty) file on disk from the first moment
+            self._file.swmr_mode = True  # readers may open it with swmr=True from now on
             self._reserve_ahead()
         except (OSError, RuntimeError) as error:  # h5py reports a failed HDF5 write as either
             self._abandon()
@@ -136,7 +147,9 @@ class Hdf5Writer:
         self._created.close_folder()
 
     def _create_layout(self) -> None:
+        """Groups, attributes and the (empty, growing) datasets; nothing may be added once in SWMR mode."""
         t = self.target
+        start_time = time.time()
         entry = self._file.create_group("entry")
         entry.attrs.update(
             {
@@ -144,7 +157,7 @@ class Hdf5Writer:
                 "run_id": t.run_id,
                 "detector_name": t.config["detector_name"],
                 "detector_type": t.config["detector_type"],
-                "start_time": time.time(),
+                "start_time": start_time,
                 "software_version": __version__,
                 "config": json.dumps(t.config),
                 "n_images_requested": t.n_images,
@@ -153,16 +166,19 @@ class Hdf5Writer:
         data = entry.create_group("data")
         data.attrs.update({"NX_class": "NXdata", "signal": "data"})
         compression = hdf5plugin.Bitshuffle(cname="lz4") if t.compression == "bitshuffle-lz4" else {}
-        n, shape = t.n_images, (t.n_images, *t.shape)
+        images = (None, *t.shape)
         self.images = data.create_dataset(
-            "data", shape=shape, maxshape=shape, chunks=(1, *t.shape), dtype=t.dtype, **compression
+            "data", shape=(0, *t.shape), maxshape=images, chunks=(1, *t.shape), dtype=t.dtype, **compression
         )
-        self.image_id = data.create_dataset("image_id", shape=(n,), maxshape=(n,), dtype=np.uint64)
-        self.n_missing = data.create_dataset("n_missing_packets", shape=(n,), maxshape=(n,), dtype=np.uint32)
-        self.is_good = data.create_dataset("is_good_frame", shape=(n,), maxshape=(n,), dtype=bool)
-        self.timestamp = data.create_dataset("timestamp", shape=(n,), maxshape=(n,), dtype=np.float64)
+        chunk = (min(max(t.n_images, 1), METADATA_CHUNK),)
+        grow = {"shape": (0,), "maxshape": (None,), "chunks": chunk}
+        self.image_id = data.create_dataset("image_id", dtype=np.uint64, **grow)
+        self.n_missing = data.create_dataset("n_missing_packets", dtype=np.uint32, **grow)
+        self.is_good = data.create_dataset("is_good_frame", dtype=bool, **grow)
+        self.timestamp = data.create_dataset("timestamp", dtype=np.float64, **grow)
         self.timestamp.attrs["units"] = "s"
         self.timestamp.attrs["description"] = "unix time the image's first packet arrived"
+        nexus_layout.build(self._file, self.images, t.config, t.nexus, start_time, t.config.get("nexus") or {})
 
     def _reserve_ahead(self) -> None:
         """Keep the disk reserved for the next images and the metadata of the close: a step ahead
@@ -212,6 +228,7 @@ class Hdf5Writer:
             except OSError as error:
                 raise DiskFull(self._no_room(f"the disk is full after {i} images ({error.strerror})")) from None
         try:
+            self.images.resize(i + 1, axis=0)  # the dataset grows with the images (SWMR readers see it)
             if self._direct and image.dtype == self._dtype and image.flags.c_contiguous:
                 self.images.id.write_direct_chunk((i, 0, 0), image)  # straight from the ring buffer
             else:  # compressed, or bytes in another order (a big-endian bsread source): convert
@@ -219,29 +236,35 @@ class Hdf5Writer:
         except Exception:
             self._broken = True
             raise
-        self._frame_numbers[i] = frame_number
-        self._n_missing[i] = n_missing_packets
-        self._timestamps[i] = receive_time
+        self._pending.append((frame_number, n_missing_packets, receive_time))
         self.n_written += 1
         self._size_bound += image_bytes
         now = time.monotonic()
-        if now - self._last_flush > FLUSH_INTERVAL_S:
+        if now - self._last_flush > FLUSH_INTERVAL_S or now - self._last_write > SLOW_IMAGE_S:
             self._flush_metadata()
             self._last_flush = now
+        self._last_write = now
 
     def _flush_metadata(self) -> None:
         start, end = self._flushed, self.n_written
         if end > start:
-            self.image_id[start:end] = self._frame_numbers[start:end]
-            self.n_missing[start:end] = self._n_missing[start:end]
-            self.is_good[start:end] = self._n_missing[start:end] == 0
-            self.timestamp[start:end] = self._timestamps[start:end]
+            frames, missing, times = zip(*self._pending, strict=True)
+            for dataset in (self.image_id, self.n_missing, self.is_good, self.timestamp):
+                dataset.resize(end, axis=0)
+            self.image_id[start:end] = np.array(frames, dtype=np.uint64)
+            self.n_missing[start:end] = np.array(missing, dtype=np.uint32)
+            self.is_good[start:end] = np.array(missing) == 0
+            self.timestamp[start:end] = np.array(times, dtype=np.float64)
+            self._pending.clear()
             self._flushed = end
-        self._file.flush()  # to the page cache: the file survives a crash of the server
+        self._file.flush()  # to the page cache for SWMR readers; the file survives a crash of the server
 
     def close(self, summary: dict | None = None) -> None:
-        """Write the metadata, shrink the datasets to the images written, stamp the stop time and the
-        ``summary`` items (as /entry attributes; nested values as JSON text), close."""
+        """Write the metadata, stamp the stop time, close; the datasets hold exactly the images written.
+
+        ``summary`` items become attributes of ``/entry`` (nested values as JSON text). Attributes cannot
+        be added in SWMR mode, so the file is closed and reopened once, without SWMR, to write them.
+        """
         if self._broken:
             self._quarantine()
             raise WriterError(f"the file was left as it was when writing failed ({self._flushed} images recorded)")
@@ -250,16 +273,19 @@ class Hdf5Writer:
         try:
             self._flush_metadata()
             n = self.n_written
-            if n < self.target.n_images:
-                for dataset in (self.images, self.image_id, self.n_missing, self.is_good, self.timestamp):
-                    dataset.resize(n, axis=0)
-            entry = self._file["entry"]
-            entry.attrs["stop_time"] = time.time()
-            entry.attrs["n_images_written"] = n
-            for key, value in (summary or {}).items():
-                entry.attrs[key] = json.dumps(value) if isinstance(value, (dict, list)) else value
+            if self.images.shape[0] != n:  # an image whose write failed: not part of the file
+                self.images.resize(n, axis=0)
         finally:
             self._file.close()
+        try:
+            with self._created.open_hdf5(mode="r+") as file:  # the created file itself, never a swapped path
+                entry = file["entry"]
+                entry.attrs["stop_time"] = time.time()
+                entry.attrs["n_images_written"] = n
+                nexus_layout.finish(entry, float(entry.attrs["stop_time"]))
+                for key, value in (summary or {}).items():
+                    entry.attrs[str(key)] = value if isinstance(value, str | int | float | bool) else json.dumps(value)
+        finally:
             self._release_reservation()
 
     def _release_reservation(self) -> None:

@@ -70,6 +70,8 @@ class WriterDriver:
         self._counters_at_start: dict[str, int] | None = None  # receiver counters when the acquisition began
         self._consumer: threading.Thread | None = None
         self._consume = threading.Event()
+        self._gate: int | None = None  # gated acquisition: images the triggers still ask for
+        self._gate_since = 0.0  # ... taken (first packet) at or after this time
         # counters for the stats (the receiver's own counters restart with each receiver)
         self.detector_images = 0
         self.writer_images = 0
@@ -161,6 +163,10 @@ class WriterDriver:
                 return
             if image.receive_time < acquisition["stats"]["start_time"]:
                 return  # assembled before the request: not part of this acquisition
+            if self._gate is not None:
+                if self._gate <= 0 or image.receive_time < self._gate_since:
+                    return  # gated: only the images a trigger asked for, taken after it
+                self._gate -= 1
             stats = acquisition["stats"]
             stats["n_write_requested"] += 1
             if acquisition["state"] == WAITING_IMAGES:
@@ -201,12 +207,14 @@ class WriterDriver:
                 compression=compression,
                 user_id=int(config.get("writer_user_id", 0)),
                 data_root=request.data_root,
+                nexus=request.nexus,
             )
             try:  # the marker first: a full or read-only state folder refuses before a file exists
                 self._marker.write_text(json.dumps(request.info()))
             except OSError as error:
                 self._remove_marker()
                 raise DriverError(f"Cannot record the acquisition in the state folder: {error.strerror}") from None
+            self._gate = 0 if request.gated else None
             try:
                 self._writer = Hdf5Writer(target)
             except (OSError, ValueError, MemoryError) as error:
@@ -234,6 +242,16 @@ class WriterDriver:
             self._marker.unlink(missing_ok=True)
         except OSError as error:
             _log.error("cannot remove the marker %s: %s", self._marker, error)
+
+    def open_gate(self, n_images: int) -> dict:
+        """Software trigger of a gated acquisition: write the next ``n_images`` images taken from now on."""
+        with self._lock:
+            if self._state != WRITING or self._gate is None or self._acquisition["state"] not in ACTIVE_STATES:
+                raise DriverError('No gated acquisition is running (start one with "gated": true).')
+            if self._gate <= 0:
+                self._gate_since = time.time()
+            self._gate += n_images
+            return self.status()
 
     def stop(self) -> dict:
         """Always allowed: interrupt a running acquisition, reset UNKNOWN to READY."""

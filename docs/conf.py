@@ -7,6 +7,11 @@ from pathlib import Path
 # The project is installed (editable) in the venv; the path is a fallback for a plain checkout.
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+try:  # ophyd-async defines pydantic models at import; once autodoc has inspected ours, that import fails
+    import ophyd_async.core  # noqa: F401
+except ImportError:  # docs without the ophyd extra: the ophyd pages then warn
+    pass
+
 project = "std-daq"
 author = "std-daq developers"
 copyright = "std-daq developers"

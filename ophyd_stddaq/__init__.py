@@ -1,21 +1,47 @@
 """ophyd/bluesky integration of the std-daq: drive the DAQ from plans and from IPython.
 
+``StdDaqDetector`` is an ophyd-async ``StandardDetector`` (the DAQ as data writer, a trigger/arm
+controller, a path provider); ``StdDaq`` below is the ophyd (v1) device.
+
 ``StdDaq`` is an ophyd ``Device`` built from small parts: client access (``std_daq_client`` only),
 a path provider (a new file name per acquisition), Status objects that follow the DAQ status and
 report progress, and Resource/Datum documents that point at the images in the HDF5 file, which
 ``StdDaqHDF5Handler`` reads back.
 """
 
+from ._access import OPEN_ENDED_IMAGES, DaqAccess
 from ._device import StdDaq
-from ._documents import IMAGE_DATASET, SPEC, ImageAssets
+from ._documents import IMAGE_DATASET, MIMETYPE, SPEC, ImageAssets, StreamImageAssets
 from ._errors import StdDaqAcquisitionError
 from ._handler import StdDaqHDF5Handler
 from ._path_provider import PathProvider, UniqueFilePathProvider
 from ._signals import DaqConfigSignal, DaqStatusSignal, ImageReferenceSignal
 from ._status import AcquisitionStatus, StatusMonitor
 
+try:  # the ophyd-async detector needs ophyd-async (in the ``ophyd`` extra)
+    from ._async_detector import DaqConnector, StdDaqDetector
+    from ._async_logic import (
+        AcquisitionPlan,
+        FreeRunningAcquireLogic,
+        SimulatorTriggerAcquireLogic,
+        StdDaqDataLogic,
+        StdDaqTriggerLogic,
+    )
+    from ._slsdet import SlsDetAcquireLogic
+except ImportError:  # pragma: no cover - ophyd v1 only
+    pass
+
 __all__ = [
     "StdDaq",
+    "StdDaqDetector",
+    "DaqConnector",
+    "OPEN_ENDED_IMAGES",
+    "AcquisitionPlan",
+    "FreeRunningAcquireLogic",
+    "SimulatorTriggerAcquireLogic",
+    "StdDaqDataLogic",
+    "StdDaqTriggerLogic",
+    "SlsDetAcquireLogic",
     "StdDaqAcquisitionError",
     "StdDaqHDF5Handler",
     "SPEC",
@@ -23,6 +49,9 @@ __all__ = [
     "PathProvider",
     "UniqueFilePathProvider",
     "ImageAssets",
+    "StreamImageAssets",
+    "MIMETYPE",
+    "DaqAccess",
     "AcquisitionStatus",
     "StatusMonitor",
     "DaqConfigSignal",

@@ -6,7 +6,9 @@ import threading
 import time
 from typing import Any
 
-from std_daq_client import StdDaqClient
+import requests
+
+from std_daq_client import StdDaqAdminException, StdDaqClient
 
 ACTIVE_STATES = ("WAITING_IMAGES", "ACQUIRING_IMAGES", "WRITING", "FLUSHING_IMAGES")
 """Acquisition states of a running acquisition."""
@@ -15,6 +17,10 @@ ENDED_STATES = ("FINISHED", "FAILED")
 """Acquisition states of an acquisition that has ended (its file is closed)."""
 
 _LOG_RECORDS_SEARCHED = 20
+
+OPEN_ENDED_IMAGES = 1_000_000
+"""``n_images`` of an acquisition whose length the plan does not say (a step scan's number of triggers):
+it is stopped when the plan ends, and the file holds the images written until then."""
 
 
 class DaqAccess:
@@ -29,11 +35,14 @@ class DaqAccess:
         Base URL of the DAQ's REST API, e.g. ``"http://localhost:5000"``.
     client_timeout:
         Read timeout of each REST call in seconds.
+    token:
+        Bearer token for a server that requires one (passed to the client only when given).
     """
 
-    def __init__(self, url_base: str, client_timeout: float = 10.0) -> None:
+    def __init__(self, url_base: str, client_timeout: float = 10.0, token: str | None = None) -> None:
         self.url_base = url_base.rstrip("/")
         self.client_timeout = client_timeout
+        self.token = token
         self.client = self.new_client()
         self._lock = threading.RLock()
         self._config: tuple[float, dict[str, Any]] | None = None
@@ -41,7 +50,8 @@ class DaqAccess:
 
     def new_client(self) -> StdDaqClient:
         """A new client for the same server (one per thread that polls)."""
-        return StdDaqClient(url_base=self.url_base, timeout=self.client_timeout)
+        extra = {} if self.token is None else {"token": self.token}
+        return StdDaqClient(url_base=self.url_base, timeout=self.client_timeout, **extra)
 
     # ---------------------------------------------------------------- reading
 
@@ -78,11 +88,13 @@ class DaqAccess:
             self._config = (time.monotonic(), config)
             return config
 
-    def start_writer(self, output_file: str, n_images: int) -> dict[str, Any]:
-        """Send ``start_writer_async``; the server refuses (StdDaqAdminException) unless it is READY."""
+    def start_writer(self, output_file: str, n_images: int, extra: dict[str, Any] | None = None) -> dict[str, Any]:
+        """Send ``start_writer_async`` (``extra``: optional request fields such as NXmx values); the server
+        refuses (StdDaqAdminException) unless it is READY."""
         with self._lock:
             self._status = None
-            status = self.client.start_writer_async({"output_file": output_file, "n_images": n_images})
+            request = {**(extra or {}), "output_file": output_file, "n_images": n_images}
+            status = self.client.start_writer_async(request)
             self._status = (time.monotonic(), status)
             return status
 
@@ -101,6 +113,33 @@ class DaqAccess:
             status = self.client.stop_writer()
             self._status = (time.monotonic(), status)
             return status
+
+    def _post(self, path: str, body: dict[str, Any], read_timeout: float) -> dict[str, Any]:
+        """POST a JSON body outside the client's routes; the answer's envelope checked as the client does."""
+        headers = {} if self.token is None else {"Authorization": f"Bearer {self.token}"}
+        try:
+            answer = requests.post(f"{self.url_base}{path}", json=body, headers=headers, timeout=(3.0, read_timeout))
+            answer.raise_for_status()
+            reply = answer.json()
+        except (requests.RequestException, ValueError) as error:
+            raise RuntimeError(f"POST {path} at {self.url_base} failed: {error}") from None
+        if reply.get("status") != "ok":
+            raise StdDaqAdminException(reply.get("message") or f"POST {path} was refused")
+        return reply
+
+    def trigger_writer(self, n_images: int = 1) -> dict[str, Any]:
+        """``POST /writer/trigger``: a gated acquisition writes the next ``n_images`` images taken from now."""
+        return self._post("/writer/trigger", {"n_images": n_images}, self.client_timeout)["writer"]
+
+    def software_trigger(self, n_images: int = 1, rate_hz: float = 100.0) -> list[int]:
+        """``POST /simulation/trigger``: the server's simulated detector sends ``n_images`` frames now, at
+        ``rate_hz``; the answer comes when they are sent.
+
+        Returns the frame numbers sent; StdDaqAdminException with the server's message if it refuses.
+        """
+        body = {"n_images": n_images, "rate_hz": rate_hz}
+        reply = self._post("/simulation/trigger", body, self.client_timeout + n_images / rate_hz)
+        return list(reply["simulator"]["frame_numbers"])
 
     # ------------------------------------------------------------- acquisitions
 

@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import logging
+import threading
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Literal
 
 from ophyd import Component as Cpt
 from ophyd import Device, Signal
@@ -15,8 +16,8 @@ from ophyd.status import DeviceStatus, StatusBase
 
 from std_daq_client import StdDaqAdminException, StdDaqClient
 
-from ._access import DaqAccess
-from ._documents import ImageAssets
+from ._access import OPEN_ENDED_IMAGES, DaqAccess
+from ._documents import ImageAssets, StreamImageAssets
 from ._errors import StdDaqAcquisitionError
 from ._path_provider import PathProvider, UniqueFilePathProvider
 from ._signals import DaqConfigSignal, DaqStatusSignal, ImageReferenceSignal
@@ -31,12 +32,13 @@ class _Acquisition:
 
     output_file: str
     n_images: int
-    assets: ImageAssets
+    assets: ImageAssets | StreamImageAssets
     kicked_off: bool = False
     n_triggers: int = 0
     n_collected: int = 0
     fly_batch: list[tuple[str, float]] | None = None
     stop_sent: bool = False
+    gated: bool = False
 
 
 def _config(name: str, data_type: str, doc: str) -> Cpt:
@@ -52,18 +54,25 @@ class StdDaq(Device):
 
     The device talks to the DAQ only through :class:`~std_daq_client.StdDaqClient`.
 
-    **Step scans** (``count``, ``scan``, …): :meth:`stage` starts an acquisition of ``n_images`` images
-    into a new file (``start_writer_async``), each :meth:`trigger` finishes when the next image has been
-    written (image *i* of the dataset belongs to event *i*), :meth:`unstage` stops the writer if the
-    acquisition is still running. The DAQ writes every image the detector sends, at the detector's rate:
-    set :attr:`n_images` to the number of points of the plan before running it.
+    **Step scans** (``count``, ``scan``, …): :meth:`stage` starts an acquisition into a new file
+    (``start_writer_async``; ``n_images`` images if set, else open-ended: the number of triggers decides,
+    and with a detector that sends by itself the acquisition is gated: each trigger makes the DAQ write
+    the next image taken after it, ``POST /writer/trigger``),
+    each :meth:`trigger` finishes when the next image has been written (image *i* of the dataset belongs
+    to event *i*), :meth:`unstage` stops the writer if the acquisition is still running. With
+    ``trigger_mode="simulator"`` each trigger first makes the server's simulated detector send one frame
+    (``POST /simulation/trigger``), so the image is taken at the point; with ``"free"`` the detector sends
+    by itself and, with ``n_images`` set, the DAQ writes every image it sends (up to ``n_images``).
 
     **Fly scans**: :meth:`kickoff` starts an acquisition of ``n_images`` images (or adopts the one
     :meth:`stage` started), :meth:`complete` finishes when the DAQ reports it FINISHED with all images,
     :meth:`collect` yields one event per image written.
 
-    Events carry Datum ids (Resource spec :data:`~ophyd_stddaq.SPEC`) that point at ``/entry/data/data``
-    of the file; :class:`~ophyd_stddaq.StdDaqHDF5Handler` loads them back.
+    Step-scan events point at ``/entry/data/data`` of the file through StreamResource/StreamDatum
+    documents (mimetype ``application/x-hdf5``: tiled stores them as they are), or, with
+    ``asset_documents="resource"`` and always in fly scans, through Datum ids (Resource spec
+    :data:`~ophyd_stddaq.SPEC`) that :class:`~ophyd_stddaq.StdDaqHDF5Handler` loads back. Each event also
+    carries ``images_written`` (hinted: the table and plots of the BestEffortCallback show it).
 
     Parameters
     ----------
@@ -89,6 +98,14 @@ class StdDaq(Device):
         Name of the event stream :meth:`collect` fills.
     client_timeout:
         Read timeout of each REST call.
+    trigger_mode:
+        ``"free"`` (the detector sends by itself) or ``"simulator"`` (a software trigger per event).
+    asset_documents:
+        ``"stream"`` (StreamResource/StreamDatum, default) or ``"resource"`` (Resource/Datum).
+    token:
+        Bearer token for a DAQ that requires one.
+    nexus:
+        Optional NXmx values sent with each write request (``detector_distance``, ``sample_name`` ...).
     """
 
     # DAQ config (settable: set_config validates and applies)
@@ -103,7 +120,8 @@ class StdDaq(Device):
     module_positions = _config("module_positions", "string", "Module index -> [start_x, start_y, end_x, end_y].")
 
     # acquisition setting of this device (not a DAQ field)
-    n_images = Cpt(Signal, value=1, kind="config", doc="Images per acquisition (stage / kickoff).")
+    n_images = Cpt(Signal, value=0, kind="config", doc="Images per acquisition; 0: as many as the plan triggers.")
+    images_written = Cpt(Signal, value=0, kind="hinted", doc="Images of this acquisition written at the event.")
 
     # DAQ status (read-only)
     state = _status(("state",), "string", "Writer state: READY, WRITING or UNKNOWN.")
@@ -130,12 +148,24 @@ class StdDaq(Device):
         wait_timeout: float | None = None,
         fly_stream: str = "primary",
         client_timeout: float = 10.0,
+        trigger_mode: Literal["free", "simulator"] = "free",
+        asset_documents: Literal["stream", "resource"] = "stream",
+        token: str | None = None,
+        nexus: dict[str, Any] | None = None,
         **kwargs: Any,
     ) -> None:
         if directory is not None and path_provider is not None:
             raise ValueError("give either directory or path_provider, not both")
-        self._daq_access = DaqAccess(url_base, client_timeout=client_timeout)
+        if trigger_mode not in ("free", "simulator"):
+            raise ValueError(f"trigger_mode must be 'free' or 'simulator', not {trigger_mode!r}")
+        if asset_documents not in ("stream", "resource"):
+            raise ValueError(f"asset_documents must be 'stream' or 'resource', not {asset_documents!r}")
+        self._daq_access = DaqAccess(url_base, client_timeout=client_timeout, token=token)
         super().__init__("", name=name, **kwargs)
+        self.trigger_mode = trigger_mode
+        self.asset_documents = asset_documents
+        self.nexus = dict(nexus or {})
+        self.image.stream = asset_documents == "stream"
         self.path_provider: PathProvider | None = (
             UniqueFilePathProvider(directory, prefix=name) if directory is not None else path_provider
         )
@@ -171,11 +201,13 @@ class StdDaq(Device):
 
     # ------------------------------------------------------------ acquisitions
 
-    def _n_images_setting(self) -> int:
+    def _n_images_setting(self, fly: bool = False) -> int:
         value = self.n_images.get()
-        if isinstance(value, bool) or not isinstance(value, int | float) or int(value) != value or value < 1:
-            raise ValueError(f"{self.name}.n_images must be an integer >= 1, not {value!r}")
-        return int(value)
+        if isinstance(value, bool) or not isinstance(value, int | float) or int(value) != value or value < 0:
+            raise ValueError(f"{self.name}.n_images must be an integer >= 0 (0: from the plan), not {value!r}")
+        if value == 0 and fly:
+            raise ValueError(f"{self.name}.n_images must be set (>= 1) for a fly scan: kickoff cannot count triggers")
+        return int(value) or OPEN_ENDED_IMAGES
 
     def _next_file(self) -> str:
         if self.path_provider is None:
@@ -184,16 +216,24 @@ class StdDaq(Device):
             )
         return str(self.path_provider())
 
-    def _start(self) -> _Acquisition:
+    def _start(self, fly: bool = False) -> _Acquisition:
         """Send start_writer_async for a new file; the DAQ must be READY (else it refuses with its message)."""
-        n_images = self._n_images_setting()
+        n_images = self._n_images_setting(fly)
         output_file = self._next_file()
+        gated = n_images == OPEN_ENDED_IMAGES and self.trigger_mode == "free" and not fly
         try:
-            self._daq_access.start_writer(output_file, n_images)
+            self._daq_access.start_writer(output_file, n_images, {**self.nexus, "gated": True} if gated else self.nexus)
         except StdDaqAdminException as error:
             raise StdDaqAdminException(f"{self.name}: the DAQ refused to write {output_file}: {error}") from error
         self.last_output_file = output_file
-        return _Acquisition(output_file=output_file, n_images=n_images, assets=ImageAssets(output_file))
+        self.images_written.put(0)
+        if self.image.stream and not fly:
+            config = self._daq_access.config(max_age=0.2)
+            shape = (int(config["image_pixel_height"]), int(config["image_pixel_width"]))
+            assets: ImageAssets | StreamImageAssets = StreamImageAssets(output_file, self.image.name, shape)
+        else:
+            assets = ImageAssets(output_file)
+        return _Acquisition(output_file=output_file, n_images=n_images, assets=assets, gated=gated)
 
     def _stop_writer(self, acquisition: _Acquisition) -> None:
         """Stop the writer if it is still busy with ``acquisition`` (never somebody else's)."""
@@ -243,10 +283,17 @@ class StdDaq(Device):
         if index >= acquisition.n_images:
             raise StdDaqAcquisitionError(
                 f"{self.name}: trigger number {index + 1}, but the acquisition has only n_images="
-                f"{acquisition.n_images}; set {self.name}.n_images to the number of points before the plan"
+                f"{acquisition.n_images}; set {self.name}.n_images to 0 (from the plan) or to the number of points"
             )
+        if self.trigger_mode == "simulator":
+            self._daq_access.software_trigger(1)  # the image of this point is taken now
+        elif acquisition.gated:
+            self._daq_access.trigger_writer(1)  # the DAQ writes the next image taken from now on
         acquisition.n_triggers += 1
-        self.image.put(acquisition.assets.datum(index))
+        reference = acquisition.assets.datum(index)
+        if not self.image.stream:
+            self.image.put(reference)
+        self.images_written.put(index + 1)
         return self._watch(
             AcquisitionStatus(
                 self,
@@ -293,12 +340,23 @@ class StdDaq(Device):
             and acquisition.n_triggers == 0
             and not acquisition.stop_sent
         )
-        if not adopt:
-            self._acquisition = acquisition = self._start()
+        if adopt:
+            self._n_images_setting(fly=True)  # a fly scan needs its number of images
+            acquisition.assets = ImageAssets(acquisition.output_file)  # nothing was referenced yet
+        else:
+            self._acquisition = acquisition = self._start(fly=True)
+        if self.trigger_mode == "simulator":  # the frames are sent while the plan goes on; complete waits
+            threading.Thread(target=self._send_frames, args=(acquisition.n_images,), daemon=True).start()
         acquisition.kicked_off = True
         status = DeviceStatus(self)
         status.set_finished()
         return status
+
+    def _send_frames(self, n_images: int) -> None:
+        try:
+            self._daq_access.software_trigger(n_images)
+        except Exception as error:  # complete() then fails on the images that never came (wait_timeout)
+            _log.error("%s: the software trigger of %d frames failed: %s", self.name, n_images, error)
 
     def complete(self) -> StatusBase:
         """Finishes when the acquisition is FINISHED with all ``n_images`` images (file closed).
@@ -322,7 +380,7 @@ class StdDaq(Device):
 
     def describe_collect(self) -> dict[str, dict[str, dict[str, Any]]]:
         """One stream (``fly_stream``) with the image data key."""
-        return {self.fly_stream: self.image.describe()}
+        return {self.fly_stream: self.image.describe_as(stream=False)}
 
     def _fly_batch(self, acquisition: _Acquisition) -> list[tuple[str, float]]:
         """The images written since the last collect, each with its new Datum (made once per collect)."""

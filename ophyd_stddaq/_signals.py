@@ -167,24 +167,35 @@ def image_dtype(bit_depth: int) -> str:
 
 
 class ImageReferenceSignal(Signal):
-    """The image of an event: its value is a Datum id that points into the DAQ's HDF5 file.
+    """The image of an event: a reference into the DAQ's HDF5 file.
 
-    ``describe()`` marks it external (``FILESTORE:``) with the image shape and dtype of the current DAQ
-    config, so the RunEngine emits the Resource/Datum documents and readers know what they will get.
+    With ``stream = True`` (the default of :class:`~ophyd_stddaq.StdDaq`) ``describe()`` marks it
+    ``external: "STREAM:"`` (shape ``[1, height, width]``) and the event carries no value: a StreamDatum
+    document points at the image. With ``stream = False`` its value is a Datum id (``FILESTORE:``). Shape
+    and dtype come from the current DAQ config.
     """
 
     def __init__(self, *, name: str, parent: Any = None, kind: str = "normal", **kwargs: Any):
         super().__init__(name=name, parent=parent, kind=kind, value="", **kwargs)
+        self.stream = False
+
+    def read(self) -> dict[str, dict[str, Any]]:
+        return {} if self.stream else super().read()
 
     def describe(self) -> dict[str, dict[str, Any]]:
+        return self.describe_as(self.stream)
+
+    def describe_as(self, stream: bool) -> dict[str, dict[str, Any]]:
+        """The data key as StreamResource (``stream``) or Resource/Datum reference."""
         access = _access_of(self)
         config = access.config(max_age=CONFIG_CACHE_S)
+        shape = [int(config["image_pixel_height"]), int(config["image_pixel_width"])]
         return {
             self.name: {
                 "source": f"{access.url_base} HDF5 /entry/data/data",
                 "dtype": "array",
-                "shape": [int(config["image_pixel_height"]), int(config["image_pixel_width"])],
+                "shape": [1, *shape] if stream else shape,
                 "dtype_numpy": image_dtype(config["bit_depth"]),
-                "external": "FILESTORE:",
+                "external": "STREAM:" if stream else "FILESTORE:",
             }
         }

@@ -207,6 +207,7 @@ def make_daq(daq, **kwargs):
     from ophyd_stddaq import StdDaq
 
     kwargs.setdefault("wait_timeout", 60)  # a guard only: a broken device fails instead of hanging
+    kwargs.setdefault("asset_documents", "resource")  # the Resource/Datum option; StreamResource: test_ophyd_stream.py
     return StdDaq(daq.url, name="daq", directory=str(daq.data_root), **kwargs)
 
 

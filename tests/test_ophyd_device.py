@@ -101,6 +101,7 @@ def test_custom_path_provider(sending):
     daq = sending
     target = str(daq.data_root / "my_own_name.h5")
     det = StdDaq(daq.url, name="daq", path_provider=lambda: target)
+    det.n_images.put(1)  # exactly one image from this free-running detector
     RunEngine({})(bp.count([det]))
     with h5py.File(target, "r") as f:
         assert f["entry/data/data"].shape == (1, 1024, 1024)
@@ -109,8 +110,8 @@ def test_custom_path_provider(sending):
 def test_misuse_is_refused_before_anything_starts(daq):
     det = make_daq(daq)
     RE = RunEngine({})
-    det.n_images.put(0)
-    with pytest.raises(ValueError, match=r"daq.n_images must be an integer >= 1, not 0"):
+    det.n_images.put(-1)
+    with pytest.raises(ValueError, match=r"daq.n_images must be an integer >= 0 \(0: from the plan\), not -1"):
         RE(bp.count([det]))
     no_folder = StdDaq(daq.url, name="nofolder")
     with pytest.raises(ValueError, match="has no output folder"):

@@ -402,7 +402,7 @@ def test_the_ophyd_device_runs_a_plan_against_the_coordinator_unchanged(scaleout
 
     from ophyd_stddaq import SPEC, StdDaq, StdDaqHDF5Handler
 
-    det = StdDaq(scaleout.url, name="daq", directory=str(scaleout.data), wait_timeout=60)
+    det = StdDaq(scaleout.url, name="daq", directory=str(scaleout.data), wait_timeout=60, asset_documents="resource")
     det.n_images.put(5)
     detector = scaleout.simulator(n_images=0)
     detector.start()

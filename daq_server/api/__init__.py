@@ -13,7 +13,7 @@ import logging
 from flask import Flask, jsonify
 from werkzeug.exceptions import HTTPException
 
-from daq_server.api import config, deployment, live, logs, openapi, page, simulation, stats, writer
+from daq_server.api import config, deployment, gate, live, logs, openapi, page, simulation, stats, writer
 from daq_server.api.guards import AccessPolicy, install_guards
 from daq_server.service import DaqService
 
@@ -25,7 +25,7 @@ def create_app(service: DaqService, policy: AccessPolicy | None = None) -> Flask
     app = Flask("daq_server")
     app.config["service"] = service
     install_guards(app, policy or AccessPolicy())
-    for module in (writer, config, stats, logs, deployment, simulation, live, page, openapi):
+    for module in (writer, config, stats, logs, deployment, simulation, live, page, openapi, gate):
         app.register_blueprint(module.blueprint)
 
     @app.errorhandler(HTTPException)

@@ -14,7 +14,8 @@ from flask import Blueprint, jsonify
 from pydantic import BaseModel
 
 from daq_server import __version__
-from daq_server.api.simulation import SimulationStartBody
+from daq_server.api.gate import WriterTriggerBody
+from daq_server.api.simulation import SimulationStartBody, SimulationTriggerBody
 from daq_server.config import DaqConfig
 from daq_server.write_request import WriteRequestBody
 
@@ -72,6 +73,9 @@ OPERATIONS: dict[str, dict[str, dict]] = {
     "/writer/write_async": {"post": _op("Start an acquisition; answer at once", "writer", "WriteRequestBody")},
     "/writer/write_sync": {"post": _op("Start an acquisition; answer when it ends", "writer", "WriteRequestBody")},
     "/writer/stop": {"post": _op("Stop the acquisition (always allowed)", "writer")},
+    "/writer/trigger": {
+        "post": _op("Software trigger of a gated acquisition: write the next images", "writer", "WriterTriggerBody")
+    },
     "/daq/config": {
         "get": _op("The detector config", "config"),
         "post": _op("Change the detector config (merged, validated whole)", "config", "DaqConfigChange"),
@@ -92,6 +96,7 @@ OPERATIONS: dict[str, dict[str, dict]] = {
     "/simulation/status": {"get": _op("Built-in simulated detector status", "simulator")},
     "/simulation/start": {"post": _op("Start the built-in simulated detector", "simulator", "SimulationStartBody")},
     "/simulation/stop": {"post": _op("Stop the built-in simulated detector", "simulator")},
+    "/simulation/trigger": {"post": _op("Send frames now (software trigger)", "simulator", "SimulationTriggerBody")},
     "/openapi.json": {
         "get": {"summary": "This description", "security": [], "responses": {"200": {"description": "OpenAPI"}}}
     },
@@ -106,6 +111,8 @@ def openapi_document() -> dict:
         (DaqConfig, True, "DaqConfigChange"),
         (WriteRequestBody, False, "WriteRequestBody"),
         (SimulationStartBody, False, "SimulationStartBody"),
+        (SimulationTriggerBody, False, "SimulationTriggerBody"),
+        (WriterTriggerBody, False, "WriterTriggerBody"),
     ):
         schema, definitions = _schema(model, partial)
         schemas.update(definitions)

@@ -30,12 +30,23 @@ class SimulationStartBody(BaseModel):
     """Images to send, then stop (0: until stopped)."""
 
 
-def _start_body() -> SimulationStartBody:
+class SimulationTriggerBody(BaseModel):
+    """The JSON body of ``POST /simulation/trigger``."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    n_images: Annotated[int, Field(ge=1, le=100_000, strict=True)] = 1
+    """Frames to send for this trigger."""
+    rate_hz: Annotated[float, Field(gt=0, le=10_000, allow_inf_nan=False)] = 100.0
+    """Their rate."""
+
+
+def _body(model: type[BaseModel], route: str) -> BaseModel:
     body = json_body()
     if not isinstance(body, dict):
-        raise AdminError('The body of /simulation/start must be a JSON object, e.g. {"rate_hz": 100}')
+        raise AdminError(f'The body of /simulation/{route} must be a JSON object, e.g. {{"rate_hz": 100}}')
     try:
-        return SimulationStartBody.model_validate(body)
+        return model.model_validate(body)
     except ValidationError as error:
         item = error.errors()[0]
         field = ".".join(str(p) for p in item["loc"]) or "body"
@@ -51,8 +62,17 @@ def status():
 @blueprint.post("/start")
 @answer("simulator", "Simulated detector started.")
 def start():
-    body = _start_body()
+    body = _body(SimulationStartBody, "start")
     return service().simulator.start(service().get_config(), body.rate_hz, body.n_images)
+
+
+@blueprint.post("/trigger")
+@answer("simulator", "Simulated detector triggered.")
+def trigger():
+    """Software trigger: JSON body ``{"n_images": 1, "rate_hz": 100}`` (both optional); the frames are sent
+    before the answer."""
+    body = _body(SimulationTriggerBody, "trigger")
+    return service().simulator.trigger(service().get_config(), n_images=body.n_images, rate_hz=body.rate_hz)
 
 
 @blueprint.post("/stop")

@@ -1,0 +1,129 @@
+"""The std-daq as an ophyd-async ``StandardDetector``: DAQ writer + trigger/arm controller + path provider."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from typing import Any, Literal
+
+from bluesky.protocols import Hints, Reading
+from event_model import DataKey
+from ophyd_async.core import DetectorAcquireLogic, DeviceConnector, NotConnectedError, PathProvider, StandardDetector
+
+from ._access import DaqAccess
+from ._async_logic import (
+    AcquisitionPlan,
+    FreeRunningAcquireLogic,
+    SimulatorTriggerAcquireLogic,
+    StdDaqDataLogic,
+    StdDaqTriggerLogic,
+)
+
+TriggerMode = Literal["free", "simulator"]
+
+
+class DaqConnector(DeviceConnector):
+    """Connecting the detector means reaching the DAQ: its config is read once (real mode only)."""
+
+    def __init__(self, access: DaqAccess) -> None:
+        self.access = access
+
+    async def connect_real(self, device: Any, timeout: float, force_reconnect: bool) -> None:
+        try:
+            await asyncio.wait_for(asyncio.to_thread(self.access.config), timeout)
+        except Exception as error:
+            raise NotConnectedError(
+                f"{device.name}: the DAQ at {self.access.url_base} does not answer: {error}"
+            ) from None
+        await super().connect_real(device, timeout, force_reconnect)
+
+
+class StdDaqDetector(StandardDetector):
+    """A std-daq DAQ and its detector as an ophyd-async detector (``prepare``, ``trigger``, fly scans).
+
+    Composed of :class:`StdDaqDataLogic` (the DAQ writes the file named by ``path_provider`` and reports
+    the images written; StreamResource/StreamDatum documents point at them), a trigger logic (the number
+    of images comes from ``prepare`` or from the number of triggers) and an acquire logic that arms or
+    triggers the detector. Each event of a step scan carries ``<name>-images_written`` (hinted, for tables
+    and plots); the per-image frame number and missing packets are streamed from the file beside the images.
+    The acquire logic is chosen by:
+
+    * ``trigger_mode="free"``: the detector sends by itself (free running or hardware triggered); in step
+      scans the DAQ writes, per trigger, the next image taken after it (``POST /writer/trigger`` of a
+      gated acquisition), in fly scans the prepared number of images.
+    * ``trigger_mode="simulator"``: the server's simulated detector gets a software trigger per event
+      (``POST /simulation/trigger``), so image *k* is taken when point *k* is reached (honest step scans).
+    * ``acquire_logic=``: any other controller, e.g. :class:`~ophyd_stddaq.SlsDetAcquireLogic` for sls
+      Jungfrau/Eiger detectors.
+
+    Parameters
+    ----------
+    url:
+        Base URL of the DAQ's REST API.
+    path_provider:
+        An ophyd-async ``PathProvider``; its directory is a folder on the DAQ server inside its data root.
+    name:
+        Device name; the image data key is the name itself.
+    trigger_mode:
+        ``"free"`` (default) or ``"simulator"``.
+    acquire_logic:
+        A controller replacing the one of ``trigger_mode``.
+    token:
+        Bearer token for a server that requires one.
+    nexus:
+        Optional NXmx values sent with every write request (``detector_distance``, ``beam_center_x`` ...).
+    poll_interval:
+        Seconds between two DAQ status polls while an acquisition runs.
+    """
+
+    def __init__(
+        self,
+        url: str,
+        path_provider: PathProvider,
+        name: str = "",
+        *,
+        trigger_mode: TriggerMode = "free",
+        acquire_logic: DetectorAcquireLogic | None = None,
+        token: str | None = None,
+        nexus: dict[str, Any] | None = None,
+        poll_interval: float = 0.05,
+        client_timeout: float = 10.0,
+    ) -> None:
+        if trigger_mode not in ("free", "simulator"):
+            raise ValueError(f"trigger_mode must be 'free' or 'simulator', not {trigger_mode!r}")
+        self.access = DaqAccess(url, client_timeout=client_timeout, token=token)
+        self.plan = AcquisitionPlan()
+        self.data_logic = StdDaqDataLogic(self.access, path_provider, self.plan, poll_interval, nexus)
+        if acquire_logic is None:
+            kind = SimulatorTriggerAcquireLogic if trigger_mode == "simulator" else FreeRunningAcquireLogic
+            acquire_logic = kind(self.data_logic)
+        elif hasattr(acquire_logic, "attach"):
+            acquire_logic.attach(self.data_logic)
+        self.plan.gate = bool(getattr(acquire_logic, "gate", False))
+        self.add_detector_logics(StdDaqTriggerLogic(self.plan), acquire_logic, self.data_logic)
+        super().__init__(name=name, connector=DaqConnector(self.access))
+
+    @property
+    def images_written_key(self) -> str:
+        """Data key of the hinted reading: images of the file that belong to the run's events so far."""
+        return f"{self.name}-images_written"
+
+    async def describe(self) -> dict[str, DataKey]:
+        keys = await super().describe()
+        source = f"{self.access.url_base} /writer/status acquisition.stats.n_write_completed"
+        keys[self.images_written_key] = DataKey(source=source, dtype="integer", shape=[], dtype_numpy="<i8")
+        return keys
+
+    async def read(self) -> dict[str, Reading]:
+        readings = await super().read()
+        readings[self.images_written_key] = Reading(value=int(self.plan.index), timestamp=time.time())
+        return readings
+
+    @property
+    def hints(self) -> Hints:
+        return Hints(fields=[self.images_written_key])
+
+    @property
+    def last_output_file(self) -> str | None:
+        """The file of the acquisition opened last (None before the first ``prepare``)."""
+        return self.data_logic.last_output_file

@@ -1,0 +1,282 @@
+"""The parts of the ophyd-async detector: the DAQ as data writer, trigger/arm controllers, readings.
+
+Every call to the DAQ goes through :class:`~ophyd_stddaq.DaqAccess` (``std_daq_client`` and plain HTTP),
+run in a worker thread so the event loop never blocks.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+from ophyd_async.core import (
+    DetectorAcquireLogic,
+    DetectorDataLogic,
+    DetectorTriggerLogic,
+    PathProvider,
+    StreamableDataProvider,
+    StreamResourceDataProvider,
+    StreamResourceInfo,
+    TriggerInfo,
+    soft_signal_r_and_setter,
+)
+
+from ._access import ENDED_STATES, OPEN_ENDED_IMAGES, DaqAccess
+from ._documents import IMAGE_DATASET
+from ._errors import StdDaqAcquisitionError
+from ._signals import image_dtype
+
+_log = logging.getLogger("ophyd_stddaq")
+
+METADATA_DATASETS = {"frame_number": "/entry/data/image_id", "missing_packets": "/entry/data/n_missing_packets"}
+"""Per-image scalars of the file streamed beside the images (data key suffix -> dataset)."""
+
+
+@dataclass
+class AcquisitionPlan:
+    """What the trigger logic learnt from ``prepare`` and the data logic needs: shared by both."""
+
+    n_images: int = OPEN_ENDED_IMAGES
+    images_per_start: int = 1
+    livetime: float = 0.0
+    deadtime: float = 0.0
+    gate: bool = False
+    """Open-ended acquisitions are gated: the DAQ writes only the images the triggers ask for."""
+    gated: bool = False
+    output_file: str | None = None
+    images_written: int = 0
+    images_requested: int = 0
+    frame_numbers: list[int] = field(default_factory=list)
+    error: str | None = None
+
+    @property
+    def index(self) -> int:
+        """Images of the file that belong to events so far: written, and asked for by a trigger."""
+        return min(self.images_written, self.images_requested)
+
+
+class StdDaqTriggerLogic(DetectorTriggerLogic):
+    """Internal triggering: ``prepare`` tells how many images the next acquisition takes.
+
+    One event (``trigger`` in step scans, or ``prepare`` with ``number_of_events=1``) opens an open-ended
+    acquisition that grows with the triggers; ``number_of_events=N > 1`` opens one of exactly N images.
+    """
+
+    def __init__(self, plan: AcquisitionPlan) -> None:
+        self.plan = plan
+
+    async def prepare_internal(self, num: int, livetime: float, deadtime: float) -> None:
+        self.plan.n_images = num if num > 1 else OPEN_ENDED_IMAGES
+        self.plan.images_per_start = max(1, num)
+        self.plan.livetime, self.plan.deadtime = livetime, deadtime
+
+    async def default_trigger_info(self) -> TriggerInfo:
+        return TriggerInfo()
+
+
+class FreeRunningAcquireLogic(DetectorAcquireLogic):
+    """A detector that sends on its own (free running, or triggered by hardware): nothing to arm.
+
+    A step scan's open-ended acquisition is gated: each ``trigger`` asks the DAQ for the next image taken
+    after it (``POST /writer/trigger``), so the file holds exactly one image per event, and the other
+    images are not written. A fly scan writes the prepared number of images as they come. The last
+    ``complete`` of a fly scan waits until the DAQ has closed the file.
+    """
+
+    gate = True
+
+    def __init__(self, data: StdDaqDataLogic) -> None:
+        self.data = data
+
+    async def start_acquiring(self) -> None:
+        self.data.raise_if_failed()
+        n = self.data.plan.images_per_start
+        if self.data.plan.gated:
+            await asyncio.to_thread(self.data.access.trigger_writer, n)
+        self.data.request_images(n)
+
+    async def wait_for_idle(self) -> None:
+        await self.data.wait_closed_if_complete()
+
+    async def ensure_stopped(self) -> None:
+        return None
+
+
+class SimulatorTriggerAcquireLogic(FreeRunningAcquireLogic):
+    """Software trigger of the server's simulated detector: each start sends exactly the images asked for.
+
+    ``trigger`` sends one frame (``POST /simulation/trigger``) and the event's image is that frame; a fly
+    scan's ``kickoff`` sends the prepared number of frames at once.
+    """
+
+    gate = False  # the simulator sends exactly the frames asked for
+
+    def __init__(self, data: StdDaqDataLogic) -> None:
+        super().__init__(data)
+        self._sending: asyncio.Future | None = None
+
+    async def start_acquiring(self) -> None:
+        self.data.raise_if_failed()
+        n = self.data.plan.images_per_start
+        self.data.request_images(n)
+        self._sending = asyncio.ensure_future(asyncio.to_thread(self.data.access.software_trigger, n))
+        if n == 1:  # a step: the image is taken before the trigger returns
+            await self._collect_frames()
+
+    async def _collect_frames(self) -> None:
+        if self._sending is not None:
+            sending, self._sending = self._sending, None
+            self.data.plan.frame_numbers.extend(await sending)
+
+    async def wait_for_idle(self) -> None:
+        await self._collect_frames()
+        await super().wait_for_idle()
+
+    async def ensure_stopped(self) -> None:
+        if self._sending is not None:
+            await asyncio.wait([self._sending], timeout=60)
+            self._sending = None
+
+
+class StdDaqDataLogic(DetectorDataLogic):
+    """The DAQ as the detector's file writer.
+
+    ``prepare`` opens an acquisition into the file named by the path provider (``start_writer_async``);
+    the index the detector reports is the number of images written (polled from the DAQ status), at most
+    the number of images the triggers asked for, so each event gets the next image of the file; the
+    StreamResource/StreamDatum documents (mimetype ``application/x-hdf5``, ``dataset`` and ``chunk_shape``
+    in ``parameters``) point at ``/entry/data/data`` and the per-image scalars beside it. ``stop`` stops the
+    writer if the acquisition is still ours and running.
+    """
+
+    def __init__(
+        self,
+        access: DaqAccess,
+        path_provider: PathProvider,
+        plan: AcquisitionPlan,
+        poll_interval: float = 0.05,
+        nexus: dict[str, Any] | None = None,
+    ) -> None:
+        self.access = access
+        self.path_provider = path_provider
+        self.plan = plan
+        self.poll_interval = poll_interval
+        self.nexus = dict(nexus or {})
+        self.images_written, self._set_images_written = soft_signal_r_and_setter(int, initial_value=0)
+        self._poller: asyncio.Task | None = None
+        self._ended = asyncio.Event()
+        self.last_output_file: str | None = None
+        """The file of the acquisition opened last."""
+
+    async def prepare_unbounded(self, datakey_name: str) -> StreamableDataProvider:
+        info = self.path_provider(datakey_name)
+        file_name = f"{info.filename}.h5"
+        output_file = str(info.directory_path / file_name)
+        config = await asyncio.to_thread(self.access.config, 0.2)
+        gated = self.plan.gate and self.plan.n_images == OPEN_ENDED_IMAGES
+        request = {**self.nexus, "gated": True} if gated else self.nexus
+        await asyncio.to_thread(self.access.start_writer, output_file, self.plan.n_images, request)
+        self.plan.gated = gated
+        self.last_output_file = output_file
+        self.plan.output_file, self.plan.images_written, self.plan.error = output_file, 0, None
+        self.plan.images_requested = 0
+        self.plan.frame_numbers.clear()
+        self._set_images_written(0)
+        self._ended.clear()
+        self._poller = asyncio.ensure_future(self._poll(output_file))
+        shape = (int(config["image_pixel_height"]), int(config["image_pixel_width"]))
+        resources = [
+            StreamResourceInfo(
+                data_key=datakey_name,
+                shape=shape,
+                chunk_shape=(1, *shape),
+                dtype_numpy=np.dtype(image_dtype(config["bit_depth"])).str,
+                parameters={"dataset": IMAGE_DATASET},
+            ),
+            StreamResourceInfo(
+                data_key=f"{datakey_name}-frame_number",
+                shape=(),
+                chunk_shape=(min(self.plan.n_images, 4096),),
+                dtype_numpy=np.dtype(np.uint64).str,
+                parameters={"dataset": METADATA_DATASETS["frame_number"]},
+            ),
+            StreamResourceInfo(
+                data_key=f"{datakey_name}-missing_packets",
+                shape=(),
+                chunk_shape=(min(self.plan.n_images, 4096),),
+                dtype_numpy=np.dtype(np.uint32).str,
+                parameters={"dataset": METADATA_DATASETS["missing_packets"]},
+            ),
+        ]
+        return StreamResourceDataProvider(
+            uri=f"{info.directory_uri}{file_name}",
+            resources=resources,
+            mimetype="application/x-hdf5",
+            collections_written_signal=self.images_written,
+        )
+
+    async def _poll(self, output_file: str) -> None:
+        """Follow the acquisition: images written -> the index signal; record how it ended."""
+        while True:
+            try:
+                found = await asyncio.to_thread(self.access.acquisition, output_file)
+            except Exception as error:  # the DAQ unreachable for a moment: the trigger's timeout decides
+                _log.warning("status of %s not available: %s", output_file, error)
+                await asyncio.sleep(max(self.poll_interval, 0.5))
+                continue
+            if found is None:
+                self.plan.error = f"the DAQ no longer reports the acquisition writing {output_file}"
+                self._ended.set()
+                return
+            n_written = int(found["stats"].get("n_write_completed") or 0)
+            if n_written != self.plan.images_written:
+                self.plan.images_written = n_written
+                self._publish()
+            if found["state"] in ENDED_STATES:
+                if found["state"] == "FAILED":
+                    self.plan.error = f"acquisition {output_file} FAILED: {found.get('message', '')}"
+                    _log.error(self.plan.error)
+                self._ended.set()
+                return
+            await asyncio.sleep(self.poll_interval)
+
+    def request_images(self, n: int) -> None:
+        """The triggers asked for ``n`` more images."""
+        self.plan.images_requested += n
+        self._publish()
+
+    def _publish(self) -> None:
+        self._set_images_written(self.plan.index)
+
+    def raise_if_failed(self) -> None:
+        """StdDaqAcquisitionError if the current acquisition failed."""
+        if self.plan.error is not None:
+            raise StdDaqAcquisitionError(self.plan.error)
+
+    async def wait_closed_if_complete(self) -> None:
+        """Once all requested images are written, wait until the DAQ has closed the file."""
+        plan = self.plan
+        if plan.n_images != OPEN_ENDED_IMAGES and plan.images_written >= plan.n_images:
+            await asyncio.wait_for(self._ended.wait(), timeout=30)
+        self.raise_if_failed()
+
+    async def stop(self) -> None:
+        output_file = self.plan.output_file
+        if output_file is None:
+            return
+        self.plan.output_file = None
+        try:
+            await asyncio.to_thread(self.access.stop_if_ours, output_file)
+            if self._poller is not None:
+                await asyncio.wait_for(self._ended.wait(), timeout=30)
+        finally:
+            if self._poller is not None:
+                self._poller.cancel()
+                self._poller = None
+
+    def get_hinted_fields(self, datakey_name: str) -> Sequence[str]:
+        return []
