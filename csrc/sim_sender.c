@@ -9,6 +9,7 @@
  */
 #define _GNU_SOURCE
 #include "sim_sender.h"
+#include "sim_content.h"
 
 #include <arpa/inet.h>
 #include <errno.h>
@@ -37,10 +38,16 @@ void sim_module_pixels(uint64_t frame, int module, int bit_depth, uint64_t n_pix
 
 /* Payload of one packet in wire format (4 bit: two pixels a byte, low nibble first;
  * 12 bit: two pixels in three bytes, see image_assembly.c). */
-static void fill_payload(uint8_t *dst, const det_format *fmt, uint64_t frame, int module, int packet)
+static void fill_payload(uint8_t *dst, const det_format *fmt, const sim_config *cfg, uint64_t frame, int module,
+                         int packet)
 {
     uint64_t pixels = (uint64_t)packet_rows(fmt, packet) * fmt->module_width;
     uint64_t first = (uint64_t)packet * fmt->rows_per_packet * fmt->module_width;
+    if (cfg->content != SIM_CONTENT_RAMP) { /* realistic content, see sim_content.c */
+        sim_content_pack(cfg->content, cfg->seed, cfg->flux, frame, module, fmt->bit_depth, fmt->module_width,
+                         fmt->module_height, first, pixels, dst);
+        return;
+    }
     uint64_t base = first + 37u * (uint64_t)module + 101u * frame;
     switch (fmt->bit_depth) {
     case 12:
@@ -216,7 +223,7 @@ int sim_run(const sim_config *cfg, volatile int *stop, sim_counters *counters, c
                 if (!cfg->static_pixels || i == 0) {
                     if (fmt.kind == DET_KIND_GIGAFROST) /* padding after the last row stays 0 */
                         memset(packet + fmt.header_size, 0, fmt.payload_size);
-                    fill_payload(packet + fmt.header_size, &fmt, frame, m, p);
+                    fill_payload(packet + fmt.header_size, &fmt, cfg, frame, m, p);
                 }
                 order[p] = p;
             }

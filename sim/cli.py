@@ -7,7 +7,7 @@ import json
 import sys
 from pathlib import Path
 
-from sim.detector import SimulatedDetector
+from sim.detector import CONTENTS, DEFAULT_FLUX, SimulatedDetector
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -28,7 +28,16 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument(
         "--static-pixels", action="store_true", help="benchmarks: repeat the first frame's pixels (headers change)"
     )
-    parser.add_argument("--seed", type=int, default=0, help="seed of the fault injection choices")
+    parser.add_argument("--seed", type=int, default=0, help="seed of the fault injection choices and the content")
+    parser.add_argument(
+        "--content",
+        choices=list(CONTENTS),
+        default="ramp",
+        help="pixels: the ramp formula (default), photon counts (Eiger-like) or Jungfrau raw gain+ADC words",
+    )
+    parser.add_argument(
+        "--flux", type=float, default=DEFAULT_FLUX, help=f"photons per pixel per frame (default {DEFAULT_FLUX})"
+    )
     args = parser.parse_args(argv)
     try:
         config = json.loads(args.config.read_text())
@@ -48,6 +57,8 @@ def main(argv: list[str] | None = None) -> None:
             restart_after=args.restart_after,
             static_pixels=args.static_pixels,
             seed=args.seed,
+            content=args.content,
+            flux=args.flux,
         )
     except (OSError, ValueError, KeyError) as error:
         sys.exit(f"std_daq_sim: bad config {args.config}: {error}")

@@ -26,7 +26,8 @@ def status():
 def start():
     rate = _number("rate_hz", 100.0, float)
     n_images = int(_number("n_images", 0, int))
-    return service().simulator.start(service().get_config(), rate, n_images)
+    content = (request.get_json(silent=True) or {}).get("content") or request.args.get("content", "ramp")
+    return service().simulator.start(service().get_config(), rate, n_images, content=content)
 
 
 @blueprint.get("/stop")
