@@ -33,4 +33,4 @@ benchmark: install
 	$(BIN)/python benchmarks/throughput.py
 
 clean:
-	rm -rf $(VENV) build docs/_build *.egg-info daq_server/_receiver*.so sim/_sender*.so
+	rm -rf $(VENV) build docs/_build *.egg-info daq_server/_receiver*.so daq_server/_compress*.so sim/_sender*.so

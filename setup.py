@@ -2,4 +2,10 @@
 
 from setuptools import setup
 
-setup(cffi_modules=["csrc/build_receiver.py:ffibuilder", "csrc/build_sim.py:ffibuilder"])
+setup(
+    cffi_modules=[
+        "csrc/build_receiver.py:ffibuilder",
+        "csrc/build_sim.py:ffibuilder",
+        "csrc/build_compress.py:ffibuilder",
+    ]
+)

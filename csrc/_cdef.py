@@ -37,14 +37,21 @@ def compile_args() -> list[str]:
 
 
 def make_builder(
-    module: str, header: str, sources: list[str], extra_headers: tuple[str, ...] = (), libraries: tuple[str, ...] = ()
+    module: str,
+    header: str,
+    sources: list[str],
+    extra_headers: tuple[str, ...] = (),
+    libraries: tuple[str, ...] = (),
+    formats: bool = True,
 ):
-    """A cffi builder for ``module`` exposing ``header`` and ``extra_headers`` (plus the formats),
-    compiled from ``sources`` and linked with ``libraries``."""
+    """A cffi builder for ``module`` exposing ``header`` and ``extra_headers`` (plus the formats
+    unless ``formats`` is false), compiled from ``sources`` and linked with ``libraries``."""
     from cffi import FFI
 
     builder = FFI()
-    builder.cdef(formats_cdef() + "".join(header_cdef(name) + "\n" for name in (header, *extra_headers)))
+    builder.cdef(
+        (formats_cdef() if formats else "") + "".join(header_cdef(name) + "\n" for name in (header, *extra_headers))
+    )
     builder.set_source(
         module,
         "".join(f'#include "{name}"\n' for name in (header, *extra_headers)),

@@ -139,8 +139,8 @@ static void build_bank(bank *b)
             if (b->content == SIM_CONTENT_PHOTONS) {
                 out[p] = saturate(photons, b->bit_depth);
             } else {
-                double pedestal = 3000.0 + 400.0 * normal(key_of(b->seed, 30, p));
-                double noise = 12.0 * normal(key_of(b->seed, 31 + v, p));
+                double pedestal = 3000.0 + 40.0 * normal(key_of(b->seed, 30, p));
+                double noise = 5.0 * normal(key_of(b->seed, 31 + v, p));
                 uint32_t word = jungfrau_word(pedestal, noise, photons);
                 out[p] = b->bit_depth >= 32 ? word : word & ((1u << b->bit_depth) - 1);
             }

@@ -18,7 +18,7 @@ from collections import deque
 import numpy as np
 import zmq
 
-from daq_server.receiver import ReceivedImage
+from daq_server.image_source import ReceivedImage
 
 _TYPES = {"uint8": 8, "uint16": 16, "uint32": 32}
 

@@ -12,6 +12,7 @@ from pathlib import Path
 from waitress import create_server
 
 from daq_server.api import create_app
+from daq_server.compression import MAX_THREADS
 from daq_server.config import ConfigError
 from daq_server.receiver import ReceiverSettings
 from daq_server.service import DaqService, ServerOptions
@@ -33,9 +34,19 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         "--pin-receivers", action="store_true", help="pin each module's receive thread to its own CPU (many cores)"
     )
     parser.add_argument("--compression", choices=COMPRESSIONS, default="none", help="HDF5 image compression")
+    parser.add_argument(
+        "--compression-threads",
+        type=int,
+        default=0,
+        metavar="N",
+        help=f"native threads compressing images, 1 to {MAX_THREADS} (default: one per CPU but one)",
+    )
     parser.add_argument("--redis-url", help="publish status, stats, log and config on Redis PUB/SUB (optional)")
     parser.add_argument("--log-level", default="INFO")
-    return parser.parse_args(argv)
+    args = parser.parse_args(argv)
+    if args.compression_threads and not 1 <= args.compression_threads <= MAX_THREADS:
+        parser.error(f"--compression-threads must be 1 to {MAX_THREADS}, not {args.compression_threads}")
+    return args
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -49,6 +60,7 @@ def main(argv: list[str] | None = None) -> None:
             bind_address=args.udp_address, ring_bytes=args.ring_mb << 20, pin_threads=args.pin_receivers
         ),
         compression=args.compression,
+        compression_threads=args.compression_threads,
         redis_url=args.redis_url,
     )
     try:

@@ -11,11 +11,13 @@ from __future__ import annotations
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import Protocol
 
 import numpy as np
 
 from daq_server._receiver import ffi, lib
+from daq_server.image_source import ImageSource, ReceivedImage
+
+__all__ = ["ImageSource", "ReceivedImage", "Receiver", "ReceiverSettings", "detector_format", "check_geometry"]
 
 DETECTOR_KINDS = {
     "jungfrau": lib.DET_KIND_JUNGFRAU,
@@ -105,30 +107,6 @@ def check_geometry(config: dict) -> None:
     err = ffi.new("char[512]")
     if lib.rx_check_config(cfg, err, len(err)) != 0:
         raise ValueError(ffi.string(err).decode())
-
-
-@dataclass
-class ReceivedImage:
-    """One assembled image; ``data`` views the ring buffer and is valid until released."""
-
-    slot: int
-    frame_number: int
-    n_missing_packets: int
-    detector_timestamp: int
-    receive_time: float
-    data: np.ndarray
-
-
-class ImageSource(Protocol):
-    """What the writer driver needs from a receiver (the C UDP one, or bsread's)."""
-
-    shape: tuple[int, int]
-    dtype: np.dtype
-
-    def next_image(self, timeout: float = 0.1) -> ReceivedImage | None: ...
-    def release(self, image: ReceivedImage) -> None: ...
-    def counters(self) -> dict[str, int]: ...
-    def close(self) -> None: ...
 
 
 class Receiver:

@@ -1,11 +1,13 @@
 #!/bin/sh
 # System packages the project needs on a fresh Debian/Ubuntu machine: a C compiler and the
-# Python headers (for the cffi build), python3-venv, and redis-server (for the Redis tests).
+# Python headers (for the cffi build), liblz4-dev (the compression pool), python3-venv, and
+# redis-server (for the Redis tests).
 set -e
 missing=""
 command -v gcc >/dev/null 2>&1 || missing="$missing gcc"
 python3 -c 'import sysconfig, os, sys; sys.exit(not os.path.exists(os.path.join(sysconfig.get_paths()["include"], "Python.h")))' \
     || missing="$missing python3-dev"
+[ -f /usr/include/lz4.h ] || missing="$missing liblz4-dev"
 python3 -c 'import ensurepip' >/dev/null 2>&1 || missing="$missing python3-venv"
 command -v redis-server >/dev/null 2>&1 || missing="$missing redis-server"
 [ -z "$missing" ] && exit 0
