@@ -196,7 +196,7 @@ cp_pool *cp_create(int n_threads, int n_jobs, uint64_t max_bytes, int elem_size,
         int rc = pthread_create(&pool->threads[pool->n_threads], NULL, worker, pool);
         if (rc != 0) {
             snprintf(err, err_len, "cannot start a compression thread: %s", strerror(rc));
-            cp_destroy(pool);
+            cp_destroy(pool, NULL);
             return NULL;
         }
     }
@@ -288,7 +288,7 @@ void cp_get_counters(cp_pool *pool, cp_counters *out)
     pthread_mutex_unlock(&pool->lock);
 }
 
-void cp_destroy(cp_pool *pool)
+void cp_destroy(cp_pool *pool, cp_counters *final)
 {
     if (!pool) return;
     pthread_mutex_lock(&pool->lock);
@@ -296,6 +296,7 @@ void cp_destroy(cp_pool *pool)
     pthread_cond_broadcast(&pool->work);
     pthread_mutex_unlock(&pool->lock);
     for (int k = 0; k < pool->n_threads; k++) pthread_join(pool->threads[k], NULL);
+    if (final) *final = pool->counters;
     pthread_mutex_destroy(&pool->lock);
     pthread_cond_destroy(&pool->work);
     pthread_cond_destroy(&pool->finished);

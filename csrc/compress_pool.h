@@ -50,6 +50,7 @@ void cp_done(cp_pool *pool, int job);
 
 void cp_get_counters(cp_pool *pool, cp_counters *out);
 
-/* Stop the threads (after the queued jobs) and free everything. */
-void cp_destroy(cp_pool *pool);
+/* Stop the threads (after the queued jobs), copy the final counters to *final (if not NULL),
+ * and free everything. */
+void cp_destroy(cp_pool *pool, cp_counters *final);
 #endif

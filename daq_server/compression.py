@@ -66,6 +66,7 @@ class CompressionPool:
         self.max_bytes = max_bytes
         self._result = ffi.new("cp_result *")
         self._raw_bytes: dict[int, int] = {}
+        self.final_counters: dict[str, int] = {}
 
     def submit(self, image: np.ndarray, tag: int) -> None:
         """Queue ``image`` (it must stay valid until its chunk comes back); waits while ``in_flight``
@@ -105,7 +106,9 @@ class CompressionPool:
         return {name: int(getattr(out, name)) for name, _ in ffi.typeof("cp_counters").fields}
 
     def close(self) -> None:
-        """Finish the queued images and stop the threads (take every chunk first)."""
+        """Finish the queued images and stop the threads; the counters stay in ``final_counters``."""
         if self._pool is not None:
-            lib.cp_destroy(self._pool)
+            final = ffi.new("cp_counters *")
+            lib.cp_destroy(self._pool, final)
             self._pool = None
+            self.final_counters = {name: int(getattr(final, name)) for name, _ in ffi.typeof("cp_counters").fields}

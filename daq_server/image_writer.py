@@ -80,8 +80,8 @@ class ImageWriter:
                 self.drain(wait=True)
         finally:
             if self._pool is not None:
-                self._pool.close()
-                self.compression = self._pool.counters()
+                self._pool.close()  # its threads are done: the counters are final
+                self.compression = self._pool.final_counters
                 self._pool = None
                 while self._waiting:
                     self._waiting.popleft().drop()

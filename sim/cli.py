@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+import time
 from pathlib import Path
 
 from sim.detector import CONTENTS, DEFAULT_FLUX, SimulatedDetector
@@ -64,8 +65,8 @@ def main(argv: list[str] | None = None) -> None:
         sys.exit(f"std_daq_sim: bad config {args.config}: {error}")
     detector.start()
     try:
-        while detector.running:
-            detector.join(0.2)
+        while detector.running:  # sleep, not join: a Ctrl-C inside Thread.join leaves the thread unjoinable
+            time.sleep(0.05)
     except KeyboardInterrupt:
         detector.stop()
     if detector.error:

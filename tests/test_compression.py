@@ -74,6 +74,7 @@ def test_pool_returns_chunks_in_submission_order_equal_to_single_compression(tmp
     assert chunks == [compress(image) for image in images]
     assert counters["chunks"] == 12 and counters["bytes_in"] == 12 * images[0].nbytes
     assert counters["bytes_out"] == sum(len(c) for c in chunks)
+    assert pool.final_counters == counters, "kept when the pool closes"
 
 
 def test_pool_refuses_bad_thread_counts_and_large_images():
