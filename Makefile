@@ -31,6 +31,8 @@ test: lint
 
 benchmark: install
 	$(BIN)/python benchmarks/throughput.py
+	$(BIN)/python benchmarks/sustained.py
+	$(BIN)/python benchmarks/peer_comparison.py
 
 clean:
 	rm -rf $(VENV) build docs/_build *.egg-info daq_server/_receiver*.so daq_server/_compress*.so sim/_sender*.so

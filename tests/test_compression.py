@@ -148,3 +148,25 @@ def test_reading_without_the_plugin_fails(tmp_path):
     assert run.returncode != 0 and "Can't synchronously read data" in run.stderr
     code = "import hdf5plugin, h5py; print(h5py.File(r'%s', 'r')['d0'][0].sum())" % (tmp_path / "c.h5")
     assert int(subprocess.run([sys.executable, "-c", code], capture_output=True, text=True).stdout) == image.sum()
+
+
+def test_reader_helper_reads_compressed_files_and_explains_a_missing_plugin(tmp_path):
+    image = random_image(np.uint16, (64, 64), 5)
+    path = tmp_path / "run.h5"
+    with h5py.File(path, "w") as f:
+        d = f.create_dataset("entry/data/data", shape=(1, 64, 64), chunks=(1, 64, 64), dtype=np.uint16,
+                             **hdf5plugin.Bitshuffle(cname="lz4"))  # fmt: skip
+        d.id.write_direct_chunk((0, 0, 0), compress(image))
+    from daq_server.reading import open_images
+
+    with open_images(path) as f:
+        assert np.array_equal(f["entry/data/data"][0], image)
+    # a Python without hdf5plugin: the helper says what to install
+    code = (
+        "import sys; sys.modules['hdf5plugin'] = None\n"
+        "from daq_server.reading import open_images\n"
+        f"open_images(r'{path}')"
+    )
+    env = {k: v for k, v in os.environ.items() if k != "HDF5_PLUGIN_PATH"}
+    run = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env)
+    assert run.returncode != 0 and "pip install hdf5plugin" in run.stderr
