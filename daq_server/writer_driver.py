@@ -133,10 +133,11 @@ class WriterDriver:
         """Every image from the consumer: written when the running acquisition wants it."""
         with self._lock:
             acquisition = self._acquisition
-            if self._writer is None or not acquisition.accepts_images:
+            if self._writer is None:
                 return
-            if image.receive_time < acquisition.start_time:
-                return  # assembled before the request: not part of this acquisition
+            if not acquisition.accepts_images or image.receive_time < acquisition.start_time:
+                self._write_finished()  # not for this acquisition (or too early): only catch up
+                return
             acquisition.n_write_requested += 1
             if acquisition.state == WAITING_IMAGES:
                 acquisition.state = ACQ_WRITING
@@ -151,14 +152,19 @@ class WriterDriver:
     def idle(self) -> None:
         """No image for a while: write what the compressing threads finished."""
         with self._lock:
-            if self._writer is None or self._acquisition.state != ACQ_WRITING:
-                return
-            try:
-                self._writer.drain()
-            except Exception as error:
-                self._write_failed(error)
-                return
-            self._progress()
+            if self._writer is not None:
+                self._write_finished()
+
+    def _write_finished(self) -> None:
+        """Write the images the compressing threads finished. Caller holds the lock."""
+        if self._acquisition.state != ACQ_WRITING:
+            return
+        try:
+            self._writer.drain()
+        except Exception as error:
+            self._write_failed(error)
+            return
+        self._progress()
 
     def _progress(self) -> None:
         written = self._writer.n_written
