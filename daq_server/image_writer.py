@@ -21,17 +21,18 @@ class ImageWriter:
 
     def __init__(self, target: WriteTarget, compression_threads: int = 0):
         self.target = target
-        self.file = Hdf5Writer(target)
         self._pool: CompressionPool | None = None
         self._waiting: deque[ReceivedImage] = deque()  # submitted to the pool, in order
         self.compression: dict[str, int] = {}
-        if target.compression == BITSHUFFLE_LZ4:
-            try:
-                self._pool = CompressionPool(compression_threads or default_threads(), target.image_bytes,
-                                             np.dtype(target.dtype).itemsize)  # fmt: skip
-            except (RuntimeError, ValueError):
-                self.file.close()
-                raise
+        if target.compression == BITSHUFFLE_LZ4:  # first the pool: no file is left behind if it fails
+            threads, itemsize = compression_threads or default_threads(), np.dtype(target.dtype).itemsize
+            self._pool = CompressionPool(threads, target.image_bytes, itemsize)
+        try:
+            self.file = Hdf5Writer(target)
+        except BaseException:
+            if self._pool is not None:
+                self._pool.close()
+            raise
 
     @property
     def n_written(self) -> int:
