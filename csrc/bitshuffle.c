@@ -42,8 +42,44 @@ static void bit_planes(const uint8_t *bytes, uint8_t *out, uint64_t n)
     for (; i < n; i += 8) planes_of_8(bytes + i, out + i / 8, row_bytes);
 }
 
+#ifdef __SSE2__
+/* 16-bit elements in one pass: split 16 elements into their low and high bytes, then movemask. */
+static void bitshuffle_16bit(const uint8_t *in, uint8_t *out, uint64_t n)
+{
+    uint64_t row_bytes = n / 8, i = 0;
+    const __m128i low_mask = _mm_set1_epi16(0x00FF);
+    for (; i + 16 <= n; i += 16) {
+        __m128i a = _mm_loadu_si128((const __m128i *)(in + 2 * i));
+        __m128i b = _mm_loadu_si128((const __m128i *)(in + 2 * i + 16));
+        __m128i bytes[2] = {_mm_packus_epi16(_mm_and_si128(a, low_mask), _mm_and_si128(b, low_mask)),
+                            _mm_packus_epi16(_mm_srli_epi16(a, 8), _mm_srli_epi16(b, 8))};
+        for (int k = 0; k < 2; k++) {
+            __m128i x = bytes[k];
+            uint8_t *plane = out + k * n + i / 8;
+            for (int j = 7; j >= 0; j--) {
+                uint16_t bits = (uint16_t)_mm_movemask_epi8(x);
+                memcpy(plane + j * row_bytes, &bits, 2);
+                x = _mm_add_epi8(x, x);
+            }
+        }
+    }
+    for (; i < n; i += 8) /* a last group of 8 elements */
+        for (int k = 0; k < 2; k++) {
+            uint8_t group[8];
+            for (int e = 0; e < 8; e++) group[e] = in[2 * (i + e) + k];
+            planes_of_8(group, out + k * n + i / 8, row_bytes);
+        }
+}
+#endif
+
 void bitshuffle(const uint8_t *in, uint8_t *out, uint8_t *tmp, uint64_t n, int elem_size)
 {
+#ifdef __SSE2__
+    if (elem_size == 2) {
+        bitshuffle_16bit(in, out, n);
+        return;
+    }
+#endif
     if (elem_size == 1) {
         bit_planes(in, out, n);
         return;
