@@ -37,6 +37,8 @@ test: lint test-packages
 
 benchmark: install
 	$(BIN)/python benchmarks/throughput.py
+	$(BIN)/python benchmarks/sustained.py
+	$(BIN)/python benchmarks/peer_comparison.py
 
 clean:
-	rm -rf $(VENV) build docs/_build *.egg-info daq_server/_receiver*.so sim/_sender*.so detectors/_formats*.so
+	rm -rf $(VENV) build docs/_build *.egg-info daq_server/_receiver*.so daq_server/_compress*.so sim/_sender*.so detectors/_formats*.so

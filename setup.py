@@ -23,6 +23,7 @@ setup(
         "csrc/build_detectors.py:ffibuilder",
         "csrc/build_receiver.py:ffibuilder",
         "csrc/build_sim.py:ffibuilder",
+        "csrc/build_compress.py:ffibuilder",
     ],
     install_requires=[
         client,

@@ -40,18 +40,29 @@ def compile_args() -> list[str]:
     return ["-O3", "-std=gnu11", "-Wall", "-Wno-unused-function"]
 
 
-def make_builder(module: str, header: str, sources: list[str]):
-    """A cffi builder for ``module`` exposing ``header`` (plus the formats), compiled from ``sources``."""
+def make_builder(
+    module: str,
+    header: str,
+    sources: list[str],
+    extra_headers: tuple[str, ...] = (),
+    libraries: tuple[str, ...] = (),
+    formats: bool = True,
+):
+    """A cffi builder for ``module`` exposing ``header`` and ``extra_headers`` (plus the formats
+    unless ``formats`` is false), compiled from ``sources`` and linked with ``libraries``."""
     from cffi import FFI
 
     builder = FFI()
-    builder.cdef(formats_cdef() + (header_cdef(header) if header != "detector_formats.h" else ""))
+    builder.cdef(
+        (formats_cdef() if formats else "")
+        + "".join(header_cdef(name) + "\n" for name in (header, *extra_headers) if name != "detector_formats.h")
+    )
     builder.set_source(
         module,
-        f'#include "{header}"',
+        "".join(f'#include "{name}"\n' for name in (header, *extra_headers)),
         sources=[f"csrc/{name}" for name in sources],  # relative to the project root, where the build runs
         include_dirs=["csrc"],
         extra_compile_args=compile_args(),
-        libraries=["pthread"],
+        libraries=["pthread", "m", *libraries],
     )
     return builder

@@ -9,6 +9,7 @@
  */
 #define _GNU_SOURCE
 #include "sim_sender.h"
+#include "sim_content.h"
 
 #include <arpa/inet.h>
 #include <errno.h>
@@ -36,12 +37,16 @@ void sim_module_pixels(uint64_t frame, int module, int bit_depth, uint64_t n_pix
 }
 
 /* Payload of one packet in the detector's wire format (codec in detector_formats.h). */
-static void fill_payload(uint8_t *dst, const det_format *fmt, uint64_t frame, int module, int packet,
-                         uint32_t *values)
+static void fill_payload(uint8_t *dst, const det_format *fmt, const sim_config *cfg, uint64_t frame, int module,
+                         int packet, uint32_t *values)
 {
     int pixels = packet_rows(fmt, packet) * fmt->module_width;
     uint64_t first = (uint64_t)packet * fmt->rows_per_packet * fmt->module_width;
-    for (int k = 0; k < pixels; k++) values[k] = value_of(frame, module, first + k, fmt->bit_depth);
+    if (cfg->content != SIM_CONTENT_RAMP) /* realistic content, see sim_content.c */
+        sim_content_values(cfg->content, cfg->seed, cfg->flux, frame, module, fmt->bit_depth, fmt->module_width,
+                           fmt->module_height, first, pixels, values);
+    else
+        for (int k = 0; k < pixels; k++) values[k] = value_of(frame, module, first + k, fmt->bit_depth);
     det_encode_run(fmt, values, dst, pixels);
 }
 
@@ -181,7 +186,7 @@ int sim_run(const sim_config *cfg, volatile int *stop, sim_counters *counters, c
                 if (!cfg->static_pixels || i == 0) {
                     if (fmt.kind == DET_KIND_GIGAFROST) /* padding after the last row stays 0 */
                         memset(packet + fmt.header_size, 0, fmt.payload_size);
-                    fill_payload(packet + fmt.header_size, &fmt, frame, m, p, values);
+                    fill_payload(packet + fmt.header_size, &fmt, cfg, frame, m, p, values);
                 }
                 order[p] = p;
             }

@@ -19,7 +19,7 @@ import numpy as np
 import zmq
 
 import detectors
-from daq_server.receiver import ReceivedImage
+from daq_server.image_source import ReceivedImage
 
 _TYPES = {"uint8": 8, "uint16": 16, "uint32": 32}
 

@@ -13,6 +13,7 @@ from waitress import create_server
 
 from daq_server.api import create_app
 from daq_server.cli_security import REQUEST_THREADS, access_policy, add_security_arguments
+from daq_server.compression import MAX_THREADS
 from daq_server.config import ConfigError, ConfigStore
 from daq_server.host_part import prepare_host_config
 from daq_server.receiver import ReceiverSettings
@@ -57,6 +58,13 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         "--pin-receivers", action="store_true", help="pin each module's receive thread to its own CPU (many cores)"
     )
     parser.add_argument("--compression", choices=COMPRESSIONS, default="none", help="HDF5 image compression")
+    parser.add_argument(
+        "--compression-threads",
+        type=int,
+        default=0,
+        metavar="N",
+        help=f"native threads compressing images, 1 to {MAX_THREADS} (default: one per CPU but one)",
+    )
     parser.add_argument("--redis-url", help="publish status, stats, log and config on Redis PUB/SUB (optional)")
     parser.add_argument(
         "--modules",
@@ -72,6 +80,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     args = parser.parse_args(argv)
     if args.data_root is None and not args.check_config:
         parser.error("the following arguments are required: --data-root")
+    if args.compression_threads and not 1 <= args.compression_threads <= MAX_THREADS:
+        parser.error(f"--compression-threads must be 1 to {MAX_THREADS}, not {args.compression_threads}")
     return args
 
 
@@ -103,6 +113,7 @@ def main(argv: list[str] | None = None) -> None:
             realtime_priority=args.realtime_priority,
         ),
         compression=args.compression,
+        compression_threads=args.compression_threads,
         redis_url=args.redis_url,
         memory_limit_bytes=args.memory_limit_mb << 20,
         allowed_user_ids=args.allowed_user_ids,

@@ -14,7 +14,7 @@ import time
 import numpy as np
 from PIL import Image
 
-from daq_server.receiver import ReceivedImage
+from daq_server.image_source import ReceivedImage
 
 
 class LivePreview:

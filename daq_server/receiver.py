@@ -11,13 +11,15 @@ from __future__ import annotations
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import Protocol
 
 import numpy as np
 
 import detectors
 from daq_server._receiver import ffi, lib
+from daq_server.image_source import ImageSource, ReceivedImage
 from detectors import detector_format
+
+__all__ = ["ImageSource", "ReceivedImage", "Receiver", "ReceiverSettings", "detector_format", "check_geometry"]
 
 MAX_MODULES = detectors.MAX_MODULES
 """Modules (UDP streams) one receiver assembles."""
@@ -77,30 +79,6 @@ def check_geometry(config: dict) -> None:
     err = ffi.new("char[512]")
     if lib.rx_check_config(cfg, err, len(err)) != 0:
         raise ValueError(ffi.string(err).decode())
-
-
-@dataclass
-class ReceivedImage:
-    """One assembled image; ``data`` views the ring buffer and is valid until released."""
-
-    slot: int
-    frame_number: int
-    n_missing_packets: int
-    detector_timestamp: int
-    receive_time: float
-    data: np.ndarray
-
-
-class ImageSource(Protocol):
-    """What the writer driver needs from a receiver (the C UDP one, or bsread's)."""
-
-    shape: tuple[int, int]
-    dtype: np.dtype
-
-    def next_image(self, timeout: float = 0.1) -> ReceivedImage | None: ...
-    def release(self, image: ReceivedImage) -> None: ...
-    def counters(self) -> dict[str, int]: ...
-    def close(self) -> None: ...
 
 
 class Receiver:

@@ -40,6 +40,7 @@ class ServerOptions:
     state_dir: Path
     receiver: ReceiverSettings = ReceiverSettings()
     compression: str = "none"
+    compression_threads: int = 0  # 0: one per CPU but one (daq_server.compression.default_threads)
     server_name: str = "std-daq"
     redis_url: str | None = None
     memory_limit_bytes: int = DEFAULT_MEMORY_LIMIT
@@ -65,7 +66,11 @@ class DaqService:
         self.log = AcquisitionLog(options.state_dir / "acquisitions.jsonl", lambda r: self._publish("acquisition", r))
         self.preview = LivePreview()
         self.driver = WriterDriver(
-            options.state_dir, self.log, lambda status: self._publish("status", status), self.preview.offer
+            options.state_dir,
+            self.log,
+            lambda status: self._publish("status", status),
+            self.preview.offer,
+            compression_threads=options.compression_threads,
         )
         bind = options.receiver.bind_address
         self.simulator = BuiltInSimulator(host="127.0.0.1" if bind == "0.0.0.0" else bind)

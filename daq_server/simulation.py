@@ -24,8 +24,10 @@ class BuiltInSimulator:
         self._detector: SimulatedDetector | None = None
         self._lock = threading.Lock()
 
-    def start(self, config: dict, rate_hz: float, n_images: int) -> dict:
-        """Start sending the config's modules to its ports (refused if already running)."""
+    def start(self, config: dict, rate_hz: float, n_images: int, content: str = "ramp") -> dict:
+        """Start sending the config's modules to its ports (refused if already running).
+
+        ``content``: ``ramp`` (default), ``photons`` or ``jungfrau-raw`` (see docs/simulator.rst)."""
         if not 0 < rate_hz <= 10_000:
             raise AdminError(f"rate_hz must be within 0 … 10000, not {rate_hz}")
         if n_images < 0:
@@ -35,7 +37,12 @@ class BuiltInSimulator:
                 raise AdminError("The simulated detector is running already; stop it first.")
             try:
                 self._detector = SimulatedDetector(
-                    config, rate_hz=rate_hz, n_images=n_images, first_frame=self._next_frame(), host=self._host
+                    config,
+                    rate_hz=rate_hz,
+                    n_images=n_images,
+                    first_frame=self._next_frame(),
+                    host=self._host,
+                    content=str(content),
                 )
             except ValueError as error:
                 raise AdminError(str(error)) from None
@@ -95,12 +102,20 @@ class BuiltInSimulator:
     def _status_locked(self) -> dict:
         detector = self._detector
         if detector is None:
-            return {"state": "STOPPED", "rate_hz": None, "n_images": None, "frames_sent": 0, "error": None}
+            return {
+                "state": "STOPPED",
+                "rate_hz": None,
+                "n_images": None,
+                "content": None,
+                "frames_sent": 0,
+                "error": None,
+            }
         counters = detector.live_counters()
         return {
             "state": "RUNNING" if detector.running else "STOPPED",
             "rate_hz": detector.rate_hz,
             "n_images": detector.n_images,
+            "content": detector.content,
             "frames_sent": counters["frames_sent"],
             "packets_sent": counters["packets_sent"],
             "error": detector.error,

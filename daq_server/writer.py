@@ -18,7 +18,8 @@ acquisition, the writer stops *before* writing into unreserved space, so the acq
 FAILED with "disk full" and a file that closes cleanly with every image written so far.
 
 Uncompressed images go from the ring buffer into their chunk with ``write_direct_chunk`` (no
-copy in Python, no type conversion); compressed ones through h5py's filter pipeline. The small
+copy in Python, no type conversion); so do chunks compressed by the native pool
+(``daq_server.compression``); other compressed ones go through h5py's filter pipeline. The small
 metadata datasets are written once a second, after an image that follows a pause (step scans) and at
 the end, with an HDF5 flush, so what was
 written survives a crash of the server (the kernel keeps the pages; power loss is not
@@ -217,10 +218,20 @@ class Hdf5Writer:
                 os.close(self._fd)
                 self._fd = None
 
-    def write(self, image: np.ndarray, frame_number: int, n_missing_packets: int, receive_time: float) -> None:
-        """Write the next image and its metadata; DiskFull (nothing written) when no space is left."""
+    def write(
+        self,
+        image: np.ndarray,
+        frame_number: int,
+        n_missing_packets: int,
+        receive_time: float,
+        chunk: memoryview | bytes | None = None,
+    ) -> None:
+        """Write the next image and its metadata; DiskFull (nothing written) when no space is left.
+
+        ``chunk``: the image already compressed in the dataset's filter format (see
+        daq_server.compression), written as it is."""
         i = self.n_written
-        image_bytes = self.target.image_bytes
+        image_bytes = self.target.image_bytes if chunk is None else len(chunk)
         # no system call per image: each image grows the file by at most image_bytes
         if self._size_bound + image_bytes + METADATA_SLACK_BYTES > self._reserved_end:
             try:
@@ -229,7 +240,9 @@ class Hdf5Writer:
                 raise DiskFull(self._no_room(f"the disk is full after {i} images ({error.strerror})")) from None
         try:
             self.images.resize(i + 1, axis=0)  # the dataset grows with the images (SWMR readers see it)
-            if self._direct and image.dtype == self._dtype and image.flags.c_contiguous:
+            if chunk is not None:
+                self.images.id.write_direct_chunk((i, 0, 0), chunk)  # compressed by the pool
+            elif self._direct and image.dtype == self._dtype and image.flags.c_contiguous:
                 self.images.id.write_direct_chunk((i, 0, 0), image)  # straight from the ring buffer
             else:  # compressed, or bytes in another order (a big-endian bsread source): convert
                 self.images[i] = image

@@ -6,9 +6,11 @@ Acquisition state: WAITING_IMAGES -> WRITING -> FLUSHING_IMAGES -> FINISHED, or 
 A stop during an acquisition ends it FINISHED with the message "Interrupted." and a valid
 file holding the images written so far.
 
-One thread (the consumer) takes every assembled image from the ring buffer, counts it for
-the stats, writes it when an acquisition wants it, and releases the slot. Images are never
-copied in Python: the HDF5 library reads them straight from the ring buffer.
+The image consumer (``daq_server.image_consumer``) offers every assembled image to three sinks:
+the stats counter, the live preview and this driver, the acquisition writer, which writes the
+images an acquisition wants through an ``ImageWriter`` (straight, or compressed by the native
+pool). Images are never copied in Python: the HDF5 library and the compressing threads read them
+straight from the ring buffer. The acquisition's own state and JSON are ``daq_server.acquisition``.
 """
 
 from __future__ import annotations
@@ -20,35 +22,35 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
+from daq_server.acquisition import (
+    ACQ_WRITING,
+    ACTIVE_STATES,
+    FAILED,
+    FINISHED,
+    FLUSHING_IMAGES,
+    WAITING_IMAGES,
+    Acquisition,
+)
 from daq_server.acquisition_log import AcquisitionLog
-from daq_server.receiver import ImageSource, ReceivedImage
+from daq_server.image_consumer import CallbackSink, ImageConsumer, ImageCounter
+from daq_server.image_source import ImageSource, ReceivedImage
+from daq_server.image_writer import ImageWriter
 from daq_server.stats import RECEIVER_COUNTERS
 from daq_server.write_request import WriteRequest
-from daq_server.writer import Hdf5Writer, WriteTarget, describe_error
+from daq_server.writer import WriteTarget, describe_error
 
 _log = logging.getLogger("daq_server.writer_driver")
 
 READY, WRITING, UNKNOWN = "READY", "WRITING", "UNKNOWN"
-WAITING_IMAGES, ACQ_WRITING, FLUSHING_IMAGES = "WAITING_IMAGES", "WRITING", "FLUSHING_IMAGES"
-FINISHED, FAILED = "FINISHED", "FAILED"
-ACTIVE_STATES = (WAITING_IMAGES, ACQ_WRITING, FLUSHING_IMAGES)
+__all__ = ["READY", "WRITING", "UNKNOWN", "ACTIVE_STATES", "FAILED", "FINISHED", "DriverError", "WriterDriver"]
 
 
 class DriverError(RuntimeError):
     """A request the driver refuses in its current state (e.g. a write while WRITING)."""
 
 
-def _empty_acquisition() -> dict:
-    return {
-        "info": {"n_images": None, "output_file": None, "run_id": None},
-        "message": "No acquisition yet.",
-        "state": FINISHED,
-        "stats": {"n_write_completed": 0, "n_write_requested": 0, "start_time": None, "stop_time": None},
-    }
-
-
 class WriterDriver:
-    """Owns the writer state, the current acquisition and the image consumer thread."""
+    """Owns the writer state and the current acquisition; the acquisition writer among the image sinks."""
 
     def __init__(
         self,
@@ -56,35 +58,40 @@ class WriterDriver:
         log: AcquisitionLog,
         on_change: Callable[[dict], None] | None = None,
         on_image: Callable[[ReceivedImage], None] | None = None,
+        compression_threads: int = 0,
     ):
         self._lock = threading.RLock()
         self._ended = threading.Condition(self._lock)
         self._state = READY
-        self._acquisition = _empty_acquisition()
-        self._writer: Hdf5Writer | None = None
+        self._acquisition = Acquisition()
+        self._writer: ImageWriter | None = None
         self._log = log
         self._on_change = on_change or (lambda status: None)
-        self._on_image = on_image or (lambda image: None)
+        self._counter = ImageCounter()
+        self._sinks = [self._counter, CallbackSink(on_image or (lambda image: None)), self]
+        self._compression_threads = compression_threads
         self._marker = state_dir / "acquisition_in_progress.json"
         self._receiver: ImageSource | None = None
+        self._consumer: ImageConsumer | None = None
         self._counters_at_start: dict[str, int] | None = None  # receiver counters when the acquisition began
-        self._consumer: threading.Thread | None = None
-        self._consume = threading.Event()
         self._gate: int | None = None  # gated acquisition: images the triggers still ask for
         self._gate_since = 0.0  # ... taken (first packet) at or after this time
         # counters for the stats (the receiver's own counters restart with each receiver)
-        self.detector_images = 0
         self.writer_images = 0
         self.writer_bytes = 0
         self._recover_after_crash()
 
+    @property
+    def detector_images(self) -> int:
+        """Images the consumer took from the receiver(s) since the server started."""
+        return self._counter.images
+
     # ---- status -------------------------------------------------------------------------
     def status(self) -> dict:
-        """The DAQ status object of the seed README (a running acquisition's message says when the
-        receiver dropped images for want of a free ring slot)."""
+        """The DAQ status object of the seed README."""
         with self._lock:
-            acquisition = json.loads(json.dumps(self._acquisition))
-            if acquisition["state"] in ACTIVE_STATES and self._counters_at_start is not None:
+            acquisition = self._acquisition.to_json()
+            if self._acquisition.active and self._counters_at_start is not None:
                 dropped = self._acquisition_counters().get("images_dropped", 0)
                 if dropped:
                     acquisition["message"] += (
@@ -115,76 +122,87 @@ class WriterDriver:
         try:
             info = json.loads(self._marker.read_text())
         except (OSError, json.JSONDecodeError):
-            info = {"n_images": None, "output_file": None, "run_id": None}
+            info = None
         self._state = UNKNOWN
-        self._acquisition = _empty_acquisition()
-        self._acquisition.update(
-            {
-                "info": info,
-                "state": FAILED,
-                "message": "ERROR: The server stopped during this acquisition; the file holds the images "
-                "written until then. Call stop to reset the writer.",
-            }
-        )
+        self._acquisition = Acquisition.interrupted_by_crash(info)
 
     # ---- receiver attachment --------------------------------------------------------------
     def attach(self, receiver: ImageSource) -> None:
         """Start consuming images from ``receiver``."""
         self.detach()
         self._receiver = receiver
-        self._consume.set()
-        self._consumer = threading.Thread(target=self._consume_loop, args=(receiver,), name="image-consumer")
-        self._consumer.start()
+        self._consumer = ImageConsumer(receiver, self._sinks)
 
     def detach(self) -> None:
         """Stop consuming (before the receiver is stopped or replaced)."""
-        self._consume.clear()
         if self._consumer is not None:
-            self._consumer.join()
+            self._consumer.stop()
             self._consumer = None
+        with self._lock:  # images in flight are written (and go back) before the receiver goes
+            if self._writer is not None:
+                try:
+                    self._writer.drain(wait=True)
+                    self._progress()
+                except Exception as error:
+                    self._write_failed(error)
         self._receiver = None
 
-    def _consume_loop(self, receiver: ImageSource) -> None:
-        while self._consume.is_set():
-            image = receiver.next_image(timeout=0.1)
-            if image is None:
-                continue
-            try:
-                self.detector_images += 1
-                self._on_image(image)
-                self._handle_image(image)
-            finally:
-                receiver.release(image)
-
-    def _handle_image(self, image: ReceivedImage) -> None:
+    # ---- the acquisition writer sink -------------------------------------------------------
+    def offer(self, image: ReceivedImage) -> None:
+        """Every image from the consumer: written when the running acquisition wants it."""
         with self._lock:
             acquisition = self._acquisition
-            if self._writer is None or acquisition["state"] not in (WAITING_IMAGES, ACQ_WRITING):
+            if self._writer is None:
                 return
-            if image.receive_time < acquisition["stats"]["start_time"]:
-                return  # assembled before the request: not part of this acquisition
+            if not acquisition.accepts_images or image.receive_time < acquisition.start_time:
+                self._write_finished()  # not for this acquisition (or too early): only catch up
+                return
             if self._gate is not None:
                 if self._gate <= 0 or image.receive_time < self._gate_since:
-                    return  # gated: only the images a trigger asked for, taken after it
+                    self._write_finished()  # gated: only the images a trigger asked for, taken after it
+                    return
                 self._gate -= 1
-            stats = acquisition["stats"]
-            stats["n_write_requested"] += 1
-            if acquisition["state"] == WAITING_IMAGES:
-                acquisition["state"] = ACQ_WRITING
+            acquisition.n_write_requested += 1
+            acquisition.note_frame(image.frame_number)
+            if acquisition.state == WAITING_IMAGES:
+                acquisition.state = ACQ_WRITING
                 self._changed()
             try:
-                self._writer.write(image.data, image.frame_number, image.n_missing_packets, image.receive_time)
+                self._writer.put(image)
             except Exception as error:  # disk full, I/O error: fail the acquisition, keep the file
-                _log.error("writing %s failed: %s", acquisition["info"]["output_file"], error)
-                self._end(FAILED, f"ERROR: Writing the image failed: {describe_error(error)}")
+                self._write_failed(error)
                 return
-            stats["n_write_completed"] = self._writer.n_written
-            ids = acquisition.setdefault("image_ids", {"first": image.frame_number})  # scale-out: parts are
-            ids["last"] = image.frame_number  # aligned by frame number (daq_server/coordinator)
-            self.writer_images += 1
-            self.writer_bytes += image.data.nbytes
-            if self._writer.n_written >= acquisition["info"]["n_images"]:
-                self._end(FINISHED, "Completed.")
+            self._progress()
+
+    def idle(self) -> None:
+        """No image for a while: write what the compressing threads finished."""
+        with self._lock:
+            if self._writer is not None:
+                self._write_finished()
+
+    def _write_finished(self) -> None:
+        """Write the images the compressing threads finished. Caller holds the lock."""
+        if self._acquisition.state != ACQ_WRITING:
+            return
+        try:
+            self._writer.drain()
+        except Exception as error:
+            self._write_failed(error)
+            return
+        self._progress()
+
+    def _progress(self) -> None:
+        written = self._writer.n_written
+        new = written - self._acquisition.n_write_completed
+        self._acquisition.n_write_completed = written
+        self.writer_images += new
+        self.writer_bytes += new * self._writer.target.image_bytes
+        if self._acquisition.complete:
+            self._end(FINISHED, "Completed.")
+
+    def _write_failed(self, error: Exception) -> None:
+        _log.error("writing %s failed: %s", self._acquisition.info["output_file"], error)
+        self._end(FAILED, f"ERROR: Writing the image failed: {describe_error(error)}")
 
     # ---- requests ---------------------------------------------------------------------------
     def start(self, request: WriteRequest, config: dict, compression: str) -> dict:
@@ -214,26 +232,37 @@ class WriterDriver:
             except OSError as error:
                 self._remove_marker()
                 raise DriverError(f"Cannot record the acquisition in the state folder: {error.strerror}") from None
-            self._gate = 0 if request.gated else None
             try:
-                self._writer = Hdf5Writer(target)
-            except (OSError, ValueError, MemoryError) as error:
+                self._writer = ImageWriter(target, self._compression_threads)
+            except (OSError, ValueError, RuntimeError, MemoryError) as error:
                 self._remove_marker()
                 raise DriverError(f"Cannot create {request.output_file}: {error}") from None
+            self._gate = 0 if request.gated else None
             self._counters_at_start = self._receiver.counters()
             self._state = WRITING
-            self._acquisition = {
-                "info": request.info(),
-                "message": "Waiting for images.",
-                "state": WAITING_IMAGES,
-                "stats": {
-                    "n_write_completed": 0,
-                    "n_write_requested": 0,
-                    "start_time": time.time(),
-                    "stop_time": None,
-                },
-            }
+            self._acquisition = Acquisition.started(request.info())
             self._changed()
+            return self.status()
+
+    def stop(self) -> dict:
+        """Always allowed: interrupt a running acquisition, reset UNKNOWN to READY."""
+        with self._lock:
+            if self._state == WRITING and self._acquisition.active:
+                self._end(FINISHED, "Interrupted.")
+            elif self._state != READY:
+                self._state = READY
+                self._remove_marker()
+                self._changed()
+            return self.status()
+
+    def open_gate(self, n_images: int) -> dict:
+        """Software trigger of a gated acquisition: write the next ``n_images`` images taken from now on."""
+        with self._lock:
+            if self._state != WRITING or self._gate is None or not self._acquisition.active:
+                raise DriverError('No gated acquisition is running (start one with "gated": true).')
+            if self._gate <= 0:
+                self._gate_since = time.time()
+            self._gate += n_images
             return self.status()
 
     def _remove_marker(self) -> None:
@@ -243,27 +272,6 @@ class WriterDriver:
         except OSError as error:
             _log.error("cannot remove the marker %s: %s", self._marker, error)
 
-    def open_gate(self, n_images: int) -> dict:
-        """Software trigger of a gated acquisition: write the next ``n_images`` images taken from now on."""
-        with self._lock:
-            if self._state != WRITING or self._gate is None or self._acquisition["state"] not in ACTIVE_STATES:
-                raise DriverError('No gated acquisition is running (start one with "gated": true).')
-            if self._gate <= 0:
-                self._gate_since = time.time()
-            self._gate += n_images
-            return self.status()
-
-    def stop(self) -> dict:
-        """Always allowed: interrupt a running acquisition, reset UNKNOWN to READY."""
-        with self._lock:
-            if self._state == WRITING and self._acquisition["state"] in ACTIVE_STATES:
-                self._end(FINISHED, "Interrupted.")
-            elif self._state != READY:
-                self._state = READY
-                self._remove_marker()
-                self._changed()
-            return self.status()
-
     def wait_until_ended(self, timeout: float | None = None) -> dict:
         """Block until the writer is not WRITING any more (for write_sync)."""
         with self._lock:
@@ -271,30 +279,34 @@ class WriterDriver:
             return self.status()
 
     def _end(self, state: str, message: str) -> None:
-        """Close the file, record the acquisition, back to READY. Caller holds the lock."""
+        """Write what is in flight, close the file, record the acquisition, back to READY. Caller holds the lock."""
         acquisition = self._acquisition
-        acquisition["state"] = FLUSHING_IMAGES
+        acquisition.state = FLUSHING_IMAGES
         self._changed()
-        acquisition["counters"] = self._acquisition_counters()
+        writer, self._writer = self._writer, None
+        acquisition.counters = self._acquisition_counters()
         self._counters_at_start = None
         try:
-            if self._writer is not None:
-                self._writer.close(summary=acquisition["counters"])
+            if writer is not None:
+                writer.close(write_pending=state != FAILED, summary=acquisition.counters)
         except Exception as error:  # the file may be damaged (e.g. disk full on close)
-            _log.error("closing %s failed: %s", acquisition["info"]["output_file"], error)
+            _log.error("closing %s failed: %s", acquisition.info["output_file"], error)
             if state != FAILED:
                 state, message = FAILED, f"ERROR: Closing the file failed: {describe_error(error)}"
-        self._writer = None
-        acquisition["state"] = state
-        acquisition["message"] = message
-        acquisition["stats"]["stop_time"] = time.time()
+        if writer is not None:
+            new = writer.n_written - acquisition.n_write_completed
+            acquisition.n_write_completed = writer.n_written
+            self.writer_images += new
+            self.writer_bytes += new * writer.target.image_bytes
+        acquisition.end(state, message)
         self._state = READY
         self._remove_marker()
-        self._log.append(json.loads(json.dumps(acquisition)))
+        self._log.append(acquisition.to_json())
         self._changed()
 
     def close(self) -> None:
-        """Server shutdown: end a running acquisition as interrupted, stop consuming."""
+        """Server shutdown: end a running acquisition as interrupted (its counters taken while the
+        receiver is still attached), stop consuming."""
         with self._lock:
             if self._state == WRITING:
                 self._end(FINISHED, "Interrupted.")

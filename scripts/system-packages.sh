@@ -1,6 +1,7 @@
 #!/bin/sh
 # System packages the project needs on a fresh Debian/Ubuntu machine, installed with apt only when missing.
-#   sh scripts/system-packages.sh          build and run: a C compiler, the Python headers (cffi build), python3-venv
+#   sh scripts/system-packages.sh          build and run: a C compiler, the Python headers (cffi build), liblz4-dev
+#                                          (the compression pool), python3-venv
 #   sh scripts/system-packages.sh test     also what the tests need: redis-server (Redis tests) and chromium
 #                                          (the headless browser of the web page test)
 set -e
@@ -8,6 +9,7 @@ missing=""
 command -v gcc >/dev/null 2>&1 || missing="$missing gcc"
 python3 -c 'import sysconfig, os, sys; sys.exit(not os.path.exists(os.path.join(sysconfig.get_paths()["include"], "Python.h")))' \
     || missing="$missing python3-dev"
+[ -f /usr/include/lz4.h ] || missing="$missing liblz4-dev"
 python3 -c 'import ensurepip' >/dev/null 2>&1 || missing="$missing python3-venv"
 if [ "$1" = "test" ]; then
     command -v redis-server >/dev/null 2>&1 || missing="$missing redis-server"

@@ -12,9 +12,10 @@ import importlib.util
 import json
 import subprocess
 import sys
+import time
 from pathlib import Path
 
-from sim.detector import SimulatedDetector
+from sim.detector import CONTENTS, DEFAULT_FLUX, SimulatedDetector
 
 
 def server_verdict(config_file: Path) -> str | None:
@@ -57,7 +58,16 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument(
         "--static-pixels", action="store_true", help="benchmarks: repeat the first frame's pixels (headers change)"
     )
-    parser.add_argument("--seed", type=int, default=0, help="seed of the fault injection choices")
+    parser.add_argument("--seed", type=int, default=0, help="seed of the fault injection choices and the content")
+    parser.add_argument(
+        "--content",
+        choices=list(CONTENTS),
+        default="ramp",
+        help="pixels: the ramp formula (default), photon counts (Eiger-like) or Jungfrau raw gain+ADC words",
+    )
+    parser.add_argument(
+        "--flux", type=float, default=DEFAULT_FLUX, help=f"photons per pixel per frame (default {DEFAULT_FLUX})"
+    )
     args = parser.parse_args(argv)
     refused = server_verdict(args.config)
     if refused:
@@ -82,13 +92,15 @@ def main(argv: list[str] | None = None) -> None:
             restart_after=args.restart_after,
             static_pixels=args.static_pixels,
             seed=args.seed,
+            content=args.content,
+            flux=args.flux,
         )
     except (OSError, ValueError, KeyError, TypeError) as error:
         sys.exit(f"std_daq_sim: bad config {args.config}: {' '.join(str(error).split())}")
     detector.start()
     try:
-        while detector.running:
-            detector.join(0.2)
+        while detector.running:  # sleep, not join: a Ctrl-C inside Thread.join leaves the thread unjoinable
+            time.sleep(0.05)
     except KeyboardInterrupt:
         detector.stop()
     if detector.error:

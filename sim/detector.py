@@ -16,6 +16,15 @@ import detectors
 from sim._sender import ffi, lib
 from sim.bsread_source import run_bsread_source
 
+CONTENTS = {
+    "ramp": lib.SIM_CONTENT_RAMP,
+    "photons": lib.SIM_CONTENT_PHOTONS,
+    "jungfrau-raw": lib.SIM_CONTENT_JUNGFRAU_RAW,
+}
+"""Pixel content the simulator sends: the ramp formula, photon counts, Jungfrau raw words (csrc/sim_content.c)."""
+DEFAULT_FLUX = 0.2
+"""Photons per pixel per frame of the realistic contents (background level; spots and rings add to it)."""
+
 
 def _format(config: dict) -> detectors.DetectorFormat:
     try:
@@ -30,15 +39,24 @@ def module_geometry(config: dict) -> tuple[int, int]:
     return fmt.module_width, fmt.module_height
 
 
-def module_pixels(frame: int, module: int, config: dict) -> np.ndarray:
+def module_pixels(
+    frame: int, module: int, config: dict, content: str = "ramp", seed: int = 0, flux: float = DEFAULT_FLUX
+) -> np.ndarray:
     """The pixels the simulator sends for one module frame, as (height, width) in the image dtype.
 
-    Pixel p (row-major) of module m in frame f is ``(p + 37 m + 101 f)`` masked to the bit
-    depth on the wire (GigaFrost: 12 bit).
+    ``ramp``: pixel p (row-major) of module m in frame f is ``(p + 37 m + 101 f)`` masked to the
+    bit depth on the wire (GigaFrost: 12 bit). ``photons`` and ``jungfrau-raw``: detector-like
+    frames, deterministic from (seed, flux, frame, module), see docs/simulator.rst.
     """
     fmt = _format(config)
     out = np.empty((fmt.module_height, fmt.module_width), dtype=fmt.wire_dtype)
-    lib.sim_module_pixels(frame, module, fmt.wire_bit_depth, out.size, ffi.from_buffer(out))
+    if content == "ramp":
+        lib.sim_module_pixels(frame, module, fmt.wire_bit_depth, out.size, ffi.from_buffer(out))
+    else:
+        height, width = out.shape
+        kind = CONTENTS[content]
+        out_ptr = ffi.from_buffer(out)
+        lib.sim_content_module_pixels(kind, seed, flux, frame, module, fmt.wire_bit_depth, width, height, out_ptr)
     return out
 
 
@@ -80,10 +98,16 @@ class SimulatedDetector:
     restart_after: int = 0
     static_pixels: bool = False
     seed: int = 0
+    content: str = "ramp"
+    flux: float = DEFAULT_FLUX
     counters: dict = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         self._bsread = self.config["detector_type"] == "bsread"
+        if self.content not in CONTENTS or (self._bsread and self.content != "ramp"):
+            raise ValueError(f"content must be one of {', '.join(CONTENTS)} (bsread: ramp), not {self.content!r}")
+        if not 0 <= self.flux <= 1e4:
+            raise ValueError(f"flux must be 0 to 10000 photons per pixel per frame, not {self.flux}")
         if not self._bsread:
             module_geometry(self.config)
         _check_module_hosts(self.module_hosts, int(self.config["n_modules"]), self._bsread)
@@ -131,6 +155,8 @@ class SimulatedDetector:
         cfg.restart_after = self.restart_after
         cfg.static_pixels = int(self.static_pixels)
         cfg.seed = self.seed
+        cfg.content = CONTENTS[self.content]
+        cfg.flux = self.flux
         err = ffi.new("char[512]")
         self._stop[0] = 0
         rc = lib.sim_run(cfg, self._stop, self._counters, err, len(err))

@@ -41,14 +41,15 @@ def module_coordinates(config: dict, module: int) -> tuple[np.ndarray, np.ndarra
     return axis(sy, ey, height), axis(sx, ex, width)
 
 
-def expected_image(config: dict, frame: int) -> np.ndarray:
+def expected_image(config: dict, frame: int, **content) -> np.ndarray:
+    """The image of ``frame``; ``content`` are module_pixels' content, seed and flux (default: the ramp)."""
     if config["detector_type"] == "bsread":
         return bsread_image(frame, config)
     shape = (config["image_pixel_height"], config["image_pixel_width"])
     image = np.zeros(shape, dtype=DTYPES[config["bit_depth"]])
     for m in range(config["n_modules"]):
         rows, cols = module_coordinates(config, m)
-        image[np.ix_(rows, cols)] = module_pixels(frame, m, config)
+        image[np.ix_(rows, cols)] = module_pixels(frame, m, config, **content)
     return image
 
 

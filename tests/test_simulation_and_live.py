@@ -67,7 +67,7 @@ def test_get_never_starts_the_simulator(daq):
     answer = requests.get(daq.url + "/simulation/start", params={"rate_hz": 10}, timeout=10)
     assert answer.status_code == 405 and answer.json()["status"] == "error"
     assert api(daq, "/simulation/status")["simulator"] == {
-        "state": "STOPPED", "rate_hz": None, "n_images": None, "frames_sent": 0, "error": None
+        "state": "STOPPED", "rate_hz": None, "n_images": None, "frames_sent": 0, "error": None, "content": None
     }  # fmt: skip
 
 

@@ -8,13 +8,16 @@ changes anything here).
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import Annotated, Literal
 
 from flask import Blueprint
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from daq_server.api._envelope import answer, json_body, service
 from daq_server.errors import AdminError
+from sim.detector import CONTENTS
+
+CONTENT_NAMES = tuple(CONTENTS)
 
 blueprint = Blueprint("simulation", __name__, url_prefix="/simulation")
 
@@ -28,6 +31,8 @@ class SimulationStartBody(BaseModel):
     """Images per second."""
     n_images: Annotated[int, Field(ge=0, le=2**31 - 1)] = 0
     """Images to send, then stop (0: until stopped)."""
+    content: Literal[CONTENT_NAMES] = "ramp"
+    """Pixel content: the ramp formula, photon counts or Jungfrau raw words (docs/simulator.rst)."""
 
 
 class SimulationTriggerBody(BaseModel):
@@ -63,7 +68,7 @@ def status():
 @answer("simulator", "Simulated detector started.")
 def start():
     body = _body(SimulationStartBody, "start")
-    return service().simulator.start(service().get_config(), body.rate_hz, body.n_images)
+    return service().simulator.start(service().get_config(), body.rate_hz, body.n_images, content=body.content)
 
 
 @blueprint.post("/trigger")

@@ -1,0 +1,14 @@
+"""cffi build of the compression pool: ``daq_server._compress`` (run by the package build; needs liblz4)."""
+
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).parent))
+from _cdef import make_builder  # noqa: E402
+
+ffibuilder = make_builder(
+    "daq_server._compress", "compress_pool.h", ["compress_pool.c", "bitshuffle.c"], libraries=("lz4",), formats=False
+)
+
+if __name__ == "__main__":
+    ffibuilder.compile(verbose=True)
