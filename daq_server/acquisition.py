@@ -39,13 +39,14 @@ class Acquisition:
         return cls(info=dict(info), message="Waiting for images.", state=WAITING_IMAGES, start_time=time.time())
 
     @classmethod
-    def interrupted_by_crash(cls, info: dict | None) -> Acquisition:
-        """The acquisition the server was running when it stopped (found from its marker)."""
+    def interrupted_by_crash(cls, info: dict | None, note: str = "") -> Acquisition:
+        """The acquisition the server was running when it stopped (found from its marker); ``note`` says
+        what became of its file."""
         return cls(
             info=info or _no_info(),
             state=FAILED,
             message="ERROR: The server stopped during this acquisition; the file holds the images "
-            "written until then. Call stop to reset the writer.",
+            f"written until then.{note} Call stop to reset the writer.",
         )
 
     @property

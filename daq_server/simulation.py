@@ -22,12 +22,19 @@ class BuiltInSimulator:
     def __init__(self, host: str = "127.0.0.1"):
         self._host = host
         self._detector: SimulatedDetector | None = None
+        self._armed = False  # trigger_mode software: waits for /simulation/trigger, sends nothing by itself
         self._lock = threading.Lock()
 
-    def start(self, config: dict, rate_hz: float, n_images: int, content: str = "ramp") -> dict:
+    def start(
+        self, config: dict, rate_hz: float, n_images: int, content: str = "ramp", trigger_mode: str = "free"
+    ) -> dict:
         """Start sending the config's modules to its ports (refused if already running).
 
-        ``content``: ``ramp`` (default), ``photons`` or ``jungfrau-raw`` (see docs/simulator.rst)."""
+        ``content``: ``ramp`` (default), ``photons`` or ``jungfrau-raw`` (see docs/simulator.rst).
+        ``trigger_mode``: ``free`` sends by itself; ``software`` arms the simulator: it then sends
+        exactly the frames each software trigger (``trigger``) asks for, and nothing else."""
+        if trigger_mode not in ("free", "software"):
+            raise AdminError(f"trigger_mode must be free or software, not {trigger_mode!r}")
         if not 0 < rate_hz <= 10_000:
             raise AdminError(f"rate_hz must be within 0 … 10000, not {rate_hz}")
         if n_images < 0:
@@ -35,6 +42,9 @@ class BuiltInSimulator:
         with self._lock:
             if self._detector is not None and self._detector.running:
                 raise AdminError("The simulated detector is running already; stop it first.")
+            self._armed = trigger_mode == "software"
+            if self._armed:
+                return self._status_locked()
             try:
                 self._detector = SimulatedDetector(
                     config,
@@ -86,6 +96,7 @@ class BuiltInSimulator:
 
     def stop(self) -> dict:
         with self._lock:
+            self._armed = False
             if self._detector is not None:
                 self._detector.stop()
             return self._status_locked()
@@ -101,9 +112,10 @@ class BuiltInSimulator:
 
     def _status_locked(self) -> dict:
         detector = self._detector
+        idle = "ARMED" if self._armed else "STOPPED"  # ARMED: waits for software triggers
         if detector is None:
             return {
-                "state": "STOPPED",
+                "state": idle,
                 "rate_hz": None,
                 "n_images": None,
                 "content": None,
@@ -112,7 +124,7 @@ class BuiltInSimulator:
             }
         counters = detector.live_counters()
         return {
-            "state": "RUNNING" if detector.running else "STOPPED",
+            "state": "RUNNING" if detector.running else idle,
             "rate_hz": detector.rate_hz,
             "n_images": detector.n_images,
             "content": detector.content,

@@ -32,6 +32,7 @@ from daq_server.acquisition import (
     Acquisition,
 )
 from daq_server.acquisition_log import AcquisitionLog
+from daq_server.crash_recovery import release_crashed_file
 from daq_server.image_consumer import CallbackSink, ImageConsumer, ImageCounter
 from daq_server.image_source import ImageSource, ReceivedImage
 from daq_server.image_writer import ImageWriter
@@ -124,7 +125,8 @@ class WriterDriver:
         except (OSError, json.JSONDecodeError):
             info = None
         self._state = UNKNOWN
-        self._acquisition = Acquisition.interrupted_by_crash(info)
+        note = release_crashed_file((info or {}).get("output_file") if isinstance(info, dict) else None)
+        self._acquisition = Acquisition.interrupted_by_crash(info, note)
 
     # ---- receiver attachment --------------------------------------------------------------
     def attach(self, receiver: ImageSource) -> None:

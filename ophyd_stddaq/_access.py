@@ -131,6 +131,15 @@ class DaqAccess:
         """``POST /writer/trigger``: a gated acquisition writes the next ``n_images`` images taken from now."""
         return self._post("/writer/trigger", {"n_images": n_images}, self.client_timeout)["writer"]
 
+    def simulator_waits_for_triggers(self) -> bool:
+        """Is the server's simulated detector armed for software triggers (``trigger_mode`` software)?"""
+        headers = {} if self.token is None else {"Authorization": f"Bearer {self.token}"}
+        try:
+            answer = requests.get(f"{self.url_base}/simulation/status", headers=headers, timeout=(3.0, 10.0))
+            return answer.json().get("simulator", {}).get("state") == "ARMED"
+        except (requests.RequestException, ValueError, AttributeError):
+            return False  # a server without a simulator, or an old one: a real detector sends by itself
+
     def software_trigger(self, n_images: int = 1, rate_hz: float = 100.0) -> list[int]:
         """``POST /simulation/trigger``: the server's simulated detector sends ``n_images`` frames now, at
         ``rate_hz``; the answer comes when they are sent.

@@ -83,7 +83,9 @@ class FreeRunningAcquireLogic(DetectorAcquireLogic):
 
     A step scan's open-ended acquisition is gated: each ``trigger`` asks the DAQ for the next image taken
     after it (``POST /writer/trigger``), so the file holds exactly one image per event, and the other
-    images are not written. A fly scan writes the prepared number of images as they come. The last
+    images are not written. When the server's simulated detector is armed for software triggers
+    (``POST /simulation/start?trigger_mode=software``), each gated start also makes it send the frames.
+    A fly scan writes the prepared number of images as they come. The last
     ``complete`` of a fly scan waits until the DAQ has closed the file.
     """
 
@@ -97,6 +99,8 @@ class FreeRunningAcquireLogic(DetectorAcquireLogic):
         n = self.data.plan.images_per_start
         if self.data.plan.gated:
             await asyncio.to_thread(self.data.access.trigger_writer, n)
+            if await asyncio.to_thread(self.data.access.simulator_waits_for_triggers):
+                await asyncio.to_thread(self.data.access.software_trigger, n)
         self.data.request_images(n)
 
     async def wait_for_idle(self) -> None:

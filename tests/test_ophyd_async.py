@@ -133,8 +133,21 @@ class TimedAxis(SynAxis):
         return status
 
 
-def test_step_scan_takes_each_image_at_its_point(daq1, RE, documents):
-    det = make_detector(daq1, RE, trigger_mode="simulator")
+def start_armed_simulator(daq) -> None:
+    """The built-in simulator in its triggered mode, started as docs/simulator.rst shows."""
+    answer = requests.post(daq.url + "/simulation/start?trigger_mode=software", timeout=10).json()
+    assert answer["status"] == "ok" and answer["simulator"]["state"] == "ARMED", answer
+    time.sleep(0.3)
+    assert requests.get(daq.url + "/simulation/status", timeout=10).json()["simulator"]["frames_sent"] == 0
+
+
+@pytest.mark.parametrize("how", ["simulator trigger mode", "default device, armed simulator"])
+def test_step_scan_takes_each_image_at_its_point(daq1, RE, documents, how):
+    if how == "simulator trigger mode":
+        det = make_detector(daq1, RE, trigger_mode="simulator")
+    else:  # the device as constructed without options: gated writes, and it triggers the armed simulator
+        start_armed_simulator(daq1)
+        det = make_detector(daq1, RE)
     motor = TimedAxis(name="motor", delay=0.3)
     RE(scan([det], motor, 0, 4, 5))
     path, dataset, indices = images_of(documents)
@@ -143,7 +156,9 @@ def test_step_scan_takes_each_image_at_its_point(daq1, RE, documents):
         assert f[dataset].shape[0] == 5
         stamps = f["entry/data/timestamp"][:]
         frames = list(f["entry/data/image_id"][:])
-    assert frames == det.plan.frame_numbers
+    if how == "simulator trigger mode":
+        assert frames == det.plan.frame_numbers
+    assert np.all(np.diff(frames) == 1), "each point's frame, none in between"
     for k, (_, move_end) in enumerate(motor.moves):
         next_move = motor.moves[k + 1][0] if k < 4 else float("inf")
         assert move_end < stamps[k] < next_move, (k, motor.moves, list(stamps))

@@ -1,8 +1,9 @@
 """/simulation/*: drive the built-in simulated detector.
 
 ``GET /simulation/status`` reads; ``POST /simulation/start`` with a JSON body
-``{"rate_hz": 100, "n_images": 0}`` (both optional; n_images 0: until stopped) and
-``POST /simulation/stop`` change state (they were GET in the original API: a GET never
+``{"rate_hz": 100, "n_images": 0, "content": "ramp", "trigger_mode": "free"}`` (all optional; n_images 0:
+until stopped; also as query parameters), ``POST /simulation/trigger`` and ``POST /simulation/stop``
+change state (they were GET in the original API: a GET never
 changes anything here).
 """
 
@@ -10,7 +11,7 @@ from __future__ import annotations
 
 from typing import Annotated, Literal
 
-from flask import Blueprint
+from flask import Blueprint, request
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from daq_server.api._envelope import answer, json_body, service
@@ -33,6 +34,8 @@ class SimulationStartBody(BaseModel):
     """Images to send, then stop (0: until stopped)."""
     content: Literal[CONTENT_NAMES] = "ramp"
     """Pixel content: the ramp formula, photon counts or Jungfrau raw words (docs/simulator.rst)."""
+    trigger_mode: Literal["free", "software"] = "free"
+    """free: send by itself; software: armed, send exactly the frames each ``/simulation/trigger`` asks for."""
 
 
 class SimulationTriggerBody(BaseModel):
@@ -46,10 +49,14 @@ class SimulationTriggerBody(BaseModel):
     """Their rate."""
 
 
-def _body(model: type[BaseModel], route: str) -> BaseModel:
+def _body(model: type[BaseModel], route: str, from_query: bool = False) -> BaseModel:
+    """The request's fields: its JSON body, or (``from_query``) also query parameters, as the original
+    GET API took them (``POST /simulation/start?rate_hz=10``); the body wins where both give one."""
     body = json_body()
     if not isinstance(body, dict):
         raise AdminError(f'The body of /simulation/{route} must be a JSON object, e.g. {{"rate_hz": 100}}')
+    if from_query:
+        body = {key: request.args[key] for key in request.args} | body
     try:
         return model.model_validate(body)
     except ValidationError as error:
@@ -67,8 +74,11 @@ def status():
 @blueprint.post("/start")
 @answer("simulator", "Simulated detector started.")
 def start():
-    body = _body(SimulationStartBody, "start")
-    return service().simulator.start(service().get_config(), body.rate_hz, body.n_images, content=body.content)
+    body = _body(SimulationStartBody, "start", from_query=True)
+    simulator = service().simulator
+    return simulator.start(
+        service().get_config(), body.rate_hz, body.n_images, content=body.content, trigger_mode=body.trigger_mode
+    )
 
 
 @blueprint.post("/trigger")
