@@ -5,11 +5,8 @@ from __future__ import annotations
 import argparse
 import logging
 import os
-import signal
 import sys
 from pathlib import Path
-
-from waitress import create_server
 
 from daq_server.api import create_app
 from daq_server.cli_security import REQUEST_THREADS, access_policy, add_security_arguments
@@ -18,6 +15,7 @@ from daq_server.config import ConfigError, ConfigStore
 from daq_server.host_part import prepare_host_config
 from daq_server.receiver import ReceiverSettings
 from daq_server.service import DaqService, ServerOptions
+from daq_server.serving import serve
 from daq_server.writer import COMPRESSIONS, has_quarantined_files
 
 
@@ -128,28 +126,12 @@ def main(argv: list[str] | None = None) -> None:
         service = DaqService(options)
     except (ConfigError, RuntimeError, OSError) as error:
         sys.exit(f"std_daq_server: {error}")
-    try:
-        server = create_server(create_app(service, policy), host=args.host, port=args.port, threads=REQUEST_THREADS)
-    except OSError as error:
-        service.close()
-        sys.exit(f"std_daq_server: cannot serve on {args.host}:{args.port}: {error}")
-
-    def shutdown(signum, frame):
-        raise KeyboardInterrupt
-
-    signal.signal(signal.SIGTERM, shutdown)
-    logging.getLogger("daq_server").info("serving on http://%s:%d", args.host, args.port)
-    try:
-        server.run()
-    except KeyboardInterrupt:
-        pass
-    finally:
-        service.close()
-        if has_quarantined_files():
-            # HDF5 cannot release a file whose writes failed without crashing: leave without the
-            # interpreter's clean-up (everything of ours is closed and on disk by now)
-            logging.shutdown()
-            os._exit(0)
+    serve(create_app(service, policy), args.host, args.port, REQUEST_THREADS, "std_daq_server", service.close)
+    if has_quarantined_files():
+        # HDF5 cannot release a file whose writes failed without crashing: leave without the
+        # interpreter's clean-up (everything of ours is closed and on disk by now)
+        logging.shutdown()
+        os._exit(0)
 
 
 if __name__ == "__main__":

@@ -8,16 +8,12 @@ describes it all.
 
 from __future__ import annotations
 
-import logging
-
-from flask import Flask, jsonify
-from werkzeug.exceptions import HTTPException
+from flask import Flask
 
 from daq_server.api import config, deployment, gate, live, logs, openapi, page, simulation, stats, writer
+from daq_server.api._envelope import install_error_envelope
 from daq_server.api.guards import AccessPolicy, install_guards
 from daq_server.service import DaqService
-
-_log = logging.getLogger("daq_server.api")
 
 
 def create_app(service: DaqService, policy: AccessPolicy | None = None) -> Flask:
@@ -28,17 +24,5 @@ def create_app(service: DaqService, policy: AccessPolicy | None = None) -> Flask
     for module in (writer, config, stats, logs, deployment, simulation, live, page, openapi, gate):
         app.register_blueprint(module.blueprint)
 
-    @app.errorhandler(HTTPException)
-    def http_error(error: HTTPException):
-        response = jsonify({"status": "error", "message": f"{error.code} {error.name}: {error.description}"})
-        response.status_code = error.code or 500
-        return response
-
-    @app.errorhandler(Exception)
-    def server_bug(error: Exception):
-        _log.exception("unhandled error")
-        response = jsonify({"status": "error", "message": f"Internal server error: {error}"})
-        response.status_code = 500
-        return response
-
+    install_error_envelope(app)
     return app

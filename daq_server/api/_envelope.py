@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable
 from functools import wraps
 
-from flask import current_app, jsonify, request
-from werkzeug.exceptions import BadRequest
+from flask import Flask, current_app, jsonify, request
+from werkzeug.exceptions import BadRequest, HTTPException
 
 from daq_server.errors import AdminError
 from daq_server.service import DaqService
@@ -41,3 +42,21 @@ def answer(payload_key: str, message: str = "") -> Callable:
         return wrapper
 
     return decorate
+
+
+def install_error_envelope(app: Flask) -> None:
+    """Answer what is not an API request (unknown path, bad body, a bug) with a JSON ``message`` too."""
+    log = logging.getLogger(app.name)
+
+    @app.errorhandler(HTTPException)
+    def http_error(error: HTTPException):
+        response = jsonify({"status": "error", "message": f"{error.code} {error.name}: {error.description}"})
+        response.status_code = error.code or 500
+        return response
+
+    @app.errorhandler(Exception)
+    def server_bug(error: Exception):
+        log.exception("unhandled error")
+        response = jsonify({"status": "error", "message": f"Internal server error: {error}"})
+        response.status_code = 500
+        return response

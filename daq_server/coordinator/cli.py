@@ -9,19 +9,18 @@ from __future__ import annotations
 
 import argparse
 import logging
-import signal
 import sys
 from pathlib import Path
 
-from flask import Flask, jsonify
-from waitress import create_server
-from werkzeug.exceptions import HTTPException
+from flask import Flask
 
 from daq_server.api import config, deployment, logs, stats, writer
+from daq_server.api._envelope import install_error_envelope
 from daq_server.api.guards import AccessPolicy, install_guards
 from daq_server.cli_security import access_policy, add_security_arguments, read_token
 from daq_server.config import ConfigError
 from daq_server.coordinator.service import Coordinator, CoordinatorOptions
+from daq_server.serving import serve
 
 _log = logging.getLogger("daq_server.coordinator")
 
@@ -35,19 +34,7 @@ def create_coordinator_app(coordinator: Coordinator, policy: AccessPolicy | None
     for module in (writer, config, stats, logs, deployment):
         app.register_blueprint(module.blueprint)
 
-    @app.errorhandler(HTTPException)
-    def http_error(error: HTTPException):
-        response = jsonify({"status": "error", "message": f"{error.code} {error.name}: {error.description}"})
-        response.status_code = error.code or 500
-        return response
-
-    @app.errorhandler(Exception)
-    def server_bug(error: Exception):
-        _log.exception("unhandled error")
-        response = jsonify({"status": "error", "message": f"Internal server error: {error}"})
-        response.status_code = 500
-        return response
-
+    install_error_envelope(app)
     return app
 
 
@@ -89,23 +76,9 @@ def main(argv: list[str] | None = None) -> None:
         coordinator = Coordinator(options, hosts_token)
     except (ConfigError, ValueError, OSError) as error:
         sys.exit(f"std_daq_coordinator: {error}")
-    try:
-        server = create_server(create_coordinator_app(coordinator, policy), host=args.host, port=args.port, threads=8)
-    except OSError as error:
-        coordinator.close()
-        sys.exit(f"std_daq_coordinator: cannot serve on {args.host}:{args.port}: {error}")
-
-    def shutdown(signum, frame):
-        raise KeyboardInterrupt
-
-    signal.signal(signal.SIGTERM, shutdown)
-    _log.info("serving on http://%s:%d for %s", args.host, args.port, ", ".join(options.hosts))
-    try:
-        server.run()
-    except KeyboardInterrupt:
-        pass
-    finally:
-        coordinator.close()
+    _log.info("coordinating %s", ", ".join(options.hosts))
+    app = create_coordinator_app(coordinator, policy)
+    serve(app, args.host, args.port, 8, "std_daq_coordinator", coordinator.close)
 
 
 if __name__ == "__main__":
