@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from daq_server.config import ConfigError, ConfigStore, DaqConfig, as_dict, validate_config
+from daq_server.limits import int_ranges
 
 
 @dataclass(frozen=True)
@@ -41,15 +42,11 @@ class Part:
 
 def parse_modules(text: str) -> list[int]:
     """``"0,1"`` or ``"2-5"`` as a sorted list of module indices; ValueError if not a list of integers."""
-    modules: set[int] = set()
-    for item in text.split(","):
-        low, _, high = item.strip().partition("-")
-        try:
-            first, last = int(low), int(high or low)
-        except ValueError:
-            raise ValueError(f"--modules takes module indices such as 0,1 or 0-3, not '{text}'") from None
-        modules.update(range(first, last + 1))
-    return sorted(modules)
+    try:
+        ranges = int_ranges(text)
+    except ValueError:
+        raise ValueError(f"--modules takes module indices such as 0,1 or 0-3, not '{text}'") from None
+    return sorted({m for first, last in ranges for m in range(first, last + 1)})
 
 
 def plan_part(config: DaqConfig, modules: list[int]) -> Part:

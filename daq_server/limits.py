@@ -11,18 +11,28 @@ PREVIEW_IMAGES = 4
 """Besides the ring buffer, a few image-sized buffers (live preview, conversions) per receiver."""
 
 
-def parse_user_id_ranges(text: str) -> tuple[tuple[int, int], ...]:
-    """``"1000-65535,0"`` -> ((1000, 65535), (0, 0)); ValueError for anything else."""
+def int_ranges(text: str) -> list[tuple[int, int]]:
+    """``"0,3-5"`` -> [(0, 0), (3, 5)] (the command-line spelling of id lists); ValueError with the item that
+    is neither an integer nor a range of two."""
     ranges = []
     for item in text.split(","):
         low, _, high = item.strip().partition("-")
         try:
-            first, last = int(low), int(high or low)
+            ranges.append((int(low), int(high or low)))
         except ValueError:
-            raise ValueError(f"not a user id or range of user ids: {item.strip()!r}") from None
+            raise ValueError(f"not an integer or a range such as 3-5: {item.strip()!r}") from None
+    return ranges
+
+
+def parse_user_id_ranges(text: str) -> tuple[tuple[int, int], ...]:
+    """``"1000-65535,0"`` -> ((1000, 65535), (0, 0)); ValueError for anything else."""
+    try:
+        ranges = int_ranges(text)
+    except ValueError as error:
+        raise ValueError(f"user ids: {error}") from None
+    for first, last in ranges:
         if not 0 <= first <= last <= MAX_USER_ID:
-            raise ValueError(f"user id range {item.strip()!r} must lie within 0 … {MAX_USER_ID}, low to high")
-        ranges.append((first, last))
+            raise ValueError(f"user id range {first}-{last} must lie within 0 … {MAX_USER_ID}, low to high")
     return tuple(ranges)
 
 

@@ -224,18 +224,22 @@ def _wait_ended(client: StdDaqClient, timeout: float = 60) -> dict:
     raise AssertionError(f"acquisition not ended: {status}")
 
 
+def _send_until_ended(scaleout: ScaleOut, n_images: int = 300) -> dict:
+    """The simulator sends while the coordinator's acquisition runs; its final status."""
+    detector = scaleout.simulator(n_images=n_images)
+    detector.start()
+    try:
+        return _wait_ended(scaleout.client)
+    finally:
+        detector.stop()
+
+
 def test_master_file_shows_the_whole_image_as_sent(scaleout):
     client = scaleout.client
     output = scaleout.data / "run1.h5"
     client.start_writer_async({"output_file": str(output), "n_images": 40})
     assert client.get_status()["state"] == "WRITING"
-    detector = scaleout.simulator(n_images=300)
-    detector.start()
-    try:
-        status = _wait_ended(client)
-    finally:
-        detector.stop()
-    acquisition = status["acquisition"]
+    acquisition = _send_until_ended(scaleout)["acquisition"]
     assert acquisition["state"] == "FINISHED", acquisition["message"]
     assert acquisition["message"] == "Completed."
     assert acquisition["stats"]["n_write_completed"] == 40
@@ -330,12 +334,7 @@ def test_with_redis_the_hosts_publish_apart_and_the_coordinator_publishes_the_jo
     client = scaleout_redis.client
     output = scaleout_redis.data / "redis.h5"
     client.start_writer_async({"output_file": str(output), "n_images": 20})
-    detector = scaleout_redis.simulator(n_images=300)
-    detector.start()
-    try:
-        status = _wait_ended(client)
-    finally:
-        detector.stop()
+    status = _send_until_ended(scaleout_redis)
     assert status["acquisition"]["state"] == "FINISHED", status["acquisition"]["message"]
     seen: dict[str, list[dict]] = {name: [] for name in names}
     deadline = time.monotonic() + 5
