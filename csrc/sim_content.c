@@ -169,10 +169,15 @@ static const bank *bank_for(int content, uint32_t seed, double flux, int bit_dep
     return b;
 }
 
+int sim_content_variant(uint32_t seed, uint64_t frame, int module)
+{
+    return (int)(mix(((uint64_t)seed << 40) ^ (frame * 131) ^ (uint64_t)module) % SIM_CONTENT_VARIANTS);
+}
+
 /* Variant and first bank pixel of a module frame (rows rotated per module). */
 static const uint32_t *frame_values(const bank *b, uint64_t frame, int module, uint64_t *rotation)
 {
-    uint64_t variant = mix(((uint64_t)b->seed << 40) ^ (frame * 131) ^ (uint64_t)module) % SIM_CONTENT_VARIANTS;
+    uint64_t variant = (uint64_t)sim_content_variant(b->seed, frame, module);
     *rotation = (uint64_t)((module * 37) % b->height) * b->width;
     return b->values + variant * b->n_pixels;
 }

@@ -17,6 +17,10 @@
 int sim_content_module_pixels(int content, uint32_t seed, double flux, uint64_t frame, int module, int bit_depth,
                               int width, int height, void *out);
 
+/* Which of the SIM_CONTENT_VARIANTS module frames frame `frame` of module `module` shows: two module
+ * frames of the same module and variant have the same pixels (the sender keeps their wire bytes). */
+int sim_content_variant(uint32_t seed, uint64_t frame, int module);
+
 /* The values of `n_pixels` pixels from row-major pixel `first` of a module frame (the simulator packs
  * them into the wire format with the codec of detector_formats.h). */
 void sim_content_values(int content, uint32_t seed, double flux, uint64_t frame, int module, int bit_depth,

@@ -6,6 +6,11 @@
  * Faults are injected from a seeded generator: random or burst loss, reordering within a
  * window, duplicates, foreign datagrams, a module that goes silent, frame numbers that
  * restart at 1 (a detector reset).
+ *
+ * Realistic content (sim_content.c) repeats SIM_CONTENT_VARIANTS frames per module, so its wire payloads
+ * are encoded once per (module, variant) and sent in place: each datagram is two iovecs, the header
+ * written for this frame and the kept payload. The sender's CPU then goes to sending, as a detector's
+ * does. The ramp changes every pixel every frame and is encoded per packet.
  */
 #define _GNU_SOURCE
 #include "sim_sender.h"
@@ -131,6 +136,47 @@ static double monotonic(void)
     return ts.tv_sec + ts.tv_nsec * 1e-9;
 }
 
+#define PAYLOAD_CACHE_MAX_BYTES (512ull << 20) /* 16 variants of up to 32 Jungfrau modules */
+
+/* Encoded payloads of realistic content, per module and variant, filled when first sent. */
+typedef struct payload_cache {
+    uint8_t *bytes;  /* n_modules x SIM_CONTENT_VARIANTS x packets_per_frame x payload_size */
+    uint8_t *filled; /* n_modules x SIM_CONTENT_VARIANTS */
+} payload_cache;
+
+static int payload_cache_open(payload_cache *cache, const det_format *fmt, const sim_config *cfg)
+{
+    size_t frame_bytes = (size_t)fmt->packets_per_frame * fmt->payload_size;
+    size_t total = (size_t)cfg->n_modules * SIM_CONTENT_VARIANTS * frame_bytes;
+    cache->bytes = NULL;
+    cache->filled = NULL;
+    if (cfg->content == SIM_CONTENT_RAMP || cfg->static_pixels || total > PAYLOAD_CACHE_MAX_BYTES) return 0;
+    cache->bytes = calloc(total, 1);
+    cache->filled = calloc((size_t)cfg->n_modules * SIM_CONTENT_VARIANTS, 1);
+    if (!cache->bytes || !cache->filled) {
+        free(cache->bytes);
+        free(cache->filled);
+        cache->bytes = NULL;
+        return -1;
+    }
+    return 0;
+}
+
+/* The payloads of every packet of a module frame, encoded the first time its variant is sent. */
+static const uint8_t *payload_cache_frame(payload_cache *cache, const det_format *fmt, const sim_config *cfg,
+                                          uint64_t frame, int module, uint32_t *values)
+{
+    int variant = sim_content_variant(cfg->seed, frame, module);
+    size_t slot = (size_t)module * SIM_CONTENT_VARIANTS + variant;
+    uint8_t *payloads = cache->bytes + slot * fmt->packets_per_frame * fmt->payload_size;
+    if (!cache->filled[slot]) { /* padding (GigaFrost) stays 0 from calloc */
+        for (int p = 0; p < fmt->packets_per_frame; p++)
+            fill_payload(payloads + (size_t)p * fmt->payload_size, fmt, cfg, frame, module, p, values);
+        cache->filled[slot] = 1;
+    }
+    return payloads;
+}
+
 int sim_run(const sim_config *cfg, volatile int *stop, sim_counters *counters, char *err, int err_len)
 {
     det_format fmt;
@@ -153,10 +199,11 @@ int sim_run(const sim_config *cfg, volatile int *stop, sim_counters *counters, c
     /* one frame of packets; with static pixels one per module, kept from the first frame */
     uint8_t *buffer = malloc((size_t)ppf * fmt.packet_size * (cfg->static_pixels ? cfg->n_modules : 1));
     struct mmsghdr *msgs = calloc(max_msgs, sizeof(struct mmsghdr));
-    struct iovec *iov = calloc(max_msgs, sizeof(struct iovec));
+    struct iovec *iov = calloc(2 * (size_t)max_msgs, sizeof(struct iovec)); /* header + payload each */
     int *order = calloc(ppf, sizeof(int));
     uint32_t *values = calloc((size_t)fmt.rows_per_packet * fmt.module_width, sizeof(uint32_t)); /* one packet's */
-    if (!buffer || !msgs || !iov || !order || !values) {
+    payload_cache cache;
+    if (!buffer || !msgs || !iov || !order || !values || payload_cache_open(&cache, &fmt, cfg) != 0) {
         snprintf(err, err_len, "out of memory");
         free(buffer); free(msgs); free(iov); free(order); free(values);
         return -1;
@@ -180,10 +227,11 @@ int sim_run(const sim_config *cfg, volatile int *stop, sim_counters *counters, c
                 continue;
             }
             uint8_t *module_buffer = buffer + (cfg->static_pixels ? (size_t)m * ppf * fmt.packet_size : 0);
+            const uint8_t *payloads = cache.bytes ? payload_cache_frame(&cache, &fmt, cfg, frame, m, values) : NULL;
             for (int p = 0; p < ppf; p++) {
                 uint8_t *packet = module_buffer + (size_t)p * fmt.packet_size;
                 det_write_header(&fmt, packet, frame, m, p, timestamp);
-                if (!cfg->static_pixels || i == 0) {
+                if (!payloads && (!cfg->static_pixels || i == 0)) {
                     if (fmt.kind == DET_KIND_GIGAFROST) /* padding after the last row stays 0 */
                         memset(packet + fmt.header_size, 0, fmt.payload_size);
                     fill_payload(packet + fmt.header_size, &fmt, cfg, frame, m, p, values);
@@ -199,6 +247,7 @@ int sim_run(const sim_config *cfg, volatile int *stop, sim_counters *counters, c
                 }
             }
             int n = 0;
+            uint64_t bytes = 0;
             for (int k = 0; k < ppf; k++) {
                 if (burst_left[m] == 0 && cfg->loss > 0 && rng_uniform(&rng) < cfg->loss)
                     burst_left[m] = cfg->loss_burst > 1 ? cfg->loss_burst : 1;
@@ -208,20 +257,29 @@ int sim_run(const sim_config *cfg, volatile int *stop, sim_counters *counters, c
                     continue;
                 }
                 if (cfg->foreign > 0 && rng_uniform(&rng) < cfg->foreign) {
-                    iov[n].iov_base = junk;
-                    iov[n].iov_len = sizeof(junk);
-                    msgs[n].msg_hdr.msg_iov = &iov[n];
+                    iov[2 * n] = (struct iovec){junk, sizeof(junk)};
+                    msgs[n].msg_hdr.msg_iov = &iov[2 * n];
                     msgs[n].msg_hdr.msg_iovlen = 1;
+                    bytes += sizeof(junk);
                     n++;
                     counters->foreign_sent++;
                 }
                 int copies = (cfg->duplicate > 0 && rng_uniform(&rng) < cfg->duplicate) ? 2 : 1;
                 for (int c = 0; c < copies; c++) {
                     int p = order[k];
-                    iov[n].iov_base = module_buffer + (size_t)p * fmt.packet_size;
-                    iov[n].iov_len = p == ppf - 1 ? fmt.last_packet_size : fmt.packet_size;
-                    msgs[n].msg_hdr.msg_iov = &iov[n];
-                    msgs[n].msg_hdr.msg_iovlen = 1;
+                    size_t length = p == ppf - 1 ? fmt.last_packet_size : fmt.packet_size;
+                    uint8_t *packet = module_buffer + (size_t)p * fmt.packet_size;
+                    struct iovec *v = &iov[2 * n];
+                    if (payloads) { /* this frame's header, the kept payload */
+                        v[0] = (struct iovec){packet, fmt.header_size};
+                        v[1] = (struct iovec){(void *)(payloads + (size_t)p * fmt.payload_size),
+                                              length - fmt.header_size};
+                    } else {
+                        v[0] = (struct iovec){packet, length};
+                    }
+                    msgs[n].msg_hdr.msg_iov = v;
+                    msgs[n].msg_hdr.msg_iovlen = payloads ? 2 : 1;
+                    bytes += length;
                     n++;
                 }
             }
@@ -231,11 +289,11 @@ int sim_run(const sim_config *cfg, volatile int *stop, sim_counters *counters, c
                 rc = -1;
             }
             counters->packets_sent += n;
-            for (int k = 0; k < n; k++) counters->bytes_sent += iov[k].iov_len;
+            counters->bytes_sent += bytes;
         }
         if (rc == 0) counters->frames_sent++;
     }
     for (int m = 0; m < n_open; m++) close(fds[m]);
-    free(buffer); free(msgs); free(iov); free(order); free(values);
+    free(buffer); free(msgs); free(iov); free(order); free(values); free(cache.bytes); free(cache.filled);
     return rc;
 }

@@ -11,6 +11,7 @@ import signal
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -22,6 +23,18 @@ from daq_server.receiver import Receiver
 from sim import SimulatedDetector
 from sim import configs as example_configs
 from std_daq_client import StdDaqClient
+
+MIN_FREE_GB = 5.0
+"""Below this much free disk in the temp folder the suite cannot write its files: say so up front."""
+
+
+def pytest_report_header(config: pytest.Config) -> str:
+    """Free disk space of the temp folder: the tests write real HDF5 files there (several GB per run)."""
+    free_gb = shutil.disk_usage(tempfile.gettempdir()).free / 1e9
+    line = f"free disk in {tempfile.gettempdir()}: {free_gb:.1f} GB"
+    if free_gb < MIN_FREE_GB:
+        line += f" -- LESS THAN {MIN_FREE_GB:.0f} GB: tests that write files will fail with 'No space left on device'"
+    return line
 
 
 def free_tcp_port() -> int:
