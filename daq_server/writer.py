@@ -2,7 +2,8 @@
 
 ``/entry/data/data`` holds the images, one chunk per image; beside it one entry per image in
 ``image_id``, ``n_missing_packets``, ``is_good_frame`` and ``timestamp``. The NeXus/NXmx description
-around them comes from ``nexus_layout``.
+around them comes from ``nexus_layout``; the pixels of lost packets are noted per image for the pixel mask
+(``pixel_mask``), which the close writes.
 
 Live files: the file is written in HDF5 SWMR mode, so readers may open it with ``swmr=True`` while it
 is written. Every dataset starts empty and grows with the images (the image stack per image, the
@@ -31,6 +32,7 @@ from __future__ import annotations
 import ctypes
 import errno
 import json
+import logging
 import os
 import time
 from dataclasses import dataclass, field
@@ -42,6 +44,7 @@ import numpy as np
 
 from daq_server import __version__, nexus_layout
 from daq_server.output_file import CreatedFile, OutputPathError, create_output_file, split_output_path
+from daq_server.pixel_mask import LostPixels
 
 COMPRESSIONS = ("none", "bitshuffle-lz4")
 FLUSH_INTERVAL_S = 1.0
@@ -51,6 +54,7 @@ METADATA_SLACK_BYTES = 4 << 20  # always reserved past the images, for HDF5's me
 RESERVE_STEP_BYTES = 256 << 20  # how far ahead of the images the disk is reserved
 
 _FALLOC_FL_KEEP_SIZE = 1
+_log = logging.getLogger("daq_server.writer")
 _libc = ctypes.CDLL(None, use_errno=True)
 _libc.fallocate.argtypes = [ctypes.c_int, ctypes.c_int, ctypes.c_long, ctypes.c_long]
 
@@ -127,6 +131,7 @@ class Hdf5Writer:
         self._direct = target.compression == "none"
         self._dtype = np.dtype(target.dtype)
         self._file: h5py.File | None = None
+        self._lost = LostPixels(self._dtype)  # the lost pixels of the images that lost packets, for the mask
         root = target.data_root if target.data_root is not None else os.path.dirname(target.output_file)
         try:  # created as user_id, no link followed below the data root; HDF5 opens the created file itself
             self._created: CreatedFile = create_output_file(split_output_path(target.output_file, root), target.user_id)
@@ -250,6 +255,8 @@ class Hdf5Writer:
             self._broken = True
             raise
         self._pending.append((frame_number, n_missing_packets, receive_time))
+        if n_missing_packets:  # only images that lost packets
+            self._lost.note(i, image)
         self.n_written += 1
         self._size_bound += image_bytes
         now = time.monotonic()
@@ -298,8 +305,20 @@ class Hdf5Writer:
                 nexus_layout.finish(entry, float(entry.attrs["stop_time"]))
                 for key, value in (summary or {}).items():
                     entry.attrs[str(key)] = value if isinstance(value, str | int | float | bool) else json.dumps(value)
+                if self._lost:  # some image lost packets: one pixel mask per image
+                    self._lost.write_per_image(file["entry/instrument/detector"], n, self._reserve_at_close)
         finally:
             self._release_reservation()
+
+    def _reserve_at_close(self, n_bytes: int) -> bool:
+        """Reserve ``n_bytes`` more past the file's end (for what the close adds); False if the disk has no room."""
+        try:
+            reserve(self._fd, os.fstat(self._fd).st_size, n_bytes + METADATA_SLACK_BYTES)
+        except OSError as error:
+            _log.warning("%s: no room for the per-image pixel mask (%s); the gap mask stays", self.target.output_file,
+                         error.strerror)  # fmt: skip
+            return False
+        return True
 
     def _release_reservation(self) -> None:
         """Blocks reserved past the end of the closed file go back to the file system."""
