@@ -151,6 +151,14 @@ def daq(tmp_path):
 
 
 @pytest.fixture
+def eiger(tmp_path):
+    """A running server for one 16-bit Eiger module (4 ports, 2-pixel gaps between them), nothing sending yet."""
+    running = RunningDaq(tmp_path, example_configs.eiger_config(16, free_udp_ports(4), "EG-test")).start()
+    yield running
+    running.stop()
+
+
+@pytest.fixture
 def sending(daq):
     """The server plus a simulator sending 100 images/s until the test ends."""
     detector = daq.simulator(first_frame=19001)
