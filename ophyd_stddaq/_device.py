@@ -3,42 +3,24 @@
 from __future__ import annotations
 
 import logging
-import threading
-import time
-from collections.abc import Iterator
-from dataclasses import dataclass
 from typing import Any, Literal
 
 from ophyd import Component as Cpt
 from ophyd import Device, Signal
 from ophyd.device import Staged
-from ophyd.status import DeviceStatus, StatusBase
+from ophyd.status import StatusBase
 
 from std_daq_client import StdDaqAdminException, StdDaqClient
 
 from ._access import OPEN_ENDED_IMAGES, DaqAccess
 from ._documents import ImageAssets, StreamImageAssets
 from ._errors import StdDaqAcquisitionError
+from ._fly import DeviceAcquisition, FlyScanMixin
 from ._path_provider import PathProvider, UniqueFilePathProvider
 from ._signals import DaqConfigSignal, DaqStatusSignal, ImageReferenceSignal
 from ._status import AcquisitionStatus, StatusMonitor
 
 _log = logging.getLogger("ophyd_stddaq")
-
-
-@dataclass
-class _Acquisition:
-    """What the device knows about the acquisition it started."""
-
-    output_file: str
-    n_images: int
-    assets: ImageAssets | StreamImageAssets
-    kicked_off: bool = False
-    n_triggers: int = 0
-    n_collected: int = 0
-    fly_batch: list[tuple[str, float]] | None = None
-    stop_sent: bool = False
-    gated: bool = False
 
 
 def _config(name: str, data_type: str, doc: str) -> Cpt:
@@ -49,7 +31,7 @@ def _status(path: tuple[str, ...], data_type: str, doc: str) -> Cpt:
     return Cpt(DaqStatusSignal, path=path, data_type=data_type, kind="omitted", doc=doc)
 
 
-class StdDaq(Device):
+class StdDaq(FlyScanMixin, Device):
     """A std-daq detector DAQ as an ophyd device, for bluesky step scans, fly scans and IPython.
 
     The device talks to the DAQ only through :class:`~std_daq_client.StdDaqClient`.
@@ -180,7 +162,7 @@ class StdDaq(Device):
         """Follows the DAQ status for the waiting Status objects."""
         self.last_output_file: str | None = None
         """The file of the last acquisition this device started."""
-        self._acquisition: _Acquisition | None = None
+        self._acquisition: DeviceAcquisition | None = None
 
     # ------------------------------------------------------------------ access
 
@@ -216,7 +198,7 @@ class StdDaq(Device):
             )
         return str(self.path_provider())
 
-    def _start(self, fly: bool = False) -> _Acquisition:
+    def _start(self, fly: bool = False) -> DeviceAcquisition:
         """Send start_writer_async for a new file; the DAQ must be READY (else it refuses with its message)."""
         n_images = self._n_images_setting(fly)
         output_file = self._next_file()
@@ -233,9 +215,9 @@ class StdDaq(Device):
             assets: ImageAssets | StreamImageAssets = StreamImageAssets(output_file, self.image.name, shape)
         else:
             assets = ImageAssets(output_file)
-        return _Acquisition(output_file=output_file, n_images=n_images, assets=assets, gated=gated)
+        return DeviceAcquisition(output_file=output_file, n_images=n_images, assets=assets, gated=gated)
 
-    def _stop_writer(self, acquisition: _Acquisition) -> None:
+    def _stop_writer(self, acquisition: DeviceAcquisition) -> None:
         """Stop the writer if it is still busy with ``acquisition`` (never somebody else's)."""
         if acquisition.stop_sent:
             return
@@ -247,7 +229,7 @@ class StdDaq(Device):
         self.monitor.add(status)
         return status
 
-    def _current(self, action: str) -> _Acquisition:
+    def _current(self, action: str) -> DeviceAcquisition:
         if self._acquisition is None:
             raise RuntimeError(f"{self.name}.{action}(): no acquisition; stage or kickoff {self.name} first")
         return self._acquisition
@@ -324,99 +306,3 @@ class StdDaq(Device):
             except Exception as error:
                 _log.warning("%s: could not stop the writer: %s", self.name, error)
         super().stop(success=success)
-
-    # ------------------------------------------------------------ fly scans
-
-    def kickoff(self) -> StatusBase:
-        """Start an acquisition of ``n_images`` images, or adopt the one ``stage`` just started.
-
-        The returned Status is finished: the DAQ has accepted the request (errors raise at once).
-        """
-        acquisition = self._acquisition
-        adopt = (
-            self._staged == Staged.yes
-            and acquisition is not None
-            and not acquisition.kicked_off
-            and acquisition.n_triggers == 0
-            and not acquisition.stop_sent
-        )
-        if adopt:
-            self._n_images_setting(fly=True)  # a fly scan needs its number of images
-            acquisition.assets = ImageAssets(acquisition.output_file)  # nothing was referenced yet
-        else:
-            self._acquisition = acquisition = self._start(fly=True)
-        if self.trigger_mode == "simulator":  # the frames are sent while the plan goes on; complete waits
-            threading.Thread(target=self._send_frames, args=(acquisition.n_images,), daemon=True).start()
-        acquisition.kicked_off = True
-        status = DeviceStatus(self)
-        status.set_finished()
-        return status
-
-    def _send_frames(self, n_images: int) -> None:
-        try:
-            self._daq_access.software_trigger(n_images)
-        except Exception as error:  # complete() then fails on the images that never came (wait_timeout)
-            _log.error("%s: the software trigger of %d frames failed: %s", self.name, n_images, error)
-
-    def complete(self) -> StatusBase:
-        """Finishes when the acquisition is FINISHED with all ``n_images`` images (file closed).
-
-        Fails with :class:`~ophyd_stddaq.StdDaqAcquisitionError` carrying the DAQ's message if it ends
-        FAILED, or ends FINISHED with fewer images ("Interrupted." by a stop from anywhere): the plan
-        asked for ``n_images`` and did not get them. Watchers see the images written (progress bar).
-        """
-        acquisition = self._current("complete")
-        return self._watch(
-            AcquisitionStatus(
-                self,
-                acquisition.output_file,
-                target=acquisition.n_images,
-                n_images=acquisition.n_images,
-                until_end=True,
-                unreachable_timeout=self.unreachable_timeout,
-                timeout=self.wait_timeout,
-            )
-        )
-
-    def describe_collect(self) -> dict[str, dict[str, dict[str, Any]]]:
-        """One stream (``fly_stream``) with the image data key."""
-        return {self.fly_stream: self.image.describe_as(stream=False)}
-
-    def _fly_batch(self, acquisition: _Acquisition) -> list[tuple[str, float]]:
-        """The images written since the last collect, each with its new Datum (made once per collect)."""
-        if acquisition.fly_batch is None:
-            found = self._daq_access.acquisition(acquisition.output_file)
-            if found is None:
-                raise StdDaqAcquisitionError(f"{self.name}: the DAQ no longer reports {acquisition.output_file}")
-            n_written = int(found["stats"].get("n_write_completed") or 0)
-            now = time.time()
-            acquisition.fly_batch = [
-                (acquisition.assets.datum(index), now) for index in range(acquisition.n_collected, n_written)
-            ]
-            acquisition.n_collected = max(acquisition.n_collected, n_written)
-        return acquisition.fly_batch
-
-    def collect(self) -> Iterator[dict[str, Any]]:
-        """One event per image written since the last collect; ``time`` is when the DAQ reported them."""
-        acquisition = self._current("collect")
-        if not acquisition.kicked_off:
-            return
-        batch = self._fly_batch(acquisition)
-        acquisition.fly_batch = None
-        key = self.image.name
-        for datum_id, timestamp in batch:
-            yield {
-                "time": timestamp,
-                "data": {key: datum_id},
-                "timestamps": {key: timestamp},
-                "filled": {key: False},
-            }
-
-    def collect_asset_docs(self) -> Iterator[tuple[str, dict[str, Any]]]:
-        """The Resource (once per file) and Datum documents the next read or collect refers to."""
-        acquisition = self._acquisition
-        if acquisition is None:
-            return
-        if acquisition.kicked_off:
-            self._fly_batch(acquisition)
-        yield from acquisition.assets.pop_pending()
