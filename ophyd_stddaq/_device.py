@@ -6,7 +6,7 @@ import logging
 from typing import Any, Literal
 
 from ophyd import Component as Cpt
-from ophyd import Device, Signal
+from ophyd import Device, Kind, Signal
 from ophyd.device import Staged
 from ophyd.status import StatusBase
 
@@ -17,7 +17,8 @@ from ._documents import ImageAssets, StreamImageAssets
 from ._errors import StdDaqAcquisitionError
 from ._fly import DeviceAcquisition, FlyScanMixin
 from ._path_provider import PathProvider, UniqueFilePathProvider
-from ._signals import DaqConfigSignal, DaqStatusSignal, ImageReferenceSignal
+from ._signals import DaqConfigSignal, DaqStatusSignal, ImageReferenceSignal, ImageStatisticSignal
+from ._statistics import REQUEST_FIELD, statistics_of
 from ._status import AcquisitionStatus, StatusMonitor
 
 _log = logging.getLogger("ophyd_stddaq")
@@ -54,7 +55,9 @@ class StdDaq(FlyScanMixin, Device):
     documents (mimetype ``application/x-hdf5``: tiled stores them as they are), or, with
     ``asset_documents="resource"`` and always in fly scans, through Datum ids (Resource spec
     :data:`~ophyd_stddaq.SPEC`) that :class:`~ophyd_stddaq.StdDaqHDF5Handler` loads back. Each event also
-    carries ``images_written`` (hinted: the table and plots of the BestEffortCallback show it).
+    carries ``images_written`` and, with ``image_statistics``, ``image_sum`` and ``image_max`` of its image
+    as the DAQ computed them (hinted: the table and plots of the BestEffortCallback show them; NaN when
+    the DAQ does not report the event's image).
 
     Parameters
     ----------
@@ -88,6 +91,9 @@ class StdDaq(FlyScanMixin, Device):
         Bearer token for a DAQ that requires one.
     nexus:
         Optional NXmx values sent with each write request (``detector_distance``, ``sample_name`` ...).
+    image_statistics:
+        Ask the DAQ for each image's sum and maximum (``"image_statistics": true``) and put them in the
+        step-scan events (default True).
     """
 
     # DAQ config (settable: set_config validates and applies)
@@ -104,6 +110,8 @@ class StdDaq(FlyScanMixin, Device):
     # acquisition setting of this device (not a DAQ field)
     n_images = Cpt(Signal, value=0, kind="config", doc="Images per acquisition; 0: as many as the plan triggers.")
     images_written = Cpt(Signal, value=0, kind="hinted", doc="Images of this acquisition written at the event.")
+    image_sum = Cpt(ImageStatisticSignal, field="sum", kind="hinted", doc="Sum of the event's image (no lost pixel).")
+    image_max = Cpt(ImageStatisticSignal, field="max", kind="hinted", doc="Largest pixel of the event's image.")
 
     # DAQ status (read-only)
     state = _status(("state",), "string", "Writer state: READY, WRITING or UNKNOWN.")
@@ -134,6 +142,7 @@ class StdDaq(FlyScanMixin, Device):
         asset_documents: Literal["stream", "resource"] = "stream",
         token: str | None = None,
         nexus: dict[str, Any] | None = None,
+        image_statistics: bool = True,
         **kwargs: Any,
     ) -> None:
         if directory is not None and path_provider is not None:
@@ -147,6 +156,9 @@ class StdDaq(FlyScanMixin, Device):
         self.trigger_mode = trigger_mode
         self.asset_documents = asset_documents
         self.nexus = dict(nexus or {})
+        self.image_statistics = image_statistics
+        if not image_statistics:
+            self.image_sum.kind = self.image_max.kind = Kind.omitted
         self.image.stream = asset_documents == "stream"
         self.path_provider: PathProvider | None = (
             UniqueFilePathProvider(directory, prefix=name) if directory is not None else path_provider
@@ -204,7 +216,10 @@ class StdDaq(FlyScanMixin, Device):
         output_file = self._next_file()
         gated = n_images == OPEN_ENDED_IMAGES and self.trigger_mode == "free" and not fly
         try:
-            self._daq_access.start_writer(output_file, n_images, {**self.nexus, "gated": True} if gated else self.nexus)
+            extra = {**self.nexus, **({"gated": True} if gated else {})}
+            if self.image_statistics:
+                extra[REQUEST_FIELD] = True
+            self._daq_access.start_writer(output_file, n_images, extra)
         except StdDaqAdminException as error:
             raise StdDaqAdminException(f"{self.name}: the DAQ refused to write {output_file}: {error}") from error
         self.last_output_file = output_file
@@ -276,6 +291,7 @@ class StdDaq(FlyScanMixin, Device):
         if not self.image.stream:
             self.image.put(reference)
         self.images_written.put(index + 1)
+        self._put_statistics(None, index)
         return self._watch(
             AcquisitionStatus(
                 self,
@@ -286,8 +302,15 @@ class StdDaq(FlyScanMixin, Device):
                 initial=index,
                 unreachable_timeout=self.unreachable_timeout,
                 timeout=self.wait_timeout,
+                before_success=lambda found: self._put_statistics(found, index),
             )
         )
+
+    def _put_statistics(self, acquisition: dict[str, Any] | None, index: int) -> None:
+        """The event's image statistics from the DAQ's acquisition object (NaN if it has not those of image
+        ``index``)."""
+        for name, value in statistics_of(acquisition, index).items():
+            getattr(self, name).put(value)
 
     def unstage(self) -> list[Any]:
         """Stop the writer if our acquisition is still running (the file keeps the images written)."""
