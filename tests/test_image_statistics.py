@@ -2,15 +2,28 @@
 status's last_image, the pixels of lost packets left out; refused when not a boolean."""
 
 import h5py
+import hdf5plugin  # noqa: F401 - reads the bitshuffle+LZ4 images
 import numpy as np
 import pytest
 import requests
-from conftest import wait_for
+from conftest import RunningDaq, free_udp_ports, wait_for
+
+from sim import configs as example_configs
 
 MISSING = 0xFFFF  # 16 bit: every bit set
 
 
-def test_sum_and_max_of_every_image_lost_pixels_left_out(eiger):
+@pytest.fixture(params=["none", "bitshuffle-lz4"])
+def lossy_eiger(request, tmp_path):
+    """A server for one 16-bit Eiger writing plain or compressed images (the pool holds them while it works)."""
+    config = example_configs.eiger_config(16, free_udp_ports(4), "EG-test")
+    running = RunningDaq(tmp_path, config, extra_args=["--compression", request.param]).start()
+    yield running
+    running.stop()
+
+
+def test_sum_and_max_of_every_image_lost_pixels_left_out(lossy_eiger):
+    eiger = lossy_eiger
     status, output = eiger.acquire("stats.h5", 30, {"image_statistics": True}, first_frame=1, loss=0.004, seed=5)
     assert status["acquisition"]["message"] == "Completed."
     with h5py.File(output, "r") as f:
@@ -32,6 +45,10 @@ def test_sum_and_max_of_every_image_lost_pixels_left_out(eiger):
                     "sum": int(sums[-1]), "max": int(maxima[-1])}  # fmt: skip
     (record,) = eiger.client.get_logs(1)
     assert record["stats"]["last_image"] == last
+    with h5py.File(output, "r") as f:  # the images that lost packets have their own pixel mask
+        mask = f["entry/instrument/detector/pixel_mask"][:]
+    for i in np.flatnonzero(missing):
+        assert np.array_equal((mask[i] & 2) != 0, (images[i] == MISSING) & ((mask[i] & 1) == 0)), i
 
 
 def test_last_image_is_null_until_the_first_image_and_absent_when_not_asked_for(daq):
