@@ -32,11 +32,21 @@ class Acquisition:
     """The receiver's counters of this acquisition, once it ended (daq_server.stats.RECEIVER_COUNTERS)."""
     image_ids: dict | None = None
     """First and last frame number taken for the file (the scale-out coordinator aligns parts by them)."""
+    image_statistics: bool = False
+    """The write request asked for image statistics: ``stats.last_image`` is reported."""
+    last_image: dict | None = None
+    """Index, image_id, n_missing_packets, sum and max of the last image written (image statistics)."""
 
     @classmethod
-    def started(cls, info: dict) -> Acquisition:
+    def started(cls, info: dict, image_statistics: bool = False) -> Acquisition:
         """A new acquisition for a write request's ``info``, waiting for images."""
-        return cls(info=dict(info), message="Waiting for images.", state=WAITING_IMAGES, start_time=time.time())
+        return cls(
+            info=dict(info),
+            message="Waiting for images.",
+            state=WAITING_IMAGES,
+            start_time=time.time(),
+            image_statistics=image_statistics,
+        )
 
     @classmethod
     def interrupted_by_crash(cls, info: dict | None, note: str = "") -> Acquisition:
@@ -74,18 +84,17 @@ class Acquisition:
         self.state, self.message, self.stop_time = state, message, time.time()
 
     def to_json(self) -> dict:
-        """The status object of the seed README (a fresh copy), with counters and image ids when known."""
+        """The status object of the seed README (a fresh copy), with counters and image ids when known, and
+        ``stats.last_image`` (null before the first image) when the request asked for image statistics."""
         extra = {"counters": dict(self.counters)} if self.counters is not None else {}
         if self.image_ids is not None:
             extra["image_ids"] = dict(self.image_ids)
-        return extra | {
-            "info": dict(self.info),
-            "message": self.message,
-            "state": self.state,
-            "stats": {
-                "n_write_completed": self.n_write_completed,
-                "n_write_requested": self.n_write_requested,
-                "start_time": self.start_time,
-                "stop_time": self.stop_time,
-            },
+        stats = {
+            "n_write_completed": self.n_write_completed,
+            "n_write_requested": self.n_write_requested,
+            "start_time": self.start_time,
+            "stop_time": self.stop_time,
         }
+        if self.image_statistics:
+            stats["last_image"] = None if self.last_image is None else dict(self.last_image)
+        return extra | {"info": dict(self.info), "message": self.message, "state": self.state, "stats": stats}

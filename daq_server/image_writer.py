@@ -38,6 +38,11 @@ class ImageWriter:
     def n_written(self) -> int:
         return self.file.n_written
 
+    @property
+    def last_image(self) -> dict | None:
+        """The last image written and its statistics (only when the request asked for them)."""
+        return self.file.last_image
+
     def put(self, image: ReceivedImage) -> None:
         """Write ``image`` now, or hand it to the pool (it is held until its chunk is written)."""
         data = image.data

@@ -8,7 +8,8 @@ adds what NeXus readers look for:
 * the NXmx application definition: ``/entry/definition``, ISO 8601 ``start_time`` / ``end_time``,
   ``/entry/source``, ``/entry/instrument`` with ``beam`` and the NXdetector (a hard link to the images, pixel
   size, sensor, saturation value, pixel mask of the gap pixels, one NXdetector_module per module) and
-  ``/entry/sample``.
+  ``/entry/sample``. At close the pixel mask gains the pixels of lost packets, per image, when an image
+  lost packets (``daq_server.pixel_mask``).
 
 Values come from the detector config (``nexus`` keys, see :data:`CONFIG_FIELDS`) and from the write request
 (:data:`REQUEST_FIELDS`); a field whose value is not known is left out.
@@ -20,6 +21,9 @@ import datetime
 
 import h5py
 import numpy as np
+
+from daq_server.pixel_mask import DESCRIPTION as PIXEL_MASK_DESCRIPTION
+from daq_server.pixel_mask import GAP_PIXEL, GZIP_LEVEL
 
 REQUEST_FIELDS: dict[str, tuple[type, str]] = {
     "detector_distance": (float, "mm"),
@@ -48,9 +52,6 @@ PIXEL_SIZE_UM = {"jungfrau": 75.0, "eiger": 75.0, "gigafrost": 11.0}
 
 SENSOR = {"jungfrau": ("Si", 320.0), "eiger": ("Si", 450.0)}
 """Usual sensor material and thickness (um) of the known detectors, used when the config gives none."""
-
-GAP_PIXEL = 1
-"""NXmx pixel_mask bit 0: a gap between modules (no sensor behind the pixel)."""
 
 
 def iso_time(unix_time: float) -> str:
@@ -152,8 +153,9 @@ def build(
         if request.get(name) is not None:
             _number(detector, name, float(request[name]), "s")
     shape = tuple(int(n) for n in images.shape[1:])
-    detector.create_dataset("pixel_mask", data=gap_mask(config, shape), compression="gzip")
-    detector["pixel_mask"].attrs["description"] = "bit 0: gap between modules (NXmx pixel_mask bits)"
+    mask = detector.create_dataset("pixel_mask", data=gap_mask(config, shape), compression="gzip",
+                                   compression_opts=GZIP_LEVEL)  # fmt: skip
+    mask.attrs["description"] = PIXEL_MASK_DESCRIPTION
     _transformations(detector, 0.0 if distance is None else float(distance) * 1e-3)
     _modules(detector, config, shape)
 

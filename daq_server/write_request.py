@@ -1,4 +1,5 @@
-"""Validation of a write request (``output_file``, ``n_images``, ``run_id``, optional ``gated`` and NXmx fields).
+"""Validation of a write request (``output_file``, ``n_images``, ``run_id``, optional ``gated``,
+``image_statistics`` and NXmx fields).
 
 Rules of the original server plus ours: the file must be new (nothing already written is
 ever overwritten) and lie inside the server's data root, reached without following a
@@ -36,13 +37,15 @@ class WriteRequest:
     """Optional NXmx values given with the request (keys of ``daq_server.nexus_layout.REQUEST_FIELDS``)."""
     gated: bool = False
     """Write only the images software triggers ask for (``POST /writer/trigger``), not every image."""
+    image_statistics: bool = False
+    """Compute, store and report each image's sum and maximum (``daq_server.image_statistics``)."""
 
     def info(self) -> dict:
         return {"n_images": self.n_images, "output_file": self.output_file, "run_id": self.run_id}
 
 
 class _WriteRequestCore(BaseModel):
-    """The fields of the original API, plus ``gated``."""
+    """The fields of the original API, plus ``gated`` and ``image_statistics``."""
 
     model_config = ConfigDict(extra="forbid")
 
@@ -54,6 +57,14 @@ class _WriteRequestCore(BaseModel):
     """Stored in the file (default: the time of the request in ns)."""
     gated: StrictBool = False
     """Write only the images that ``POST /writer/trigger`` asks for (honest step scans)."""
+    image_statistics: Annotated[
+        StrictBool,
+        Field(
+            description="Compute each image's sum and maximum (lost-packet pixels left out): stored as "
+            "/entry/data/image_sum and image_max, the last one reported in acquisition.stats.last_image. "
+            "Costs one pass over each image."
+        ),
+    ] = False
 
     @field_validator("n_images", "run_id", mode="before")
     @classmethod
@@ -128,4 +139,5 @@ def parse_write_request(body: object, data_root: Path, writer_user_id: int) -> W
         data_root=target.root,
         nexus=nexus,
         gated=parsed.gated,
+        image_statistics=parsed.image_statistics,
     )

@@ -1,8 +1,10 @@
 """HDF5 writer: where files are written (layout in ``../shared/spec/hdf5-layout.md``).
 
 ``/entry/data/data`` holds the images, one chunk per image; beside it one entry per image in
-``image_id``, ``n_missing_packets``, ``is_good_frame`` and ``timestamp``. The NeXus/NXmx description
-around them comes from ``nexus_layout``.
+``image_id``, ``n_missing_packets``, ``is_good_frame`` and ``timestamp`` (and, when the request asks for
+them, ``image_sum`` and ``image_max``: ``image_statistics``). The NeXus/NXmx description around them
+comes from ``nexus_layout``; the pixels of lost packets are noted per image for the pixel mask
+(``pixel_mask``), which the close writes.
 
 Live files: the file is written in HDF5 SWMR mode, so readers may open it with ``swmr=True`` while it
 is written. Every dataset starts empty and grows with the images (the image stack per image, the
@@ -31,6 +33,7 @@ from __future__ import annotations
 import ctypes
 import errno
 import json
+import logging
 import os
 import time
 from dataclasses import dataclass, field
@@ -41,7 +44,9 @@ import hdf5plugin
 import numpy as np
 
 from daq_server import __version__, nexus_layout
+from daq_server.image_statistics import ImageStatistics
 from daq_server.output_file import CreatedFile, OutputPathError, create_output_file, split_output_path
+from daq_server.pixel_mask import LostPixels
 
 COMPRESSIONS = ("none", "bitshuffle-lz4")
 FLUSH_INTERVAL_S = 1.0
@@ -51,6 +56,7 @@ METADATA_SLACK_BYTES = 4 << 20  # always reserved past the images, for HDF5's me
 RESERVE_STEP_BYTES = 256 << 20  # how far ahead of the images the disk is reserved
 
 _FALLOC_FL_KEEP_SIZE = 1
+_log = logging.getLogger("daq_server.writer")
 _libc = ctypes.CDLL(None, use_errno=True)
 _libc.fallocate.argtypes = [ctypes.c_int, ctypes.c_int, ctypes.c_long, ctypes.c_long]
 
@@ -84,6 +90,8 @@ class WriteTarget:
     """Optional NXmx values of the write request (see ``daq_server.nexus_layout.REQUEST_FIELDS``)."""
     data_root: str | None = None
     """No symbolic link below it is followed when the file is created (default: the file's folder)."""
+    image_statistics: bool = False
+    """Compute, store and report the sum and maximum of each image (``daq_server.image_statistics``)."""
 
     @property
     def image_bytes(self) -> int:
@@ -127,6 +135,10 @@ class Hdf5Writer:
         self._direct = target.compression == "none"
         self._dtype = np.dtype(target.dtype)
         self._file: h5py.File | None = None
+        self._lost = LostPixels(self._dtype)  # the lost pixels of the images that lost packets, for the mask
+        self._statistics: ImageStatistics | None = None
+        self.last_image: dict | None = None
+        """Index, frame, missing packets, sum and max of the last image written (with image statistics)."""
         root = target.data_root if target.data_root is not None else os.path.dirname(target.output_file)
         try:  # created as user_id, no link followed below the data root; HDF5 opens the created file itself
             self._created: CreatedFile = create_output_file(split_output_path(target.output_file, root), target.user_id)
@@ -179,6 +191,8 @@ class Hdf5Writer:
         self.timestamp = data.create_dataset("timestamp", dtype=np.float64, **grow)
         self.timestamp.attrs["units"] = "s"
         self.timestamp.attrs["description"] = "unix time the image's first packet arrived"
+        if t.image_statistics:
+            self._statistics = ImageStatistics(data, self._dtype, chunk[0])
         nexus_layout.build(self._file, self.images, t.config, t.nexus, start_time, t.config.get("nexus") or {})
 
     def _reserve_ahead(self) -> None:
@@ -250,6 +264,11 @@ class Hdf5Writer:
             self._broken = True
             raise
         self._pending.append((frame_number, n_missing_packets, receive_time))
+        missing = self._lost.note(i, image) if n_missing_packets else None  # only images that lost packets
+        if self._statistics is not None:
+            total, top = self._statistics.add(image, missing, self._lost.missing_value)
+            self.last_image = {"index": i, "image_id": frame_number, "n_missing_packets": n_missing_packets,
+                               "sum": total, "max": top}  # fmt: skip
         self.n_written += 1
         self._size_bound += image_bytes
         now = time.monotonic()
@@ -268,6 +287,8 @@ class Hdf5Writer:
             self.n_missing[start:end] = np.array(missing, dtype=np.uint32)
             self.is_good[start:end] = np.array(missing) == 0
             self.timestamp[start:end] = np.array(times, dtype=np.float64)
+            if self._statistics is not None:
+                self._statistics.flush(start, end)
             self._pending.clear()
             self._flushed = end
         self._file.flush()  # to the page cache for SWMR readers; the file survives a crash of the server
@@ -298,8 +319,20 @@ class Hdf5Writer:
                 nexus_layout.finish(entry, float(entry.attrs["stop_time"]))
                 for key, value in (summary or {}).items():
                     entry.attrs[str(key)] = value if isinstance(value, str | int | float | bool) else json.dumps(value)
+                if self._lost:  # some image lost packets: one pixel mask per image
+                    self._lost.write_per_image(file["entry/instrument/detector"], n, self._reserve_at_close)
         finally:
             self._release_reservation()
+
+    def _reserve_at_close(self, n_bytes: int) -> bool:
+        """Reserve ``n_bytes`` more past the file's end (for what the close adds); False if the disk has no room."""
+        try:
+            reserve(self._fd, os.fstat(self._fd).st_size, n_bytes + METADATA_SLACK_BYTES)
+        except OSError as error:
+            _log.warning("%s: no room for the per-image pixel mask (%s); the gap mask stays", self.target.output_file,
+                         error.strerror)  # fmt: skip
+            return False
+        return True
 
     def _release_reservation(self) -> None:
         """Blocks reserved past the end of the closed file go back to the file system."""
@@ -319,6 +352,9 @@ class Hdf5Writer:
             os.close(self._fd)
             self._fd = None
         _QUARANTINE.extend([self._file, self.images, self.image_id, self.n_missing, self.is_good, self.timestamp])
+        if self._statistics is not None:
+            _QUARANTINE.extend(self._statistics.datasets)
+            self._statistics = None
         self._file = self.images = self.image_id = self.n_missing = self.is_good = self.timestamp = None
 
 

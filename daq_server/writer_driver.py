@@ -197,6 +197,7 @@ class WriterDriver:
         written = self._writer.n_written
         new = written - self._acquisition.n_write_completed
         self._acquisition.n_write_completed = written
+        self._acquisition.last_image = self._writer.last_image
         self.writer_images += new
         self.writer_bytes += new * self._writer.target.image_bytes
         if self._acquisition.complete:
@@ -228,6 +229,7 @@ class WriterDriver:
                 user_id=int(config.get("writer_user_id", 0)),
                 data_root=request.data_root,
                 nexus=request.nexus,
+                image_statistics=request.image_statistics,
             )
             try:  # the marker first: a full or read-only state folder refuses before a file exists
                 self._marker.write_text(json.dumps(request.info()))
@@ -242,7 +244,7 @@ class WriterDriver:
             self._gate = 0 if request.gated else None
             self._counters_at_start = self._receiver.counters()
             self._state = WRITING
-            self._acquisition = Acquisition.started(request.info())
+            self._acquisition = Acquisition.started(request.info(), request.image_statistics)
             self._changed()
             return self.status()
 
@@ -298,6 +300,7 @@ class WriterDriver:
         if writer is not None:
             new = writer.n_written - acquisition.n_write_completed
             acquisition.n_write_completed = writer.n_written
+            acquisition.last_image = writer.last_image
             self.writer_images += new
             self.writer_bytes += new * writer.target.image_bytes
         acquisition.end(state, message)

@@ -15,7 +15,7 @@ from ._documents import IMAGE_DATASET, MIMETYPE, SPEC, ImageAssets, StreamImageA
 from ._errors import StdDaqAcquisitionError
 from ._handler import StdDaqHDF5Handler
 from ._path_provider import PathProvider, UniqueFilePathProvider
-from ._signals import DaqConfigSignal, DaqStatusSignal, ImageReferenceSignal
+from ._signals import DaqConfigSignal, DaqStatusSignal, ImageReferenceSignal, ImageStatisticSignal
 from ._status import AcquisitionStatus, StatusMonitor
 
 try:  # the ophyd-async detector needs ophyd-async (in the ``ophyd`` extra)
@@ -57,4 +57,5 @@ __all__ = [
     "DaqConfigSignal",
     "DaqStatusSignal",
     "ImageReferenceSignal",
+    "ImageStatisticSignal",
 ]

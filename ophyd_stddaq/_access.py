@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import threading
 import time
 from typing import Any
@@ -9,6 +10,10 @@ from typing import Any
 import requests
 
 from std_daq_client import StdDaqAdminException, StdDaqClient
+
+from ._statistics import REQUEST_FIELD
+
+_log = logging.getLogger("ophyd_stddaq")
 
 ACTIVE_STATES = ("WAITING_IMAGES", "ACQUIRING_IMAGES", "WRITING", "FLUSHING_IMAGES")
 """Acquisition states of a running acquisition."""
@@ -90,11 +95,21 @@ class DaqAccess:
 
     def start_writer(self, output_file: str, n_images: int, extra: dict[str, Any] | None = None) -> dict[str, Any]:
         """Send ``start_writer_async`` (``extra``: optional request fields such as NXmx values); the server
-        refuses (StdDaqAdminException) unless it is READY."""
+        refuses (StdDaqAdminException) unless it is READY.
+
+        A DAQ too old to know ``image_statistics`` refuses it as an unknown field (and creates nothing):
+        the request is then sent again without it, and the events' statistics are NaN."""
         with self._lock:
             self._status = None
             request = {**(extra or {}), "output_file": output_file, "n_images": n_images}
-            status = self.client.start_writer_async(request)
+            try:
+                status = self.client.start_writer_async(request)
+            except StdDaqAdminException as error:
+                if REQUEST_FIELD not in request or not _unknown_field(error, REQUEST_FIELD):
+                    raise
+                _log.warning("the DAQ at %s does not compute image statistics: %s", self.url_base, error)
+                del request[REQUEST_FIELD]
+                status = self.client.start_writer_async(request)
             self._status = (time.monotonic(), status)
             return status
 
@@ -177,3 +192,9 @@ class DaqAccess:
             if record["info"].get("output_file") == output_file:
                 return record
         return None
+
+
+def _unknown_field(error: StdDaqAdminException, field: str) -> bool:
+    """Did the DAQ refuse a request because it does not know ``field``?"""
+    message = str(error)
+    return field in message and "unknown" in message.lower()

@@ -18,6 +18,7 @@ from ._async_logic import (
     StdDaqDataLogic,
     StdDaqTriggerLogic,
 )
+from ._statistics import STATISTICS, statistics_of
 
 TriggerMode = Literal["free", "simulator"]
 
@@ -44,8 +45,10 @@ class StdDaqDetector(StandardDetector):
     Composed of :class:`StdDaqDataLogic` (the DAQ writes the file named by ``path_provider`` and reports
     the images written; StreamResource/StreamDatum documents point at them), a trigger logic (the number
     of images comes from ``prepare`` or from the number of triggers) and an acquire logic that arms or
-    triggers the detector. Each event of a step scan carries ``<name>-images_written`` (hinted, for tables
-    and plots); the per-image frame number and missing packets are streamed from the file beside the images.
+    triggers the detector. Each event of a step scan carries ``<name>-images_written`` and, with
+    ``image_statistics``, ``<name>-image_sum`` and ``<name>-image_max`` of the event's image (hinted, for
+    tables and plots; NaN when the DAQ does not report them); the per-image frame number and missing
+    packets are streamed from the file beside the images.
     The acquire logic is chosen by:
 
     * ``trigger_mode="free"``: the detector sends by itself (free running or hardware triggered); in step
@@ -72,6 +75,9 @@ class StdDaqDetector(StandardDetector):
         Bearer token for a server that requires one.
     nexus:
         Optional NXmx values sent with every write request (``detector_distance``, ``beam_center_x`` ...).
+    image_statistics:
+        Ask the DAQ for each image's sum and maximum (``"image_statistics": true``, one pass over each
+        image on the DAQ) and put them in the step-scan events (default True).
     poll_interval:
         Seconds between two DAQ status polls while an acquisition runs.
     """
@@ -88,12 +94,15 @@ class StdDaqDetector(StandardDetector):
         nexus: dict[str, Any] | None = None,
         poll_interval: float = 0.05,
         client_timeout: float = 10.0,
+        image_statistics: bool = True,
     ) -> None:
         if trigger_mode not in ("free", "simulator"):
             raise ValueError(f"trigger_mode must be 'free' or 'simulator', not {trigger_mode!r}")
         self.access = DaqAccess(url, client_timeout=client_timeout, token=token)
         self.plan = AcquisitionPlan()
-        self.data_logic = StdDaqDataLogic(self.access, path_provider, self.plan, poll_interval, nexus)
+        self.data_logic = StdDaqDataLogic(
+            self.access, path_provider, self.plan, poll_interval, nexus, image_statistics=image_statistics
+        )
         if acquire_logic is None:
             kind = SimulatorTriggerAcquireLogic if trigger_mode == "simulator" else FreeRunningAcquireLogic
             acquire_logic = kind(self.data_logic)
@@ -108,20 +117,37 @@ class StdDaqDetector(StandardDetector):
         """Data key of the hinted reading: images of the file that belong to the run's events so far."""
         return f"{self.name}-images_written"
 
+    @property
+    def statistics_keys(self) -> dict[str, str]:
+        """Data keys of the image statistics of each event (none when not asked for): statistic -> key."""
+        return {name: f"{self.name}-{name}" for name in STATISTICS} if self.data_logic.image_statistics else {}
+
     async def describe(self) -> dict[str, DataKey]:
         keys = await super().describe()
-        source = f"{self.access.url_base} /writer/status acquisition.stats.n_write_completed"
-        keys[self.images_written_key] = DataKey(source=source, dtype="integer", shape=[], dtype_numpy="<i8")
+        source = f"{self.access.url_base} /writer/status acquisition.stats"
+        keys[self.images_written_key] = DataKey(
+            source=f"{source}.n_write_completed", dtype="integer", shape=[], dtype_numpy="<i8"
+        )
+        for name, key in self.statistics_keys.items():
+            field = name.removeprefix("image_")
+            keys[key] = DataKey(
+                source=f"{source}.last_image.{field}", dtype="number", shape=[], dtype_numpy="<f8", precision=0
+            )
         return keys
 
     async def read(self) -> dict[str, Reading]:
         readings = await super().read()
-        readings[self.images_written_key] = Reading(value=int(self.plan.index), timestamp=time.time())
+        now = time.time()
+        readings[self.images_written_key] = Reading(value=int(self.plan.index), timestamp=now)
+        if self.statistics_keys:  # of the event's image: the last one written when the trigger ended
+            values = statistics_of({"stats": {"last_image": self.plan.last_image}}, self.plan.index - 1)
+            for name, key in self.statistics_keys.items():
+                readings[key] = Reading(value=float(values[name]), timestamp=now)
         return readings
 
     @property
     def hints(self) -> Hints:
-        return Hints(fields=[self.images_written_key])
+        return Hints(fields=[self.images_written_key, *self.statistics_keys.values()])
 
     @property
     def last_output_file(self) -> str | None:

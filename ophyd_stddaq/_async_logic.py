@@ -29,6 +29,7 @@ from ._access import ENDED_STATES, OPEN_ENDED_IMAGES, DaqAccess
 from ._documents import IMAGE_DATASET
 from ._errors import StdDaqAcquisitionError
 from ._signals import image_dtype
+from ._statistics import REQUEST_FIELD
 
 _log = logging.getLogger("ophyd_stddaq")
 
@@ -52,6 +53,8 @@ class AcquisitionPlan:
     images_requested: int = 0
     frame_numbers: list[int] = field(default_factory=list)
     error: str | None = None
+    last_image: dict[str, Any] | None = None
+    """The DAQ's ``stats.last_image`` as last polled (image statistics), seen with ``images_written``."""
 
     @property
     def index(self) -> int:
@@ -153,8 +156,10 @@ class StdDaqDataLogic(DetectorDataLogic):
     the index the detector reports is the number of images written (polled from the DAQ status), at most
     the number of images the triggers asked for, so each event gets the next image of the file; the
     StreamResource/StreamDatum documents (mimetype ``application/x-hdf5``, ``dataset`` and ``chunk_shape``
-    in ``parameters``) point at ``/entry/data/data`` and the per-image scalars beside it. ``stop`` stops the
-    writer if the acquisition is still ours and running.
+    in ``parameters``) point at ``/entry/data/data`` and the per-image scalars beside it. With
+    ``image_statistics`` (default) the request asks the DAQ for each image's sum and maximum, reported for
+    the last image written (:attr:`AcquisitionPlan.last_image`). ``stop`` stops the writer if the acquisition
+    is still ours and running.
     """
 
     def __init__(
@@ -164,8 +169,10 @@ class StdDaqDataLogic(DetectorDataLogic):
         plan: AcquisitionPlan,
         poll_interval: float = 0.05,
         nexus: dict[str, Any] | None = None,
+        image_statistics: bool = True,
     ) -> None:
         self.access = access
+        self.image_statistics = image_statistics
         self.path_provider = path_provider
         self.plan = plan
         self.poll_interval = poll_interval
@@ -182,12 +189,15 @@ class StdDaqDataLogic(DetectorDataLogic):
         output_file = str(info.directory_path / file_name)
         config = await asyncio.to_thread(self.access.config, 0.2)
         gated = self.plan.gate and self.plan.n_images == OPEN_ENDED_IMAGES
-        request = {**self.nexus, "gated": True} if gated else self.nexus
+        request = {**self.nexus, **({"gated": True} if gated else {})}
+        if self.image_statistics:
+            request[REQUEST_FIELD] = True
         await asyncio.to_thread(self.access.start_writer, output_file, self.plan.n_images, request)
         self.plan.gated = gated
         self.last_output_file = output_file
         self.plan.output_file, self.plan.images_written, self.plan.error = output_file, 0, None
         self.plan.images_requested = 0
+        self.plan.last_image = None
         self.plan.frame_numbers.clear()
         self._set_images_written(0)
         self._ended.clear()
@@ -237,6 +247,7 @@ class StdDaqDataLogic(DetectorDataLogic):
                 self._ended.set()
                 return
             n_written = int(found["stats"].get("n_write_completed") or 0)
+            self.plan.last_image = found["stats"].get("last_image")  # before the count that ends a trigger
             if n_written != self.plan.images_written:
                 self.plan.images_written = n_written
                 self._publish()

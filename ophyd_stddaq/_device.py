@@ -3,42 +3,25 @@
 from __future__ import annotations
 
 import logging
-import threading
-import time
-from collections.abc import Iterator
-from dataclasses import dataclass
 from typing import Any, Literal
 
 from ophyd import Component as Cpt
-from ophyd import Device, Signal
+from ophyd import Device, Kind, Signal
 from ophyd.device import Staged
-from ophyd.status import DeviceStatus, StatusBase
+from ophyd.status import StatusBase
 
 from std_daq_client import StdDaqAdminException, StdDaqClient
 
 from ._access import OPEN_ENDED_IMAGES, DaqAccess
 from ._documents import ImageAssets, StreamImageAssets
 from ._errors import StdDaqAcquisitionError
+from ._fly import DeviceAcquisition, FlyScanMixin
 from ._path_provider import PathProvider, UniqueFilePathProvider
-from ._signals import DaqConfigSignal, DaqStatusSignal, ImageReferenceSignal
+from ._signals import DaqConfigSignal, DaqStatusSignal, ImageReferenceSignal, ImageStatisticSignal
+from ._statistics import REQUEST_FIELD, statistics_of
 from ._status import AcquisitionStatus, StatusMonitor
 
 _log = logging.getLogger("ophyd_stddaq")
-
-
-@dataclass
-class _Acquisition:
-    """What the device knows about the acquisition it started."""
-
-    output_file: str
-    n_images: int
-    assets: ImageAssets | StreamImageAssets
-    kicked_off: bool = False
-    n_triggers: int = 0
-    n_collected: int = 0
-    fly_batch: list[tuple[str, float]] | None = None
-    stop_sent: bool = False
-    gated: bool = False
 
 
 def _config(name: str, data_type: str, doc: str) -> Cpt:
@@ -49,7 +32,7 @@ def _status(path: tuple[str, ...], data_type: str, doc: str) -> Cpt:
     return Cpt(DaqStatusSignal, path=path, data_type=data_type, kind="omitted", doc=doc)
 
 
-class StdDaq(Device):
+class StdDaq(FlyScanMixin, Device):
     """A std-daq detector DAQ as an ophyd device, for bluesky step scans, fly scans and IPython.
 
     The device talks to the DAQ only through :class:`~std_daq_client.StdDaqClient`.
@@ -72,7 +55,9 @@ class StdDaq(Device):
     documents (mimetype ``application/x-hdf5``: tiled stores them as they are), or, with
     ``asset_documents="resource"`` and always in fly scans, through Datum ids (Resource spec
     :data:`~ophyd_stddaq.SPEC`) that :class:`~ophyd_stddaq.StdDaqHDF5Handler` loads back. Each event also
-    carries ``images_written`` (hinted: the table and plots of the BestEffortCallback show it).
+    carries ``images_written`` and, with ``image_statistics``, ``image_sum`` and ``image_max`` of its image
+    as the DAQ computed them (hinted: the table and plots of the BestEffortCallback show them; NaN when
+    the DAQ does not report the event's image).
 
     Parameters
     ----------
@@ -106,6 +91,9 @@ class StdDaq(Device):
         Bearer token for a DAQ that requires one.
     nexus:
         Optional NXmx values sent with each write request (``detector_distance``, ``sample_name`` ...).
+    image_statistics:
+        Ask the DAQ for each image's sum and maximum (``"image_statistics": true``) and put them in the
+        step-scan events (default True).
     """
 
     # DAQ config (settable: set_config validates and applies)
@@ -122,6 +110,8 @@ class StdDaq(Device):
     # acquisition setting of this device (not a DAQ field)
     n_images = Cpt(Signal, value=0, kind="config", doc="Images per acquisition; 0: as many as the plan triggers.")
     images_written = Cpt(Signal, value=0, kind="hinted", doc="Images of this acquisition written at the event.")
+    image_sum = Cpt(ImageStatisticSignal, field="sum", kind="hinted", doc="Sum of the event's image (no lost pixel).")
+    image_max = Cpt(ImageStatisticSignal, field="max", kind="hinted", doc="Largest pixel of the event's image.")
 
     # DAQ status (read-only)
     state = _status(("state",), "string", "Writer state: READY, WRITING or UNKNOWN.")
@@ -152,6 +142,7 @@ class StdDaq(Device):
         asset_documents: Literal["stream", "resource"] = "stream",
         token: str | None = None,
         nexus: dict[str, Any] | None = None,
+        image_statistics: bool = True,
         **kwargs: Any,
     ) -> None:
         if directory is not None and path_provider is not None:
@@ -165,6 +156,9 @@ class StdDaq(Device):
         self.trigger_mode = trigger_mode
         self.asset_documents = asset_documents
         self.nexus = dict(nexus or {})
+        self.image_statistics = image_statistics
+        if not image_statistics:
+            self.image_sum.kind = self.image_max.kind = Kind.omitted
         self.image.stream = asset_documents == "stream"
         self.path_provider: PathProvider | None = (
             UniqueFilePathProvider(directory, prefix=name) if directory is not None else path_provider
@@ -180,7 +174,7 @@ class StdDaq(Device):
         """Follows the DAQ status for the waiting Status objects."""
         self.last_output_file: str | None = None
         """The file of the last acquisition this device started."""
-        self._acquisition: _Acquisition | None = None
+        self._acquisition: DeviceAcquisition | None = None
 
     # ------------------------------------------------------------------ access
 
@@ -216,13 +210,16 @@ class StdDaq(Device):
             )
         return str(self.path_provider())
 
-    def _start(self, fly: bool = False) -> _Acquisition:
+    def _start(self, fly: bool = False) -> DeviceAcquisition:
         """Send start_writer_async for a new file; the DAQ must be READY (else it refuses with its message)."""
         n_images = self._n_images_setting(fly)
         output_file = self._next_file()
         gated = n_images == OPEN_ENDED_IMAGES and self.trigger_mode == "free" and not fly
         try:
-            self._daq_access.start_writer(output_file, n_images, {**self.nexus, "gated": True} if gated else self.nexus)
+            extra = {**self.nexus, **({"gated": True} if gated else {})}
+            if self.image_statistics:
+                extra[REQUEST_FIELD] = True
+            self._daq_access.start_writer(output_file, n_images, extra)
         except StdDaqAdminException as error:
             raise StdDaqAdminException(f"{self.name}: the DAQ refused to write {output_file}: {error}") from error
         self.last_output_file = output_file
@@ -233,9 +230,9 @@ class StdDaq(Device):
             assets: ImageAssets | StreamImageAssets = StreamImageAssets(output_file, self.image.name, shape)
         else:
             assets = ImageAssets(output_file)
-        return _Acquisition(output_file=output_file, n_images=n_images, assets=assets, gated=gated)
+        return DeviceAcquisition(output_file=output_file, n_images=n_images, assets=assets, gated=gated)
 
-    def _stop_writer(self, acquisition: _Acquisition) -> None:
+    def _stop_writer(self, acquisition: DeviceAcquisition) -> None:
         """Stop the writer if it is still busy with ``acquisition`` (never somebody else's)."""
         if acquisition.stop_sent:
             return
@@ -247,7 +244,7 @@ class StdDaq(Device):
         self.monitor.add(status)
         return status
 
-    def _current(self, action: str) -> _Acquisition:
+    def _current(self, action: str) -> DeviceAcquisition:
         if self._acquisition is None:
             raise RuntimeError(f"{self.name}.{action}(): no acquisition; stage or kickoff {self.name} first")
         return self._acquisition
@@ -294,6 +291,7 @@ class StdDaq(Device):
         if not self.image.stream:
             self.image.put(reference)
         self.images_written.put(index + 1)
+        self._put_statistics(None, index)
         return self._watch(
             AcquisitionStatus(
                 self,
@@ -304,8 +302,15 @@ class StdDaq(Device):
                 initial=index,
                 unreachable_timeout=self.unreachable_timeout,
                 timeout=self.wait_timeout,
+                before_success=lambda found: self._put_statistics(found, index),
             )
         )
+
+    def _put_statistics(self, acquisition: dict[str, Any] | None, index: int) -> None:
+        """The event's image statistics from the DAQ's acquisition object (NaN if it has not those of image
+        ``index``)."""
+        for name, value in statistics_of(acquisition, index).items():
+            getattr(self, name).put(value)
 
     def unstage(self) -> list[Any]:
         """Stop the writer if our acquisition is still running (the file keeps the images written)."""
@@ -324,99 +329,3 @@ class StdDaq(Device):
             except Exception as error:
                 _log.warning("%s: could not stop the writer: %s", self.name, error)
         super().stop(success=success)
-
-    # ------------------------------------------------------------ fly scans
-
-    def kickoff(self) -> StatusBase:
-        """Start an acquisition of ``n_images`` images, or adopt the one ``stage`` just started.
-
-        The returned Status is finished: the DAQ has accepted the request (errors raise at once).
-        """
-        acquisition = self._acquisition
-        adopt = (
-            self._staged == Staged.yes
-            and acquisition is not None
-            and not acquisition.kicked_off
-            and acquisition.n_triggers == 0
-            and not acquisition.stop_sent
-        )
-        if adopt:
-            self._n_images_setting(fly=True)  # a fly scan needs its number of images
-            acquisition.assets = ImageAssets(acquisition.output_file)  # nothing was referenced yet
-        else:
-            self._acquisition = acquisition = self._start(fly=True)
-        if self.trigger_mode == "simulator":  # the frames are sent while the plan goes on; complete waits
-            threading.Thread(target=self._send_frames, args=(acquisition.n_images,), daemon=True).start()
-        acquisition.kicked_off = True
-        status = DeviceStatus(self)
-        status.set_finished()
-        return status
-
-    def _send_frames(self, n_images: int) -> None:
-        try:
-            self._daq_access.software_trigger(n_images)
-        except Exception as error:  # complete() then fails on the images that never came (wait_timeout)
-            _log.error("%s: the software trigger of %d frames failed: %s", self.name, n_images, error)
-
-    def complete(self) -> StatusBase:
-        """Finishes when the acquisition is FINISHED with all ``n_images`` images (file closed).
-
-        Fails with :class:`~ophyd_stddaq.StdDaqAcquisitionError` carrying the DAQ's message if it ends
-        FAILED, or ends FINISHED with fewer images ("Interrupted." by a stop from anywhere): the plan
-        asked for ``n_images`` and did not get them. Watchers see the images written (progress bar).
-        """
-        acquisition = self._current("complete")
-        return self._watch(
-            AcquisitionStatus(
-                self,
-                acquisition.output_file,
-                target=acquisition.n_images,
-                n_images=acquisition.n_images,
-                until_end=True,
-                unreachable_timeout=self.unreachable_timeout,
-                timeout=self.wait_timeout,
-            )
-        )
-
-    def describe_collect(self) -> dict[str, dict[str, dict[str, Any]]]:
-        """One stream (``fly_stream``) with the image data key."""
-        return {self.fly_stream: self.image.describe_as(stream=False)}
-
-    def _fly_batch(self, acquisition: _Acquisition) -> list[tuple[str, float]]:
-        """The images written since the last collect, each with its new Datum (made once per collect)."""
-        if acquisition.fly_batch is None:
-            found = self._daq_access.acquisition(acquisition.output_file)
-            if found is None:
-                raise StdDaqAcquisitionError(f"{self.name}: the DAQ no longer reports {acquisition.output_file}")
-            n_written = int(found["stats"].get("n_write_completed") or 0)
-            now = time.time()
-            acquisition.fly_batch = [
-                (acquisition.assets.datum(index), now) for index in range(acquisition.n_collected, n_written)
-            ]
-            acquisition.n_collected = max(acquisition.n_collected, n_written)
-        return acquisition.fly_batch
-
-    def collect(self) -> Iterator[dict[str, Any]]:
-        """One event per image written since the last collect; ``time`` is when the DAQ reported them."""
-        acquisition = self._current("collect")
-        if not acquisition.kicked_off:
-            return
-        batch = self._fly_batch(acquisition)
-        acquisition.fly_batch = None
-        key = self.image.name
-        for datum_id, timestamp in batch:
-            yield {
-                "time": timestamp,
-                "data": {key: datum_id},
-                "timestamps": {key: timestamp},
-                "filled": {key: False},
-            }
-
-    def collect_asset_docs(self) -> Iterator[tuple[str, dict[str, Any]]]:
-        """The Resource (once per file) and Datum documents the next read or collect refers to."""
-        acquisition = self._acquisition
-        if acquisition is None:
-            return
-        if acquisition.kicked_off:
-            self._fly_batch(acquisition)
-        yield from acquisition.assets.pop_pending()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 import time
 from typing import Any
 
@@ -152,6 +153,25 @@ class DaqStatusSignal(_DaqSignal):
 
     def set(self, value: Any, **kwargs: Any) -> Status:
         raise ReadOnlyError(f"{self.name} is read-only: it reports the DAQ status")
+
+
+class ImageStatisticSignal(Signal):
+    """A statistic of the event's image as the DAQ computed it (``acquisition.stats.last_image``): NaN
+    until the device puts the value of the event's image, and when the DAQ does not report it.
+
+    Parameters
+    ----------
+    field:
+        ``"sum"`` or ``"max"``: the field of ``last_image``.
+    """
+
+    def __init__(self, *, field: str, name: str, parent: Any = None, kind: str = "hinted", **kwargs: Any):
+        self.field = field
+        super().__init__(name=name, parent=parent, kind=kind, value=math.nan, **kwargs)
+
+    def describe(self) -> dict[str, dict[str, Any]]:
+        source = f"{_access_of(self).url_base}/writer/status:acquisition/stats/last_image/{self.field}"
+        return {self.name: {"source": source, "dtype": "number", "shape": [], "precision": 0}}
 
 
 _NUMPY_DTYPES = {1: "|u1", 2: "<u2", 4: "<u4"}

@@ -30,7 +30,8 @@ class AcquisitionStatus(DeviceStatus):
     ``RuntimeError`` when the DAQ has been unreachable for longer than ``unreachable_timeout`` seconds.
 
     Watchers (:meth:`watch`, used by bluesky's progress bar) get ``current``/``target`` in ``images``.
-    The object is fed by a :class:`StatusMonitor`.
+    The object is fed by a :class:`StatusMonitor`. ``before_success`` is called with the DAQ's acquisition
+    object just before the status succeeds (the device takes the event's image statistics from it).
     """
 
     def __init__(
@@ -44,8 +45,10 @@ class AcquisitionStatus(DeviceStatus):
         initial: int = 0,
         unreachable_timeout: float = 10.0,
         timeout: float | None = None,
+        before_success: Callable[[dict[str, Any]], None] | None = None,
     ) -> None:
         self.output_file = output_file
+        self._before_success = before_success
         self.target = target
         self.n_images = n_images
         self.until_end = until_end
@@ -131,6 +134,11 @@ class AcquisitionStatus(DeviceStatus):
                 acquisition,
             )
         elif n_written >= self.target and (ended or not self.until_end):
+            if self._before_success is not None:
+                try:
+                    self._before_success(acquisition)
+                except Exception:  # the event's extra readings must not fail the acquisition
+                    _log.exception("%s: reading the acquisition's values failed", self.device.name)
             self._finish(None)
         elif ended:
             self._fail(

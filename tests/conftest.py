@@ -140,13 +140,17 @@ class RunningDaq:
         kwargs.setdefault("rate_hz", 100)
         return SimulatedDetector(self.config, **kwargs)
 
-    def acquire(self, file_name: str, n_images: int, **simulator_options) -> tuple[dict, Path]:
-        """write_sync of ``n_images`` into the data root while a simulator sends: (final status, file)."""
+    def acquire(
+        self, file_name: str, n_images: int, request: dict | None = None, **simulator_options
+    ) -> tuple[dict, Path]:
+        """write_sync of ``n_images`` into the data root while a simulator sends: (final status, file);
+        ``request``: more fields of the write request."""
         detector = self.simulator(**simulator_options)
         detector.start()
         try:
             output = self.data_root / file_name
-            return self.client.start_writer_sync({"output_file": str(output), "n_images": n_images}), output
+            body = {**(request or {}), "output_file": str(output), "n_images": n_images}
+            return self.client.start_writer_sync(body), output
         finally:
             detector.stop()
 
@@ -155,6 +159,14 @@ class RunningDaq:
 def daq(tmp_path):
     """A running server for a 2-module Jungfrau, nothing sending yet."""
     running = RunningDaq(tmp_path, jungfrau_config()).start()
+    yield running
+    running.stop()
+
+
+@pytest.fixture
+def eiger(tmp_path):
+    """A running server for one 16-bit Eiger module (4 ports, 2-pixel gaps between them), nothing sending yet."""
+    running = RunningDaq(tmp_path, example_configs.eiger_config(16, free_udp_ports(4), "EG-test")).start()
     yield running
     running.stop()
 
@@ -242,6 +254,13 @@ def wait_for(predicate, timeout: float = 10.0, interval: float = 0.02):
             return value
         time.sleep(interval)
     raise AssertionError("condition not reached in time")
+
+
+def nxvalidate_report(path: Path | str) -> str:
+    """What ``nxvalidate -e -a NXmx`` says about a file (it ends with "Total number of errors: N")."""
+    nxvalidate = shutil.which("nxvalidate") or str(Path(sys.executable).parent / "nxvalidate")
+    result = subprocess.run([nxvalidate, "-e", "-a", "NXmx", str(path)], capture_output=True, text=True, timeout=120)
+    return result.stdout + result.stderr
 
 
 os.environ.setdefault("PYTHONUNBUFFERED", "1")

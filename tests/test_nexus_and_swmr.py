@@ -1,7 +1,6 @@
 """The file as NeXus/NXmx (validated with nxvalidate), live SWMR reading, software triggers of the simulator."""
 
 import json
-import shutil
 import subprocess
 import sys
 import time
@@ -10,6 +9,7 @@ import h5py
 import numpy as np
 import pytest
 import requests
+from conftest import nxvalidate_report
 from expected import expected_image
 
 NXMX = {
@@ -60,9 +60,7 @@ def test_file_is_nxmx_with_a_default_chain_to_the_images(sending):
         assert np.array_equal(entry["data/data"][2], expected_image(daq.config, frame))
         assert entry.attrs["n_images_written"] == 5
 
-    nxvalidate = shutil.which("nxvalidate") or str(__import__("pathlib").Path(sys.executable).parent / "nxvalidate")
-    result = subprocess.run([nxvalidate, "-e", "-a", "NXmx", str(output)], capture_output=True, text=True, timeout=120)
-    report = result.stdout + result.stderr
+    report = nxvalidate_report(output)
     assert "Total number of errors: 0" in report, report[-2000:]
 
 

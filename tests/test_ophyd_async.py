@@ -54,7 +54,7 @@ def test_count_takes_its_length_from_the_plan(daq1, RE, documents):
     events = [d for n, d in documents if n == "event"]
     assert [e["data"]["daq-images_written"] for e in events] == [1, 2, 3, 4, 5]
     descriptor = next(d for n, d in documents if n == "descriptor")
-    assert descriptor["hints"]["daq"]["fields"] == ["daq-images_written"]
+    assert descriptor["hints"]["daq"]["fields"] == ["daq-images_written", "daq-image_sum", "daq-image_max"]
     with h5py.File(path, "r") as f:
         assert f[dataset].shape == (5, 512, 1024)
         frames = list(f["entry/data/image_id"][:])
