@@ -190,7 +190,7 @@ class StdDaqDataLogic(DetectorDataLogic):
         config = await asyncio.to_thread(self.access.config, 0.2)
         gated = self.plan.gate and self.plan.n_images == OPEN_ENDED_IMAGES
         request = {**self.nexus, **({"gated": True} if gated else {})}
-        if self.image_statistics:
+        if self.image_statistics and self.plan.n_images == OPEN_ENDED_IMAGES:  # step scans: one event an image
             request[REQUEST_FIELD] = True
         await asyncio.to_thread(self.access.start_writer, output_file, self.plan.n_images, request)
         self.plan.gated = gated

@@ -217,8 +217,8 @@ class StdDaq(FlyScanMixin, Device):
         gated = n_images == OPEN_ENDED_IMAGES and self.trigger_mode == "free" and not fly
         try:
             extra = {**self.nexus, **({"gated": True} if gated else {})}
-            if self.image_statistics:
-                extra[REQUEST_FIELD] = True
+            if self.image_statistics and not fly and (gated or self.trigger_mode != "free"):
+                extra[REQUEST_FIELD] = True  # only where each event has its own image (not at full rate)
             self._daq_access.start_writer(output_file, n_images, extra)
         except StdDaqAdminException as error:
             raise StdDaqAdminException(f"{self.name}: the DAQ refused to write {output_file}: {error}") from error

@@ -1,6 +1,6 @@
 """The image statistics of an event: the sum and maximum of its image, as the DAQ reports them.
 
-The devices ask for them in every write request (``"image_statistics": true``); the DAQ then reports the
+The devices ask for them in the write requests of step scans (``"image_statistics": true``); the DAQ then reports the
 last image written in ``acquisition.stats.last_image``. An event's values are taken from there only when
 that is the event's image (its index); otherwise, and with a DAQ that does not compute them, they are NaN.
 """

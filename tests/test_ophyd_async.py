@@ -116,6 +116,7 @@ def test_fly_scan_beside_another_ophyd_async_detector(daq1, RE, documents, tmp_p
     assert blob_indices == list(range(12))
     with h5py.File(path, "r") as f:  # an acquisition of exactly 12 images: the DAQ finished it by itself
         assert f[dataset].shape[0] == 12 and f["entry"].attrs["n_images_written"] == 12
+        assert "image_sum" not in f["entry/data"], "a fly scan at full rate asks for no image statistics"
     assert daq1.client.get_status()["acquisition"]["message"] == "Completed."
 
 
