@@ -87,7 +87,8 @@ class Server:
                self.url.rsplit(":", 1)[1], "--data-root", str(folder), "--udp-address", "127.0.0.1",
                "--compression", compression, *(["--compression-threads", str(threads)] if threads else [])]  # fmt: skip
         self.proc = subprocess.Popen(cmd, stdout=open(self.log_file, "w"), stderr=subprocess.STDOUT)
-        self.client = StdDaqClient(self.url)
+        # a stop closes the file first: with many lossy images the per-image pixel mask takes seconds
+        self.client = StdDaqClient(self.url, timeout=300)
         deadline = time.monotonic() + 30
         while time.monotonic() < deadline:
             try:

@@ -84,13 +84,12 @@ class LostPixels:
 
     def frame_mask(self, gap: np.ndarray, index: int) -> np.ndarray:
         """The mask of image ``index``: ``gap`` plus LOST_PIXEL where it lost pixels inside a module."""
-        steps = np.zeros(gap.size + 1, dtype=np.int8)
-        runs = self.runs[index]
-        steps[runs[:, 0]] = 1  # starts and stops are all distinct: runs are separated by valid pixels
-        steps[runs[:, 1]] = -1
-        lost = np.cumsum(steps[:-1], dtype=np.int8).reshape(gap.shape).astype(bool)
         mask = np.array(gap, dtype=np.uint32)
-        mask[lost & ((mask & GAP_PIXEL) == 0)] |= LOST_PIXEL
+        flat = mask.reshape(-1)
+        # a few runs a lost packet: slices, not a pass per pixel; the runs never cover a gap pixel,
+        # which the receiver leaves 0, never the missing value
+        for start, stop in self.runs[index].tolist():
+            flat[start:stop] |= LOST_PIXEL
         return mask
 
     def write_per_image(self, detector: h5py.Group, n_images: int, reserve: Callable[[int], bool]) -> bool:
