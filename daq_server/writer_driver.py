@@ -193,13 +193,16 @@ class WriterDriver:
             return
         self._progress()
 
-    def _progress(self) -> None:
-        written = self._writer.n_written
-        new = written - self._acquisition.n_write_completed
-        self._acquisition.n_write_completed = written
-        self._acquisition.last_image = self._writer.last_image
+    def _take_progress(self, writer: ImageWriter, acquisition: Acquisition) -> None:
+        """The images ``writer`` wrote since the last look go into ``acquisition`` and the writer's totals."""
+        new = writer.n_written - acquisition.n_write_completed
+        acquisition.n_write_completed = writer.n_written
+        acquisition.last_image = writer.last_image
         self.writer_images += new
-        self.writer_bytes += new * self._writer.target.image_bytes
+        self.writer_bytes += new * writer.target.image_bytes
+
+    def _progress(self) -> None:
+        self._take_progress(self._writer, self._acquisition)
         if self._acquisition.complete:
             self._end(FINISHED, "Completed.")
 
@@ -298,11 +301,7 @@ class WriterDriver:
             if state != FAILED:
                 state, message = FAILED, f"ERROR: Closing the file failed: {describe_error(error)}"
         if writer is not None:
-            new = writer.n_written - acquisition.n_write_completed
-            acquisition.n_write_completed = writer.n_written
-            acquisition.last_image = writer.last_image
-            self.writer_images += new
-            self.writer_bytes += new * writer.target.image_bytes
+            self._take_progress(writer, acquisition)
         acquisition.end(state, message)
         self._state = READY
         self._remove_marker()

@@ -85,3 +85,36 @@ def test_a_long_file_with_lost_packets_gets_the_right_mask_per_image(tmp_path):
         lost[4:8, 9:] |= 2
         for i in (0, 6, 7, 8, 1007, n - 1):
             assert np.array_equal(mask[i], lost if i % 1000 == 7 else gap), i
+
+
+def test_every_way_a_lossy_image_mask_is_built_gives_the_exact_mask(tmp_path):
+    """A few lost packets (bands recompressed), losses spread over every band (one stream) and very many
+    runs (one pass): each image's mask read back from the file is the gap mask plus bit 1 on exactly its
+    missing pixels outside the gaps."""
+    from daq_server.pixel_mask import BAND_ROWS, MANY_RUNS
+    from daq_server.writer import Hdf5Writer, WriteTarget
+
+    height, width = 4 * BAND_ROWS, 64
+    config = {"detector_name": "t", "detector_type": "eiger", "bit_depth": 16,
+              "module_positions": {"0": [0, 0, 30, height - 1], "1": [33, 0, 63, height - 1]}}  # fmt: skip
+    gap = np.zeros((height, width), np.uint32)
+    gap[:, 31:33] = 1
+    images = [np.full((height, width), 7, np.uint16) for _ in range(4)]
+    images[1][5:9, :] = MISSING  # one packet: one band
+    for band in range(4):  # spread: every band
+        images[2][band * BAND_ROWS + 3, :] = MISSING
+    images[3][:, ::2] = MISSING  # a run per other pixel: far more than MANY_RUNS
+    for image in images:
+        image[gap == 1] = 0  # the receiver leaves gap pixels 0
+    assert np.count_nonzero(images[3] == MISSING) > MANY_RUNS
+    writer = Hdf5Writer(WriteTarget(str(tmp_path / "ways.h5"), 4, 1, (height, width), np.dtype(np.uint16), config))
+    for i, image in enumerate(images):
+        writer.write(image, i, 0 if i == 0 else 1, 0.0)
+    writer.close()
+    with h5py.File(tmp_path / "ways.h5", "r") as f:
+        mask = f["entry/instrument/detector/pixel_mask"][()]
+    assert mask.shape == (4, height, width)
+    for i, image in enumerate(images):
+        want = gap.copy()
+        want[image == MISSING] |= 2
+        assert np.array_equal(mask[i], want), i
