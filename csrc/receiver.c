@@ -173,8 +173,8 @@ rx_receiver *rx_start(const rx_config *cfg, char *err, int err_len)
     int n_slots = cfg->n_slots > 0 ? cfg->n_slots : 16;
     double idle_s = (cfg->idle_timeout_ms > 0 ? cfg->idle_timeout_ms : 50) / 1000.0;
     double stale_s = (cfg->stale_timeout_ms > 0 ? cfg->stale_timeout_ms : 500) / 1000.0;
-    rx->ring = ring_create(n_slots, image_bytes, cfg->n_modules, rx->fmt.packets_per_frame, idle_s,
-                           stale_s, fill_missing_module, module_pending, rx, err, err_len);
+    rx->ring = ring_create(cfg->shm_name, n_slots, image_bytes, cfg->n_modules, rx->fmt.packets_per_frame,
+                           idle_s, stale_s, fill_missing_module, module_pending, rx, err, err_len);
     if (!rx->ring) goto fail;
     if (setup_modules(rx, geoms, idle_s, err, err_len) != 0) goto fail;
     rx->realtime = cfg->realtime_priority > 0;

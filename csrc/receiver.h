@@ -33,6 +33,8 @@ typedef struct rx_config {
     int pin_threads;            /* pin module i's thread to CPU (i + 1) mod n_cpus (CPU 0: the writer) */
     int realtime_priority;      /* > 0: SCHED_FIFO at this priority for the receive threads, if allowed */
     char detector_addresses[32][16]; /* IPv4 source of module i's packets; "" accepts any source */
+    char shm_name[64];          /* "/name": the ring buffer is this POSIX shared memory object (writer
+                                 * processes map it by name); "": anonymous memory of this process */
 } rx_config;
 
 /* Counters, owned by the stage that sees the event. */

@@ -74,8 +74,8 @@ typedef void (*fill_module_fn)(void *ctx, uint8_t *image, int module);
 typedef int (*pending_fn)(void *ctx, int module); /* bytes queued in a module's socket */
 
 /* ring_buffer.c: the slot pool */
-ring_buffer *ring_create(int n_slots, size_t image_bytes, int n_modules, int packets_per_frame,
-                         double idle_timeout_s, double stale_timeout_s,
+ring_buffer *ring_create(const char *shm_name, int n_slots, size_t image_bytes, int n_modules,
+                         int packets_per_frame, double idle_timeout_s, double stale_timeout_s,
                          fill_module_fn fill, pending_fn pending, void *fill_ctx, char *err, int err_len);
 void ring_destroy(ring_buffer *ring);
 uint8_t *ring_slot_data(ring_buffer *ring, int slot);

@@ -3,6 +3,9 @@
  * module receive threads (which write pixels straight into a slot) and the writer (which reads
  * a completed slot in place, as a numpy array, and releases it).
  *
+ * With a name, the mapping is a POSIX shared memory object (/dev/shm/<name>, mode 0600) that
+ * writer processes map read-only by that name; it is unlinked when the ring is destroyed.
+ *
  * A slot is FREE -> ASSEMBLING (modules open/close their part of one frame number)
  * -> READY (queued for the writer) -> READING (writer holds it) -> FREE.
  * When an ASSEMBLING slot is complete is decided by image_completion.c.
@@ -10,10 +13,13 @@
 #include "ring_buffer.h"
 
 #include <errno.h>
+#include <fcntl.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
 #include <sys/mman.h>
 #include <time.h>
+#include <unistd.h>
 
 double now_monotonic(void)
 {
@@ -29,8 +35,40 @@ double now_unix(void)
     return ts.tv_sec + ts.tv_nsec * 1e-9;
 }
 
-ring_buffer *ring_create(int n_slots, size_t image_bytes, int n_modules, int packets_per_frame,
-                         double idle_timeout_s, double stale_timeout_s,
+/* The slot memory: a named shared memory object when shm_name is given, else anonymous. */
+static uint8_t *map_slots(ring_buffer *ring, const char *shm_name, char *err, int err_len)
+{
+    /* MAP_POPULATE pre-faults the pages: no page faults on the receive path. The mapping
+     * starts zeroed, which is the documented value of gap pixels. */
+    if (!shm_name || !shm_name[0])
+        return mmap(NULL, ring->mapped_bytes, PROT_READ | PROT_WRITE,
+                    MAP_SHARED | MAP_ANONYMOUS | MAP_POPULATE, -1, 0);
+    int fd = shm_open(shm_name, O_RDWR | O_CREAT | O_EXCL, 0600);
+    if (fd < 0) {
+        snprintf(err, err_len, "cannot create the shared memory %s: %s", shm_name, strerror(errno));
+        return MAP_FAILED;
+    }
+    snprintf(ring->shm_name, sizeof(ring->shm_name), "%s", shm_name);
+    /* fallocate, not ftruncate: every page is reserved now, so a /dev/shm too small for the ring
+     * fails here (ENOSPC) instead of killing the receiver with SIGBUS on a later write */
+    uint8_t *data = MAP_FAILED;
+    int failed = posix_fallocate(fd, 0, (off_t)ring->mapped_bytes);
+    if (failed == 0)
+        data = mmap(NULL, ring->mapped_bytes, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_POPULATE, fd, 0);
+    else
+        errno = failed;
+    if (data == MAP_FAILED) {
+        snprintf(err, err_len, "cannot map a ring buffer of %zu bytes in the shared memory %s: %s", ring->mapped_bytes,
+                 shm_name, strerror(errno));
+        shm_unlink(shm_name);
+        ring->shm_name[0] = 0;
+    }
+    close(fd);
+    return data;
+}
+
+ring_buffer *ring_create(const char *shm_name, int n_slots, size_t image_bytes, int n_modules,
+                         int packets_per_frame, double idle_timeout_s, double stale_timeout_s,
                          fill_module_fn fill, pending_fn pending, void *fill_ctx, char *err, int err_len)
 {
     ring_buffer *ring = calloc(1, sizeof(*ring));
@@ -41,13 +79,11 @@ ring_buffer *ring_create(int n_slots, size_t image_bytes, int n_modules, int pac
     ring->n_slots = n_slots;
     ring->image_bytes = image_bytes;
     ring->mapped_bytes = (size_t)n_slots * image_bytes;
-    /* MAP_POPULATE pre-faults the pages: no page faults on the receive path. The mapping
-     * starts zeroed, which is the documented value of gap pixels. */
-    ring->data = mmap(NULL, ring->mapped_bytes, PROT_READ | PROT_WRITE,
-                      MAP_SHARED | MAP_ANONYMOUS | MAP_POPULATE, -1, 0);
+    ring->data = map_slots(ring, shm_name, err, err_len);
     if (ring->data == MAP_FAILED) {
-        snprintf(err, err_len, "cannot map a ring buffer of %zu bytes: %s", ring->mapped_bytes,
-                 strerror(errno));
+        if (!shm_name || !shm_name[0])
+            snprintf(err, err_len, "cannot map a ring buffer of %zu bytes: %s", ring->mapped_bytes,
+                     strerror(errno));
         free(ring);
         return NULL;
     }
@@ -80,6 +116,7 @@ void ring_destroy(ring_buffer *ring)
 {
     if (!ring) return;
     munmap(ring->data, ring->mapped_bytes);
+    if (ring->shm_name[0]) shm_unlink(ring->shm_name);
     free(ring->slots);
     free(ring->ready_fifo);
     pthread_mutex_destroy(&ring->lock);

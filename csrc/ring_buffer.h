@@ -39,6 +39,7 @@ struct ring_buffer {
     size_t image_bytes;
     uint8_t *data;
     size_t mapped_bytes;
+    char shm_name[64];        /* the named shared memory object holding data ("" if anonymous) */
     slot_meta *slots;
     int *ready_fifo;
     int ready_head, ready_count;

@@ -63,6 +63,22 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         metavar="N",
         help=f"native threads compressing images, 1 to {MAX_THREADS} (default: one per CPU but one)",
     )
+    parser.add_argument(
+        "--writer-processes",
+        type=int,
+        default=1,
+        metavar="N",
+        help="processes writing the files from the shared-memory ring buffer, 0 to 16 (default 1; with N > 1 "
+        "image k goes to process k mod N and output_file is a master file over their parts; 0: the server itself)",
+    )
+    parser.add_argument(
+        "--writer-timeout",
+        type=float,
+        default=60.0,
+        metavar="S",
+        help="a writer process that holds images or a close this long without news is killed and the "
+        "acquisition FAILED (default 60 s)",
+    )
     parser.add_argument("--redis-url", help="publish status, stats, log and config on Redis PUB/SUB (optional)")
     parser.add_argument(
         "--modules",
@@ -80,6 +96,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         parser.error("the following arguments are required: --data-root")
     if args.compression_threads and not 1 <= args.compression_threads <= MAX_THREADS:
         parser.error(f"--compression-threads must be 1 to {MAX_THREADS}, not {args.compression_threads}")
+    if not 0 <= args.writer_processes <= 16:
+        parser.error(f"--writer-processes must be 0 to 16, not {args.writer_processes}")
+    if not args.writer_timeout > 0:
+        parser.error("--writer-timeout must be positive")
     return args
 
 
@@ -115,6 +135,8 @@ def main(argv: list[str] | None = None) -> None:
         redis_url=args.redis_url,
         memory_limit_bytes=args.memory_limit_mb << 20,
         allowed_user_ids=args.allowed_user_ids,
+        writer_processes=args.writer_processes,
+        writer_timeout_s=args.writer_timeout,
     )
     if args.ring_mb > args.memory_limit_mb:
         sys.exit(f"std_daq_server: --ring-mb {args.ring_mb} exceeds --memory-limit-mb {args.memory_limit_mb}")

@@ -84,7 +84,9 @@ def check_geometry(config: dict) -> None:
 class Receiver:
     """The running C receiver for one detector config."""
 
-    def __init__(self, config: dict, settings: ReceiverSettings | None = None):
+    def __init__(self, config: dict, settings: ReceiverSettings | None = None, shared_memory_name: str = ""):
+        """``shared_memory_name`` ("/name"): the ring buffer is that POSIX shared memory object, which
+        writer processes map (``daq_server.writer_process``); "" keeps it private to this process."""
         settings = settings or ReceiverSettings()
         fmt = detector_format(
             config["detector_type"], config["bit_depth"], config["image_pixel_width"], config["image_pixel_height"]
@@ -93,6 +95,8 @@ class Receiver:
         self.dtype = np.dtype(fmt.dtype)
         self.image_bytes = self.shape[0] * self.shape[1] * self.dtype.itemsize
         cfg = _c_config(config, settings, self.image_bytes)
+        cfg.shm_name = shared_memory_name.encode()
+        self.shared_memory_name = shared_memory_name
         self.n_slots = cfg.n_slots
         err = ffi.new("char[512]")
         self._rx = lib.rx_start(cfg, err, len(err))

@@ -6,7 +6,9 @@ knows about HTTP.
 
 from __future__ import annotations
 
+import itertools
 import logging
+import os
 import threading
 import time
 from dataclasses import dataclass
@@ -26,6 +28,7 @@ from daq_server.udp_ports import describe_port_conflict
 from daq_server.write_request import parse_write_request
 from daq_server.writer import COMPRESSIONS
 from daq_server.writer_driver import READY, DriverError, WriterDriver
+from daq_server.writer_link import WriterPool, remove_stale_rings
 
 _log = logging.getLogger("daq_server.service")
 DEFAULT_MEMORY_LIMIT = 2048 << 20
@@ -47,6 +50,10 @@ class ServerOptions:
     """A config whose receiver needs more memory is refused before anything is allocated."""
     allowed_user_ids: tuple[tuple[int, int], ...] | None = None
     """Ranges of writer_user_id a config may set (None: any of 0 … 2^31-1)."""
+    writer_processes: int = 1
+    """Processes writing the files from the shared-memory ring buffer (0: the server's own threads)."""
+    writer_timeout_s: float = 60.0
+    """A writer process that holds images (or a close) this long without news is killed, the acquisition FAILED."""
 
 
 class DaqService:
@@ -71,7 +78,14 @@ class DaqService:
             lambda status: self._publish("status", status),
             self.preview.offer,
             compression_threads=options.compression_threads,
+            writer_pool=WriterPool(options.writer_processes, options.writer_timeout_s)
+            if options.writer_processes > 0
+            else None,
         )
+        self._ring_note = ""  # why the writer processes cannot be used, if they cannot
+        self._ring_names = (f"/std_daq.{os.getpid()}.{n}" for n in itertools.count())
+        if options.writer_processes > 0:
+            remove_stale_rings()
         bind = options.receiver.bind_address
         self.simulator = BuiltInSimulator(host="127.0.0.1" if bind == "0.0.0.0" else bind)
         self._detector_bytes_before = 0  # bytes counted by receivers that were replaced
@@ -165,7 +179,7 @@ class DaqService:
         buffering = self._receiver.buffering() if isinstance(self._receiver, Receiver) else {}
         self._deployment.update(
             {
-                "message": "Config applied." + self._buffering_note(buffering),
+                "message": "Config applied." + self._buffering_note(buffering) + self._ring_note,
                 "servers": {self.options.server_name: "SUCCESS"},
                 "status": "SUCCESS",
                 "receiver": buffering,
@@ -200,6 +214,18 @@ class DaqService:
         """The C UDP receiver, or the ZeroMQ receiver of a bsread stream."""
         if config["detector_type"] == "bsread":
             return BsreadReceiver(config)
+        self._ring_note = ""
+        if self.options.writer_processes > 0:
+            try:
+                return Receiver(config, self.options.receiver, next(self._ring_names))
+            except RuntimeError as error:
+                if "shared memory" not in str(error):
+                    raise
+                self._ring_note = (
+                    f" The ring buffer cannot be shared memory ({str(error).split(': ', 1)[-1]}): "
+                    "this server process writes the files itself."
+                )
+                _log.warning("%s", self._ring_note.strip())
         return Receiver(config, self.options.receiver)
 
     def deployment(self) -> dict:

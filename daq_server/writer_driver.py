@@ -39,6 +39,7 @@ from daq_server.image_writer import ImageWriter
 from daq_server.stats import RECEIVER_COUNTERS
 from daq_server.write_request import WriteRequest
 from daq_server.writer import WriteTarget, describe_error
+from daq_server.writer_link import ProcessImageWriter, WriterPool
 
 _log = logging.getLogger("daq_server.writer_driver")
 
@@ -60,6 +61,7 @@ class WriterDriver:
         on_change: Callable[[dict], None] | None = None,
         on_image: Callable[[ReceivedImage], None] | None = None,
         compression_threads: int = 0,
+        writer_pool: WriterPool | None = None,
     ):
         self._lock = threading.RLock()
         self._ended = threading.Condition(self._lock)
@@ -71,6 +73,7 @@ class WriterDriver:
         self._counter = ImageCounter()
         self._sinks = [self._counter, CallbackSink(on_image or (lambda image: None)), self]
         self._compression_threads = compression_threads
+        self._pool = writer_pool  # writer processes; None or a source without shared memory: this process writes
         self._marker = state_dir / "acquisition_in_progress.json"
         self._receiver: ImageSource | None = None
         self._consumer: ImageConsumer | None = None
@@ -133,6 +136,9 @@ class WriterDriver:
         """Start consuming images from ``receiver``."""
         self.detach()
         self._receiver = receiver
+        ring_name = getattr(receiver, "shared_memory_name", "")
+        if self._pool is not None and ring_name:
+            self._pool.attach_ring(ring_name, receiver.n_slots, receiver.image_bytes, receiver.shape, receiver.dtype)
         self._consumer = ImageConsumer(receiver, self._sinks)
 
     def detach(self) -> None:
@@ -152,6 +158,9 @@ class WriterDriver:
     # ---- the acquisition writer sink -------------------------------------------------------
     def offer(self, image: ReceivedImage) -> None:
         """Every image from the consumer: written when the running acquisition wants it."""
+        writer = self._writer
+        if isinstance(writer, ProcessImageWriter):
+            writer.wait_for_room()  # without the lock: status and stop answer while the processes catch up
         with self._lock:
             acquisition = self._acquisition
             if self._writer is None:
@@ -240,7 +249,7 @@ class WriterDriver:
                 self._remove_marker()
                 raise DriverError(f"Cannot record the acquisition in the state folder: {error.strerror}") from None
             try:
-                self._writer = ImageWriter(target, self._compression_threads)
+                self._writer = self._open_writer(target)
             except (OSError, ValueError, RuntimeError, MemoryError) as error:
                 self._remove_marker()
                 raise DriverError(f"Cannot create {request.output_file}: {error}") from None
@@ -250,6 +259,12 @@ class WriterDriver:
             self._acquisition = Acquisition.started(request.info(), request.image_statistics)
             self._changed()
             return self.status()
+
+    def _open_writer(self, target: WriteTarget) -> ImageWriter | ProcessImageWriter:
+        """The writer processes when the receiver's ring buffer is shared memory, else this process."""
+        if self._pool is not None and getattr(self._receiver, "shared_memory_name", ""):
+            return ProcessImageWriter(target, self._pool, self._compression_threads)
+        return ImageWriter(target, self._compression_threads)
 
     def stop(self) -> dict:
         """Always allowed: interrupt a running acquisition, reset UNKNOWN to READY."""
@@ -315,3 +330,5 @@ class WriterDriver:
             if self._state == WRITING:
                 self._end(FINISHED, "Interrupted.")
         self.detach()
+        if self._pool is not None:
+            self._pool.close()

@@ -89,14 +89,26 @@ def test_pool_refuses_bad_thread_counts_and_large_images():
 
 
 def compression_threads(pid: int) -> int:
-    tasks = f"/proc/{pid}/task"
+    """The compressing threads of the server ``pid`` and of its writer processes."""
     names = []
-    for task in os.listdir(tasks):
+    for process in (pid, *child_pids(pid)):
+        tasks = f"/proc/{process}/task"
         try:
-            names.append(open(f"{tasks}/{task}/comm").read().strip())
+            for task in os.listdir(tasks):
+                names.append(open(f"{tasks}/{task}/comm").read().strip())
         except OSError:
-            pass  # the thread ended meanwhile
+            pass  # the thread or process ended meanwhile
     return names.count("daq-compress")
+
+
+def child_pids(pid: int) -> list[int]:
+    children = []
+    for task in os.listdir(f"/proc/{pid}/task"):
+        try:
+            children += [int(child) for child in open(f"/proc/{pid}/task/{task}/children").read().split()]
+        except OSError:
+            pass
+    return children
 
 
 @pytest.mark.parametrize("threads", [1, 3])
