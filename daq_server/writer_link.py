@@ -56,7 +56,8 @@ class WriterProcess:
         self.on_message = lambda message: None  # the acquisition this process serves now
         self.exited: str | None = None
         self.ring: tuple | None = None  # the ring buffer message it was sent last
-        threading.Thread(target=self._read, name=f"writer-{index}-link", daemon=True).start()
+        self._reader = threading.Thread(target=self._read, name=f"writer-{index}-link", daemon=True)
+        self._reader.start()
 
     @property
     def alive(self) -> bool:
@@ -69,6 +70,9 @@ class WriterProcess:
             with self._send_lock:
                 self._conn.send(message)
         except OSError as error:
+            self._reader.join(timeout=5)  # a process that died: its reader says how
+            if self.exited:
+                raise WriterProcessError(f"the {self.name} {self.exited}") from None
             raise WriterProcessError(f"the {self.name} is not answering ({error.strerror})") from None
 
     def _read(self) -> None:
@@ -259,11 +263,12 @@ class ProcessImageWriter:
         try:
             self._processes[i].send(("image", image.slot, image.frame_number, image.n_missing_packets,
                                      image.receive_time))  # fmt: skip
-        except WriterProcessError:
+        except WriterProcessError as error:
             with self._lock:
                 if self._held.pop(image.slot, None) is not None:
                     image.drop()
-            raise
+                self._error = self._error or str(error)  # a process that died has said so by now
+            raise WriterProcessError(self._error) from None
 
     def wait_for_room(self) -> None:
         """Block while the processes hold MAX_IN_FLIGHT images each (they write slower than images come)."""
