@@ -74,6 +74,10 @@ def disk_rate(folder: Path, n_bytes: int) -> float:
     return max(1, n_bytes // block.nbytes) * block.nbytes / seconds / 1e9
 
 
+SERVER_OPTIONS: list[str] = []
+"""More std_daq_server options for every row (from this script's command line)."""
+
+
 class Server:
     """A std_daq_server subprocess for one config, writing into ``folder``."""
 
@@ -85,7 +89,8 @@ class Server:
         self.url = f"http://127.0.0.1:{free_port()}"
         cmd = [sys.executable, "-m", "daq_server.cli", "--config", str(self.config_file), "--port",
                self.url.rsplit(":", 1)[1], "--data-root", str(folder), "--udp-address", "127.0.0.1",
-               "--compression", compression, *(["--compression-threads", str(threads)] if threads else [])]  # fmt: skip
+               "--compression", compression, *(["--compression-threads", str(threads)] if threads else []),
+               *SERVER_OPTIONS]  # fmt: skip
         self.proc = subprocess.Popen(cmd, stdout=open(self.log_file, "w"), stderr=subprocess.STDOUT)
         # a stop closes the file first: with many lossy images the per-image pixel mask takes seconds
         self.client = StdDaqClient(self.url, timeout=300)
@@ -164,8 +169,11 @@ def main() -> None:
     parser.add_argument("--seconds", type=float, default=60.0, help="sending time per row (default 60)")
     parser.add_argument("--dir", type=Path, default=Path(tempfile.gettempdir()), help="where the files go")
     parser.add_argument("--compression-threads", type=int, default=0, help="server option (default: its own)")
+    parser.add_argument("--writer-processes", type=int, help="server option (default: its own, 1)")
     parser.add_argument("--rows", default="all", help="comma-separated row names (jf1,jf4,eiger,rx4,busy) or all")
     args = parser.parse_args()
+    if args.writer_processes is not None:
+        SERVER_OPTIONS.extend(["--writer-processes", str(args.writer_processes)])
     folder = Path(tempfile.mkdtemp(prefix="std_daq_sustained_", dir=args.dir))
     wanted = {"jf1", "jf4", "eiger", "rx4", "busy"} if args.rows == "all" else set(args.rows.split(","))
     ceilings = {JUNGFRAU_PACKET: ceiling(JUNGFRAU_PACKET, 2), EIGER_PACKET: ceiling(EIGER_PACKET, 2)}

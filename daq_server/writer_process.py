@@ -22,6 +22,7 @@ another one for the next acquisition.
 
 from __future__ import annotations
 
+import logging
 import mmap
 import os
 import signal
@@ -36,6 +37,8 @@ from daq_server.writer import describe_error, has_quarantined_files
 
 IDLE_S = 0.05
 """How often the finished compressed chunks are written while no message comes."""
+BURST = 32
+"""Image messages handled before the released slots are reported."""
 
 
 class RingView:
@@ -66,17 +69,23 @@ class WriterLoop:
         self.reported = -1
 
     def run(self) -> None:
+        """Handle messages as they come; the slots they free are reported once per burst (at most
+        BURST messages), not once per image."""
         while True:
-            try:
-                ready = self.conn.poll(IDLE_S if self.writer is not None else None)
-                message = self.conn.recv() if ready else None
-            except (EOFError, OSError):  # the server is gone: finish the file as far as it goes
-                self.close(True, None, answer=False)
-                return
-            if message is not None and message[0] == "exit":
-                self.close(True, None, answer=False)
-                return
-            self.handle(message)
+            timeout = IDLE_S if self.writer is not None else None
+            for _ in range(BURST):
+                try:
+                    message = self.conn.recv() if self.conn.poll(timeout) else None
+                except (EOFError, OSError):  # the server is gone: finish the file as far as it goes
+                    self.close(True, None, answer=False)
+                    return
+                if message is not None and message[0] == "exit":
+                    self.close(True, None, answer=False)
+                    return
+                self.handle(message)
+                if message is None or message[0] != "image":
+                    break
+                timeout = 0
             self.report()
 
     def handle(self, message: tuple | None) -> None:
@@ -159,6 +168,7 @@ class WriterLoop:
 def main(argv: list[str] | None = None) -> None:
     """``python -m daq_server.writer_process FD``: serve the server on socket FD until it says exit."""
     argv = sys.argv[1:] if argv is None else argv
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s[writer %(process)d] %(levelname)s %(message)s")
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C reaches the whole process group: the server decides
     signal.signal(signal.SIGTERM, signal.SIG_IGN)
     WriterLoop(Connection(int(argv[0]))).run()

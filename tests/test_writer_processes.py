@@ -127,11 +127,15 @@ def test_several_writer_processes_write_one_acquisition(tmp_path, compression):
         assert data.is_virtual and data.shape == (50, 1024, 1024)
         frames = f["entry/data/image_id"][:]
         assert np.array_equal(np.diff(frames), np.ones(49)), "the images in the order they came"
+        good = f["entry/data/is_good_frame"][:]
+        assert np.array_equal(good, f["entry/data/n_missing_packets"][:] == 0)
+        assert good.sum() >= 45, "on a busy machine an image may lose a module's packets, not many"
         sums = f["entry/data/image_sum"][:]
-        for i, frame in enumerate(frames):
-            want = expected_image(daq.config, int(frame))
+        for i in np.flatnonzero(good):  # every complete image exactly as sent
+            want = expected_image(daq.config, int(frames[i]))
             assert np.array_equal(data[i], want), f"image {i}"
             assert sums[i] == want.sum(dtype=np.uint64)
+        images = data[:]
         assert f["entry"].attrs["n_images_written"] == 50
         assert f["entry/instrument/detector/data"].shape == (50, 1024, 1024)
     if compression == "none":
@@ -140,6 +144,7 @@ def test_several_writer_processes_write_one_acquisition(tmp_path, compression):
     for i, part in enumerate(parts):  # each part a complete file of its own: every third image
         with h5py.File(part, "r") as f:
             assert np.array_equal(f["entry/data/image_id"][:], frames[i::3])
+            assert np.array_equal(f["entry/data/data"][:], images[i::3]), "the master maps image k to part k mod 3"
 
 
 def test_refused_shared_memory_falls_back_to_writing_in_the_server(tmp_path):
