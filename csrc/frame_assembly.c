@@ -244,6 +244,7 @@ void *module_rx_main(void *arg)
         }
         if (n > 0) ring_module_busy(mod->ring, mod->index, 0);
         publish_counters(mod);
+        socket_rx_pace(mod->fd, &mod->batch, n, now);
     }
     close_frame(mod);
     publish_counters(mod);

@@ -34,6 +34,11 @@ typedef struct rx_batch {
     struct sockaddr_in sources[RX_BATCH]; /* who sent each datagram */
     uint8_t *buffer;          /* RX_BATCH * slot_size bytes */
     int slot_size;            /* expected packet size + slack, to see oversized datagrams */
+    /* pacing (socket_rx_pace): the recent packet rate and what the socket buffer holds */
+    double rate_since;        /* start of the current rate window (monotonic s) */
+    int rate_count;           /* packets received in it */
+    double packets_per_s;     /* rate of the last complete window */
+    int buffer_packets;       /* packets the socket's receive buffer holds (0: not asked yet) */
 } rx_batch;
 
 int socket_rx_open(const char *address, int port, int rcvbuf_bytes, int poll_ms, char *err, int err_len);
@@ -43,6 +48,12 @@ void rx_batch_free(rx_batch *batch);
 int socket_rx_receive(int fd, rx_batch *batch);
 /* Bytes waiting in the socket's receive queue. */
 int socket_rx_pending(int fd);
+/* After a batch of n datagrams: a short batch means the queue was nearly empty, so wait until
+ * about half a batch has arrived at the recent rate (at most PACE_MAX_US, and never longer than
+ * a quarter of the socket buffer takes to fill). Fewer, fuller recvmmsg calls: less CPU per
+ * packet for the receiver and fewer wake-ups charged to whoever sends. */
+#define PACE_MAX_US 1000
+void socket_rx_pace(int fd, rx_batch *batch, int n, double now);
 
 /* ---- image_assembly.c: module pixels -> image position ------------------------------ */
 typedef struct module_geometry {

@@ -51,6 +51,10 @@ int rx_batch_init(rx_batch *batch, int packet_size)
     batch->buffer = malloc((size_t)RX_BATCH * batch->slot_size);
     if (!batch->buffer) return -1;
     memset(batch->msgs, 0, sizeof(batch->msgs));
+    batch->rate_since = 0;
+    batch->rate_count = 0;
+    batch->packets_per_s = 0;
+    batch->buffer_packets = 0;
     for (int i = 0; i < RX_BATCH; i++) {
         batch->iov[i].iov_base = batch->buffer + (size_t)i * batch->slot_size;
         batch->iov[i].iov_len = batch->slot_size;
@@ -85,4 +89,29 @@ int socket_rx_pending(int fd)
     int bytes = 0;
     if (ioctl(fd, FIONREAD, &bytes) != 0) return 0;
     return bytes;
+}
+
+void socket_rx_pace(int fd, rx_batch *batch, int n, double now)
+{
+    if (n <= 0) return;
+    if (batch->rate_since == 0) batch->rate_since = now;
+    batch->rate_count += n;
+    if (now - batch->rate_since >= 0.01) { /* a new rate every 10 ms */
+        batch->packets_per_s = batch->rate_count / (now - batch->rate_since);
+        batch->rate_since = now;
+        batch->rate_count = 0;
+    }
+    if (n >= RX_BATCH / 2 || batch->packets_per_s <= 0) return;
+    if (batch->buffer_packets == 0) {
+        int bytes = 0;
+        socklen_t size = sizeof(bytes);
+        getsockopt(fd, SOL_SOCKET, SO_RCVBUF, &bytes, &size);
+        /* the kernel counts about twice the payload per datagram (its bookkeeping) */
+        batch->buffer_packets = bytes / (2 * batch->slot_size) > 1 ? bytes / (2 * batch->slot_size) : 1;
+    }
+    double wait_s = (RX_BATCH / 2) / batch->packets_per_s;
+    double buffer_s = (batch->buffer_packets / 4) / batch->packets_per_s;
+    if (wait_s > buffer_s) wait_s = buffer_s;
+    if (wait_s > PACE_MAX_US * 1e-6) wait_s = PACE_MAX_US * 1e-6;
+    if (wait_s >= 20e-6) usleep((useconds_t)(wait_s * 1e6));
 }
