@@ -168,7 +168,8 @@ class ProcessImageWriter:
         self._last_image: list[dict | None] = []
         self._closed: list[tuple | None] = []
         self._error: str | None = None
-        self._last_news = time.monotonic()
+        self._last_news = time.monotonic()  # the last message from a process
+        self._owed_since = self._last_news  # since when the processes owe us images or an answer
         self._next = 0
         self._final: int | None = None  # the images the master file shows, once written
         self._targets = part_targets(target, pool.n)
@@ -182,7 +183,7 @@ class ProcessImageWriter:
             self._closed.append(None)
             process.on_message = lambda message, i=i: self._on_message(i, message, answers)
             process.send(("open", part, compression_threads))
-        self._wait_for(lambda: all(answers), f"creating {target.output_file}")
+        self._wait_for(lambda: all(answers), f"creating {target.output_file}", new_request=True)
         refused = [answer[1] for answer in answers if answer[0] != "opened"]
         if refused:
             self._error = refused[0]
@@ -255,6 +256,8 @@ class ProcessImageWriter:
         self._raise_if_failed()
         self.wait_for_room()
         with self._lock:
+            if not self._held:
+                self._owed_since = time.monotonic()
             image.hold()
             image._writer_index = i  # type: ignore[attr-defined]
             self._held[image.slot] = image
@@ -290,7 +293,7 @@ class ProcessImageWriter:
                     process.send(("close", write_pending and self._error is None, summary))
                 except WriterProcessError:
                     pass
-        self._wait_for(lambda: all(self._closed), f"closing {self.target.output_file}", kill=True)
+        self._wait_for(lambda: all(self._closed), f"closing {self.target.output_file}", new_request=True)
         for process in self._processes:
             process.on_message = lambda message: None
         with self._lock:
@@ -313,24 +316,30 @@ class ProcessImageWriter:
     def _raise_if_failed(self) -> None:
         """Raise the failure a process reported, or declare a hang: images held, nothing heard for the timeout."""
         with self._lock:
-            if self._error is None and self._held and time.monotonic() - self._last_news >= self._timeout_s:
+            if self._error is None and self._held and self._quiet() >= self._timeout_s:
                 self._wait_for(lambda: not self._held, "writing")  # kills the processes, sets the error
         if self._error is not None:
             raise WriterProcessError(self._error)
 
-    def _wait_for(self, condition, doing: str, kill: bool = True) -> None:
-        """Wait until ``condition``; a process that sends nothing for the timeout while we wait is
-        hung: it is killed (its reader then reports it gone) and the acquisition fails."""
+    def _quiet(self) -> float:
+        """Seconds the processes have owed us something (images, an answer) without a word."""
+        return time.monotonic() - max(self._last_news, self._owed_since)
+
+    def _wait_for(self, condition, doing: str, new_request: bool = False) -> None:
+        """Wait until ``condition``; processes that owe us something (``new_request``: the answer to
+        what was just sent) and send nothing for the timeout are hung: they are killed (their
+        readers then report them gone) and the acquisition fails."""
         with self._lock:
+            if new_request:
+                self._owed_since = time.monotonic()
             while not condition():
-                quiet = time.monotonic() - self._last_news
+                quiet = self._quiet()
                 if quiet >= self._timeout_s:
                     self._error = self._error or (
                         f"the writer process sent nothing for {self._timeout_s:g} s while {doing}: it was stopped"
                     )
-                    if kill:
-                        for process in self._processes:
-                            process.kill()
+                    for process in self._processes:
+                        process.kill()
                     self._lock.wait(5.0)  # its reader reports it gone and releases its images
                     if not condition():
                         self._abandon()

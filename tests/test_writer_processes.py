@@ -108,6 +108,30 @@ def test_hung_writer_process_is_killed_while_control_answers(tmp_path):
         daq.stop()
 
 
+def test_an_idle_writer_process_is_not_taken_for_hung(tmp_path):
+    """Pauses longer than --writer-timeout between images, and before the stop, are no hang."""
+    daq = RunningDaq(tmp_path, jungfrau_config(), extra_args=["--writer-timeout", "1"]).start()
+    try:
+        output = daq.data_root / "pauses.h5"
+        daq.client.start_writer_async({"output_file": str(output), "n_images": 1000})
+        for burst, first in enumerate((1, 1001)):  # two bursts of 10 images, a pause after each
+            detector = daq.simulator(first_frame=first, n_images=10)
+            detector.start()
+            written = 10 * burst + 10
+            wait_for(lambda n=written: daq.client.get_status()["acquisition"]["stats"]["n_write_completed"] >= n)
+            detector.stop()
+            time.sleep(2.5)
+            assert daq.client.get_status()["acquisition"]["state"] == "WRITING"
+        status = daq.client.stop_writer()
+        wait_for(lambda: daq.client.get_status()["state"] == "READY")
+        acquisition = daq.client.get_status()["acquisition"]
+        assert acquisition["state"] == "FINISHED" and acquisition["message"] == "Interrupted."
+        assert acquisition["stats"]["n_write_completed"] == 20
+        assert status["state"] in ("READY", "WRITING")
+    finally:
+        daq.stop()
+
+
 @pytest.mark.parametrize("compression", ["none", "bitshuffle-lz4"])
 def test_several_writer_processes_write_one_acquisition(tmp_path, compression):
     args = ["--writer-processes", "3", "--compression", compression]
