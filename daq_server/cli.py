@@ -79,6 +79,14 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         help="a writer process that holds images or a close this long without news is killed and the "
         "acquisition FAILED (default 60 s)",
     )
+    parser.add_argument(
+        "--writer-nice",
+        type=int,
+        default=-10,
+        metavar="N",
+        help="nice value of the writer processes and their compressing threads when allowed (root or "
+        "CAP_SYS_NICE; default -10: ahead of the machine's ordinary work; 0: normal)",
+    )
     parser.add_argument("--redis-url", help="publish status, stats, log and config on Redis PUB/SUB (optional)")
     parser.add_argument(
         "--modules",
@@ -98,6 +106,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         parser.error(f"--compression-threads must be 1 to {MAX_THREADS}, not {args.compression_threads}")
     if not 0 <= args.writer_processes <= 16:
         parser.error(f"--writer-processes must be 0 to 16, not {args.writer_processes}")
+    if not -20 <= args.writer_nice <= 19:
+        parser.error(f"--writer-nice must be -20 to 19, not {args.writer_nice}")
     if not args.writer_timeout > 0:
         parser.error("--writer-timeout must be positive")
     return args
@@ -137,6 +147,7 @@ def main(argv: list[str] | None = None) -> None:
         allowed_user_ids=args.allowed_user_ids,
         writer_processes=args.writer_processes,
         writer_timeout_s=args.writer_timeout,
+        writer_nice=args.writer_nice,
     )
     if args.ring_mb > args.memory_limit_mb:
         sys.exit(f"std_daq_server: --ring-mb {args.ring_mb} exceeds --memory-limit-mb {args.memory_limit_mb}")

@@ -53,6 +53,8 @@ class ServerOptions:
     writer_processes: int = 1
     """Processes writing the files from the shared-memory ring buffer (0: the server's own threads)."""
     writer_timeout_s: float = 60.0
+    writer_nice: int = -10
+    """Nice value of the writer processes when allowed (0: the machine's normal priority)."""
     """A writer process that holds images (or a close) this long without news is killed, the acquisition FAILED."""
 
 
@@ -78,7 +80,7 @@ class DaqService:
             lambda status: self._publish("status", status),
             self.preview.offer,
             compression_threads=options.compression_threads,
-            writer_pool=WriterPool(options.writer_processes, options.writer_timeout_s)
+            writer_pool=WriterPool(options.writer_processes, options.writer_timeout_s, options.writer_nice)
             if options.writer_processes > 0
             else None,
         )
@@ -195,6 +197,12 @@ class DaqService:
             notes.append(
                 "The receive threads run at normal priority: real-time scheduling is not allowed "
                 "(run as root or grant CAP_SYS_NICE), so a busy machine may delay them."
+            )
+        pool = self.driver.writer_pool
+        if pool is not None and pool.nice_refused:
+            notes.append(
+                f"The writer processes run at normal priority, not nice {pool.nice}: raising it is not allowed "
+                "(run as root or grant CAP_SYS_NICE), so a busy machine may slow the writing."
             )
         if buffering and buffering["socket_buffer_bytes"] < settings.rcvbuf_bytes // 2:
             notes.append(

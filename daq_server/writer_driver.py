@@ -86,6 +86,10 @@ class WriterDriver:
         self._recover_after_crash()
 
     @property
+    def writer_pool(self) -> WriterPool | None:
+        return self._pool
+
+    @property
     def detector_images(self) -> int:
         """Images the consumer took from the receiver(s) since the server started."""
         return self._counter.images

@@ -246,6 +246,23 @@ def collect_images(receiver: Receiver, n: int, timeout: float = 10.0) -> list[tu
     return images
 
 
+def writer_pids(daq: RunningDaq) -> list[int]:
+    """The server's writer processes (children running daq_server.writer_process)."""
+    pids = []
+    for task in os.listdir(f"/proc/{daq.proc.pid}/task"):
+        try:
+            pids += [int(pid) for pid in open(f"/proc/{daq.proc.pid}/task/{task}/children").read().split()]
+        except OSError:
+            pass
+    return sorted(pid for pid in pids if b"daq_server.writer_process" in open(f"/proc/{pid}/cmdline", "rb").read())
+
+
+def nice_of(pid: int) -> int:
+    """A process's nice value, from /proc (field 19 of its stat line)."""
+    stat = open(f"/proc/{pid}/stat").read()
+    return int(stat[stat.rindex(")") + 2 :].split()[16])
+
+
 def wait_for(predicate, timeout: float = 10.0, interval: float = 0.02):
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:

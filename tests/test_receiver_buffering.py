@@ -3,10 +3,11 @@ as the deployment status reports it: with root's privileges, and without them.""
 
 from __future__ import annotations
 
+import os
 import shutil
 
 import pytest
-from conftest import RING_MB, RunningDaq, jungfrau_config
+from conftest import RING_MB, RunningDaq, jungfrau_config, nice_of, writer_pids
 
 
 def test_the_deployment_reports_ring_socket_buffer_and_priority(daq):
@@ -16,6 +17,8 @@ def test_the_deployment_reports_ring_socket_buffer_and_priority(daq):
     assert receiver["ring_bytes"] == receiver["ring_images"] * 2 * 1024 * 1024
     assert receiver["socket_buffer_bytes"] > 0
     assert ("normal priority" in deployment["message"]) == (not receiver["realtime"])
+    if os.geteuid() == 0:  # the writer processes run ahead of the machine's ordinary work
+        assert [nice_of(pid) for pid in writer_pids(daq)] == [-10]
 
 
 DROP = "-sys_nice,-net_admin"
@@ -35,5 +38,7 @@ def test_without_privileges_the_deployment_says_what_is_missing(tmp_path):
         assert "normal priority" in deployment["message"] and "CAP_SYS_NICE" in deployment["message"]
         assert deployment["receiver"]["socket_buffer_bytes"] < 1024 << 20
         assert "net.core.rmem_max" in deployment["message"]
+        assert "writer processes run at normal priority" in deployment["message"]
+        assert [nice_of(pid) for pid in writer_pids(daq)] == [0]
     finally:
         daq.stop()

@@ -10,19 +10,8 @@ import h5py
 import hdf5plugin  # noqa: F401 - the bitshuffle filter for the compressed case
 import numpy as np
 import pytest
-from conftest import RunningDaq, jungfrau_config, nxvalidate_report, wait_for
+from conftest import RunningDaq, jungfrau_config, nxvalidate_report, wait_for, writer_pids
 from expected import expected_image
-
-
-def writer_pids(daq: RunningDaq) -> list[int]:
-    """The server's writer processes (children running daq_server.writer_process)."""
-    pids = []
-    for task in os.listdir(f"/proc/{daq.proc.pid}/task"):
-        try:
-            pids += [int(pid) for pid in open(f"/proc/{daq.proc.pid}/task/{task}/children").read().split()]
-        except OSError:
-            pass
-    return sorted(pid for pid in pids if b"daq_server.writer_process" in open(f"/proc/{pid}/cmdline", "rb").read())
 
 
 def packets_received(daq: RunningDaq) -> int:
