@@ -28,7 +28,7 @@ from daq_server.udp_ports import describe_port_conflict
 from daq_server.write_request import parse_write_request
 from daq_server.writer import COMPRESSIONS
 from daq_server.writer_driver import READY, DriverError, WriterDriver
-from daq_server.writer_link import WriterPool, remove_stale_rings
+from daq_server.writer_pool import WriterPool, remove_stale_rings
 
 _log = logging.getLogger("daq_server.service")
 DEFAULT_MEMORY_LIMIT = 2048 << 20

@@ -47,6 +47,7 @@ from daq_server import __version__, nexus_layout
 from daq_server.image_statistics import ImageStatistics
 from daq_server.output_file import CreatedFile, OutputPathError, create_output_file, split_output_path
 from daq_server.pixel_mask import LostPixels
+from daq_server.write_behind import WriteBehind
 
 COMPRESSIONS = ("none", "bitshuffle-lz4")
 FLUSH_INTERVAL_S = 1.0
@@ -59,10 +60,6 @@ _FALLOC_FL_KEEP_SIZE = 1
 _log = logging.getLogger("daq_server.writer")
 _libc = ctypes.CDLL(None, use_errno=True)
 _libc.fallocate.argtypes = [ctypes.c_int, ctypes.c_int, ctypes.c_long, ctypes.c_long]
-_libc.sync_file_range.argtypes = [ctypes.c_int, ctypes.c_long, ctypes.c_long, ctypes.c_uint]
-_SYNC_FILE_RANGE_WRITE = 2
-WRITEBACK_STEP_BYTES = 32 << 20
-"""Every this many bytes written, their write-back to disk is started (see ``start_writeback``)."""
 
 _QUARANTINE: list = []
 """h5py objects of files whose HDF5 writes failed anyway (an I/O error). The HDF5 library is not
@@ -111,15 +108,6 @@ def reserve(fd: int, offset: int, length: int) -> None:
         raise OSError(code, os.strerror(code))
 
 
-def start_writeback(fd: int, offset: int, length: int) -> None:
-    """Start writing this range of the file to disk now, without waiting (``sync_file_range``).
-
-    A stream written to the page cache otherwise collects gigabytes of dirty pages that the kernel
-    then flushes in one burst, taking the CPU and stalling writes for seconds while the ring buffer
-    fills; started every WRITEBACK_STEP_BYTES, the write-back is as steady as the stream."""
-    _libc.sync_file_range(fd, offset, length, _SYNC_FILE_RANGE_WRITE)  # a failure only loses the smoothing
-
-
 def free_bytes(folder: Path) -> int:
     """Bytes available to an unprivileged user in ``folder``'s file system."""
     stats = os.statvfs(folder)
@@ -145,7 +133,7 @@ class Hdf5Writer:
         self._fd: int | None = None
         self._reserved_end = 0
         self._size_bound = 0  # the file's size is at most this (refreshed when a reservation is made)
-        self._written_back = 0  # write-back started for the file up to here (at most; see start_writeback)
+        self._write_behind: WriteBehind | None = None
         self._direct = target.compression == "none"
         self._dtype = np.dtype(target.dtype)
         self._file: h5py.File | None = None
@@ -159,6 +147,7 @@ class Hdf5Writer:
         except OutputPathError as error:
             raise WriterError(str(error)) from None
         self._fd = self._created.fd  # also for fallocate and the reopen at close
+        self._write_behind = WriteBehind(self._fd)
         try:
             self._file = self._created.open_hdf5(libver="latest")  # SWMR needs the latest format
             self._create_layout()
@@ -285,9 +274,7 @@ class Hdf5Writer:
                                "sum": total, "max": top}  # fmt: skip
         self.n_written += 1
         self._size_bound += image_bytes
-        if self._size_bound - self._written_back >= WRITEBACK_STEP_BYTES:
-            start_writeback(self._fd, self._written_back, self._size_bound - self._written_back)
-            self._written_back = self._size_bound
+        self._write_behind.advance(self._size_bound)
         now = time.monotonic()
         if now - self._last_flush > FLUSH_INTERVAL_S or now - self._last_write > SLOW_IMAGE_S:
             self._flush_metadata()

@@ -39,7 +39,8 @@ from daq_server.image_writer import ImageWriter
 from daq_server.stats import RECEIVER_COUNTERS
 from daq_server.write_request import WriteRequest
 from daq_server.writer import WriteTarget, describe_error
-from daq_server.writer_link import ProcessImageWriter, WriterPool
+from daq_server.writer_link import ProcessImageWriter
+from daq_server.writer_pool import WriterPool
 
 _log = logging.getLogger("daq_server.writer_driver")
 
