@@ -61,7 +61,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         type=int,
         default=0,
         metavar="N",
-        help=f"native threads compressing images, 1 to {MAX_THREADS} (default: one per CPU but one)",
+        help=f"native threads compressing images, 1 to {MAX_THREADS} (default: one per CPU, but one when the "
+        "receive threads are not real-time)",
     )
     parser.add_argument(
         "--writer-processes",
@@ -84,7 +85,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         type=int,
         default=-10,
         metavar="N",
-        help="nice value of the writer processes and their compressing threads when allowed (root or "
+        help="nice value of the server (all but its real-time receive threads), its writer processes and their "
+        "compressing threads, and of its session's CPU group when it leads its session, if allowed (root or "
         "CAP_SYS_NICE; default -10: ahead of the machine's ordinary work; 0: normal)",
     )
     parser.add_argument("--redis-url", help="publish status, stats, log and config on Redis PUB/SUB (optional)")

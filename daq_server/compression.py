@@ -25,9 +25,12 @@ HDF5_FILTER_ID = 32008
 MAX_THREADS: int = lib.CP_MAX_THREADS
 
 
-def default_threads() -> int:
-    """One compressing thread per CPU this process may use, leaving one for the receiver (at least 1)."""
-    return max(1, min(MAX_THREADS, len(os.sched_getaffinity(0)) - 1))
+def default_threads(receive_threads_realtime: bool = False) -> int:
+    """One compressing thread per CPU this process may use; one CPU left for the receive threads
+    unless they run real-time (then they come first anyway, and the writing may take every CPU
+    they leave)."""
+    cpus = len(os.sched_getaffinity(0))
+    return max(1, min(MAX_THREADS, cpus if receive_threads_realtime else cpus - 1))
 
 
 def compress(image: np.ndarray) -> bytes:

@@ -20,6 +20,7 @@ from daq_server.config import ConfigError, ConfigStore, DaqConfig, as_dict, merg
 from daq_server.errors import AdminError
 from daq_server.limits import check_memory, check_user_id
 from daq_server.live_preview import LivePreview
+from daq_server.priority import raise_priority
 from daq_server.receiver import ImageSource, Receiver, ReceiverSettings
 from daq_server.redis_publisher import RedisPublisher
 from daq_server.simulation import BuiltInSimulator
@@ -43,7 +44,7 @@ class ServerOptions:
     state_dir: Path
     receiver: ReceiverSettings = ReceiverSettings()
     compression: str = "none"
-    compression_threads: int = 0  # 0: one per CPU but one (daq_server.compression.default_threads)
+    compression_threads: int = 0  # 0: daq_server.compression.default_threads
     server_name: str = "std-daq"
     redis_url: str | None = None
     memory_limit_bytes: int = DEFAULT_MEMORY_LIMIT
@@ -53,8 +54,8 @@ class ServerOptions:
     writer_processes: int = 1
     """Processes writing the files from the shared-memory ring buffer (0: the server's own threads)."""
     writer_timeout_s: float = 60.0
-    writer_nice: int = -10
-    """Nice value of the writer processes when allowed (0: the machine's normal priority)."""
+    writer_nice: int = 0
+    """Nice value of the server and its writer processes when allowed (0: unchanged; the CLI's default is -10)."""
     """A writer process that holds images (or a close) this long without news is killed, the acquisition FAILED."""
 
 
@@ -63,6 +64,7 @@ class DaqService:
         if options.compression not in COMPRESSIONS:
             raise ValueError(f"compression must be one of {COMPRESSIONS}")
         self.options = options
+        self._priority_notes = raise_priority(options.writer_nice)  # before any thread starts: they inherit it
         options.state_dir.mkdir(parents=True, exist_ok=True)
         self._store = ConfigStore(options.config_file)
         self._config: DaqConfig = self._store.load()
@@ -80,7 +82,7 @@ class DaqService:
             lambda status: self._publish("status", status),
             self.preview.offer,
             compression_threads=options.compression_threads,
-            writer_pool=WriterPool(options.writer_processes, options.writer_timeout_s, options.writer_nice)
+            writer_pool=WriterPool(options.writer_processes, options.writer_timeout_s)
             if options.writer_processes > 0
             else None,
         )
@@ -198,12 +200,7 @@ class DaqService:
                 "The receive threads run at normal priority: real-time scheduling is not allowed "
                 "(run as root or grant CAP_SYS_NICE), so a busy machine may delay them."
             )
-        pool = self.driver.writer_pool
-        if pool is not None and pool.nice_refused:
-            notes.append(
-                f"The writer processes run at normal priority, not nice {pool.nice}: raising it is not allowed "
-                "(run as root or grant CAP_SYS_NICE), so a busy machine may slow the writing."
-            )
+        notes += self._priority_notes
         if buffering and buffering["socket_buffer_bytes"] < settings.rcvbuf_bytes // 2:
             notes.append(
                 f"Each UDP socket got {buffering['socket_buffer_bytes'] >> 20} MiB of receive buffer, not the "

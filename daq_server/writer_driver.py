@@ -32,6 +32,7 @@ from daq_server.acquisition import (
     Acquisition,
 )
 from daq_server.acquisition_log import AcquisitionLog
+from daq_server.compression import default_threads
 from daq_server.crash_recovery import release_crashed_file
 from daq_server.image_consumer import CallbackSink, ImageConsumer, ImageCounter
 from daq_server.image_source import ImageSource, ReceivedImage
@@ -268,8 +269,12 @@ class WriterDriver:
     def _open_writer(self, target: WriteTarget) -> ImageWriter | ProcessImageWriter:
         """The writer processes when the receiver's ring buffer is shared memory, else this process."""
         if self._pool is not None and getattr(self._receiver, "shared_memory_name", ""):
-            return ProcessImageWriter(target, self._pool, self._compression_threads)
-        return ImageWriter(target, self._compression_threads)
+            return ProcessImageWriter(target, self._pool, self._compression_threads_now())
+        return ImageWriter(target, self._compression_threads_now())
+
+    def _compression_threads_now(self) -> int:
+        """The option, else the default for this receiver (every CPU when its threads are real-time)."""
+        return self._compression_threads or default_threads(bool(getattr(self._receiver, "realtime", False)))
 
     def stop(self) -> dict:
         """Always allowed: interrupt a running acquisition, reset UNKNOWN to READY."""

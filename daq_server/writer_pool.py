@@ -101,13 +101,9 @@ class WriterProcess:
 class WriterPool:
     """``n`` writer processes, each with the current ring buffer mapped."""
 
-    def __init__(self, n: int, timeout_s: float = 60.0, nice: int = 0):
+    def __init__(self, n: int, timeout_s: float = 60.0):
         self.n = n
         self.timeout_s = timeout_s
-        self.nice = nice
-        """Scheduling priority of the processes (and their compressing threads): < 0 is ahead of the
-        machine's ordinary work, so a busy machine delays the writer less (needs root or CAP_SYS_NICE)."""
-        self.nice_refused = False
         self._ring: tuple | None = None
         self._processes: list[WriterProcess] = []
 
@@ -133,23 +129,11 @@ class WriterPool:
             if process is not None:
                 _log.warning("the %s %s; starting another one", process.name, process.exited or "ended")
                 process.kill()
-            process = self._processes[i] = WriterProcess(i)
-            self._prioritise(process)
+            process = self._processes[i] = WriterProcess(i)  # at the server's priority (daq_server.priority)
             if self._ring is not None:
                 process.send(self._ring)  # a new process: its socket takes the message at once
                 process.ring = self._ring
         return list(self._processes)
-
-    def _prioritise(self, process: WriterProcess) -> None:
-        """Set the new process's priority before it starts its threads (they inherit it)."""
-        if self.nice == 0:
-            return
-        try:
-            os.setpriority(os.PRIO_PROCESS, process.process.pid, self.nice)
-        except OSError as error:
-            if not self.nice_refused:
-                _log.warning("writer processes keep the normal priority: %s", error.strerror)
-            self.nice_refused = True
 
     def close(self) -> None:
         for process in self._processes:

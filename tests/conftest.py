@@ -85,6 +85,7 @@ class RunningDaq:
     extra_args: list[str] = field(default_factory=list)
     max_file_bytes: int | None = None  # RLIMIT_FSIZE of the server: a disk that fills up
     wrapper: list[str] = field(default_factory=list)  # a command that runs the server (e.g. setpriv)
+    new_session: bool = False  # the server leads its own session (as under systemd or setsid)
 
     @property
     def url(self) -> str:
@@ -126,6 +127,8 @@ class RunningDaq:
         raise RuntimeError("server did not come up")
 
     def _limits(self) -> None:
+        if self.new_session:
+            os.setsid()
         if self.max_file_bytes is not None:  # writes past it fail with EFBIG, as on a full disk
             signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
             resource.setrlimit(resource.RLIMIT_FSIZE, (self.max_file_bytes, self.max_file_bytes))

@@ -9,6 +9,8 @@ import shutil
 import pytest
 from conftest import RING_MB, RunningDaq, jungfrau_config, nice_of, writer_pids
 
+from daq_server.priority import autogroups_enabled
+
 
 def test_the_deployment_reports_ring_socket_buffer_and_priority(daq):
     deployment = daq.client.get_deployment_status()
@@ -19,6 +21,28 @@ def test_the_deployment_reports_ring_socket_buffer_and_priority(daq):
     assert ("normal priority" in deployment["message"]) == (not receiver["realtime"])
     if os.geteuid() == 0:  # the writer processes run ahead of the machine's ordinary work
         assert [nice_of(pid) for pid in writer_pids(daq)] == [-10]
+
+
+def session_group_nice(pid: int | str = "self") -> int:
+    return int(open(f"/proc/{pid}/autogroup").read().split()[-1])
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="raising priorities needs root or CAP_SYS_NICE")
+@pytest.mark.skipif(not autogroups_enabled(), reason="the kernel does not group processes by session")
+def test_a_server_leading_its_session_raises_the_sessions_cpu_share(tmp_path):
+    """Where the kernel shares the CPU between sessions first (autogroups), the nice values inside
+    one count only against each other: a server in its own session gives that session its nice."""
+    own = RunningDaq(tmp_path / "own", jungfrau_config(1), new_session=True).start()
+    shared = RunningDaq(tmp_path / "shared", jungfrau_config(1)).start()
+    try:
+        assert session_group_nice(own.proc.pid) == -10
+        assert "own session" not in own.client.get_deployment_status()["message"]
+        assert session_group_nice(shared.proc.pid) == session_group_nice() == 0, "a caller's session is left alone"
+        assert "start it in its own session" in shared.client.get_deployment_status()["message"]
+        assert nice_of(shared.proc.pid) == -10, "its threads still run at the writer nice"
+    finally:
+        own.stop()
+        shared.stop()
 
 
 DROP = "-sys_nice,-net_admin"
