@@ -94,6 +94,18 @@ class WriteTarget:
     image_statistics: bool = False
     """Compute, store and report the sum and maximum of each image (``daq_server.image_statistics``)."""
 
+    def entry_attributes(self) -> dict:
+        """The ``/entry`` attributes every file of this acquisition carries."""
+        return {
+            "NX_class": "NXentry",
+            "run_id": self.run_id,
+            "detector_name": self.config["detector_name"],
+            "detector_type": self.config["detector_type"],
+            "software_version": __version__,
+            "config": json.dumps(self.config),
+            "n_images_requested": self.n_images,
+        }
+
     @property
     def image_bytes(self) -> int:
         return self.shape[0] * self.shape[1] * np.dtype(self.dtype).itemsize
@@ -167,18 +179,7 @@ class Hdf5Writer:
         t = self.target
         start_time = time.time()
         entry = self._file.create_group("entry")
-        entry.attrs.update(
-            {
-                "NX_class": "NXentry",
-                "run_id": t.run_id,
-                "detector_name": t.config["detector_name"],
-                "detector_type": t.config["detector_type"],
-                "start_time": start_time,
-                "software_version": __version__,
-                "config": json.dumps(t.config),
-                "n_images_requested": t.n_images,
-            }
-        )
+        entry.attrs.update({**t.entry_attributes(), "start_time": start_time})
         data = entry.create_group("data")
         data.attrs.update({"NX_class": "NXdata", "signal": "data"})
         compression = hdf5plugin.Bitshuffle(cname="lz4") if t.compression == "bitshuffle-lz4" else {}

@@ -21,7 +21,7 @@ from pathlib import Path
 import h5py
 import numpy as np
 
-from daq_server import __version__, nexus_layout
+from daq_server import nexus_layout
 from daq_server.output_file import CreatedFile, OutputPathError, create_output_file, split_output_path
 from daq_server.writer import WriterError, WriteTarget
 
@@ -84,13 +84,7 @@ def write_master(created: CreatedFile, target: WriteTarget, parts: list[WriteTar
         entry = f.create_group("entry")
         entry.attrs.update(
             {
-                "NX_class": "NXentry",
-                "run_id": target.run_id,
-                "detector_name": target.config["detector_name"],
-                "detector_type": target.config["detector_type"],
-                "software_version": __version__,
-                "config": json.dumps(target.config),
-                "n_images_requested": target.n_images,
+                **target.entry_attributes(),
                 "n_images_written": total,
                 "stop_time": time.time(),
                 "parts": json.dumps([Path(part.output_file).name for part in parts]),

@@ -249,14 +249,20 @@ def collect_images(receiver: Receiver, n: int, timeout: float = 10.0) -> list[tu
     return images
 
 
-def writer_pids(daq: RunningDaq) -> list[int]:
-    """The server's writer processes (children running daq_server.writer_process)."""
-    pids = []
-    for task in os.listdir(f"/proc/{daq.proc.pid}/task"):
+def child_pids(pid: int) -> list[int]:
+    """The child processes of ``pid`` (of any of its threads)."""
+    children = []
+    for task in os.listdir(f"/proc/{pid}/task"):
         try:
-            pids += [int(pid) for pid in open(f"/proc/{daq.proc.pid}/task/{task}/children").read().split()]
+            children += [int(child) for child in open(f"/proc/{pid}/task/{task}/children").read().split()]
         except OSError:
             pass
+    return children
+
+
+def writer_pids(daq: RunningDaq) -> list[int]:
+    """The server's writer processes (children running daq_server.writer_process)."""
+    pids = child_pids(daq.proc.pid)
     return sorted(pid for pid in pids if b"daq_server.writer_process" in open(f"/proc/{pid}/cmdline", "rb").read())
 
 

@@ -11,7 +11,7 @@ import h5py
 import hdf5plugin
 import numpy as np
 import pytest
-from conftest import RunningDaq, free_udp_ports
+from conftest import RunningDaq, child_pids, free_udp_ports
 from expected import expected_image
 
 from daq_server.compression import CompressionPool, compress
@@ -100,16 +100,6 @@ def compression_threads(pid: int) -> int:
         except OSError:
             pass  # the thread or process ended meanwhile
     return names.count("daq-compress")
-
-
-def child_pids(pid: int) -> list[int]:
-    children = []
-    for task in os.listdir(f"/proc/{pid}/task"):
-        try:
-            children += [int(child) for child in open(f"/proc/{pid}/task/{task}/children").read().split()]
-        except OSError:
-            pass
-    return children
 
 
 @pytest.mark.parametrize("threads", [1, 3])
