@@ -20,6 +20,8 @@ import tempfile
 import time
 from pathlib import Path
 
+from sustained import disk_rate  # the same probe as the sustained rows (benchmarks/ is on sys.path)
+
 from daq_server.write_behind import STEP_BYTES, WriteBehind
 
 CHUNK_BYTES = 110_000
@@ -74,26 +76,13 @@ def stream(folder: Path, n_bytes: int, policy) -> dict:
     }
 
 
-def disk_rate(folder: Path, n_bytes: int = 1 << 30) -> float:
-    block = os.urandom(8 << 20)
-    fd, path = tempfile.mkstemp(prefix="std_daq_bench_disk_", dir=folder)
-    t0 = time.perf_counter()
-    for i in range(n_bytes // len(block)):
-        os.pwrite(fd, block, i * len(block))
-    os.fsync(fd)
-    seconds = time.perf_counter() - t0
-    os.close(fd)
-    os.unlink(path)
-    return n_bytes / seconds / 1e9
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--gb", type=float, default=4.0, help="bytes per row, GB (at least 2)")
     parser.add_argument("--dir", type=Path, default=Path(tempfile.gettempdir()))
     args = parser.parse_args()
     n_bytes = int(max(args.gb, 2.0) * 1e9)
-    disk = disk_rate(args.dir)
+    disk = disk_rate(args.dir, 1 << 30)
     print(f"disk: sequential write + fsync {disk:.2f} GB/s; {n_bytes / 1e9:.0f} GB of {CHUNK_BYTES} B chunks per row")
     print(f"{'page cache':<34} {'first GB us/chunk':>18} {'last GB us/chunk':>17} {'GB/s':>6}")
     print(f"{'':<34} {'cpu':>8} {'wall':>9} {'cpu':>8} {'wall':>8}")

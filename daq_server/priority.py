@@ -59,13 +59,4 @@ def raise_priority(nice: int) -> list[str]:
     return notes
 
 
-def session_group_nice(pid: int | str = "self") -> int | None:
-    """The nice value of a process's autogroup, None without autogroups."""
-    try:
-        with open(f"/proc/{pid}/autogroup") as group:
-            return int(group.read().split()[-1])
-    except (OSError, ValueError, IndexError):
-        return None
-
-
-__all__ = ["autogroups_enabled", "raise_priority", "session_group_nice"]
+__all__ = ["autogroups_enabled", "raise_priority"]

@@ -28,10 +28,10 @@ _SYNC_FILE_RANGE_WRITE = 2
 class WriteBehind:
     """Call :meth:`advance` with the file's growing size; failures only lose the smoothing."""
 
-    def __init__(self, fd: int, start: int = 0):
+    def __init__(self, fd: int):
         self.fd = fd
-        self.written_back = start  # write-back started up to here
-        self.dropped = start  # dropped from the page cache up to here
+        self.written_back = 0  # write-back started up to here
+        self.dropped = 0  # dropped from the page cache up to here
 
     def advance(self, size: int) -> None:
         """The file is written up to ``size`` bytes."""
