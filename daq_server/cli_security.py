@@ -6,14 +6,13 @@ from __future__ import annotations
 import argparse
 import ipaddress
 import logging
-import os
-import stat
 from pathlib import Path
 
 from daq_server.api.guards import AccessPolicy
 from daq_server.api.live import MAX_LIVE_STREAMS
 from daq_server.limits import parse_user_id_ranges
 from daq_server.service import DEFAULT_MEMORY_LIMIT
+from daq_server.tokens import machine_token, read_token
 
 REQUEST_THREADS = MAX_LIVE_STREAMS + 6
 """Live streams hold a thread each; the rest always answer status, stop and the other calls."""
@@ -36,7 +35,8 @@ def add_security_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--no-auth",
         action="store_true",
-        help="serve a non-loopback --host without a token (only behind a firewall or an authenticating proxy)",
+        help="serve a non-loopback --host without a token (only behind a firewall or an authenticating proxy); "
+        "without it and without --token-file, such a server requires this machine's token (docs/security.rst)",
     )
     parser.add_argument(
         "--allowed-origin",
@@ -69,26 +69,17 @@ def is_loopback(host: str) -> bool:
         return False  # a host name: assume it is reachable from elsewhere
 
 
-def read_token(path: Path) -> str:
-    """The token: the file's first line; ValueError if unreadable or empty."""
-    try:
-        text = path.read_text()
-    except (OSError, UnicodeDecodeError) as error:
-        raise ValueError(f"cannot read the token file {path}: {error}") from None
-    token = text.splitlines()[0].strip() if text.strip() else ""
-    if len(token) < 16:
-        raise ValueError(f"the token in {path} must be at least 16 characters on its first line")
-    if stat.S_IMODE(os.stat(path).st_mode) & 0o077:
-        _log.warning("the token file %s is readable by other users; chmod 600 it", path)
-    return token
-
-
 def access_policy(args: argparse.Namespace) -> AccessPolicy:
     """The policy of the command line; ValueError for an unsafe or broken combination."""
     token = read_token(args.token_file) if args.token_file else None
     if token is None and not is_loopback(args.host) and not args.no_auth:
-        raise ValueError(
-            f"--host {args.host} is reachable from other machines: give --token-file FILE "
-            "(or --no-auth if a firewall or an authenticating reverse proxy guards the port)"
+        token, path, created = machine_token()
+        _log.warning(
+            "--host %s is reachable from other machines: every request needs the token in %s (%s); "
+            "clients send it with token= or STD_DAQ_TOKEN. Give --token-file FILE to choose the token, "
+            "or --no-auth if a firewall or an authenticating reverse proxy guards the port.",
+            args.host,
+            path,
+            "created now" if created else "this machine's",
         )
     return AccessPolicy(token=token, allowed_origins=tuple(args.allowed_origin))

@@ -37,6 +37,13 @@ def pytest_report_header(config: pytest.Config) -> str:
     return line
 
 
+@pytest.fixture(autouse=True, scope="session")
+def suite_config_home(tmp_path_factory) -> None:
+    """A server on a network address without --token-file creates this user's machine token
+    (daq_server/tokens.py): the suite's servers keep theirs in a folder of the run, not in a home."""
+    os.environ["XDG_CONFIG_HOME"] = str(tmp_path_factory.mktemp("config"))
+
+
 def free_tcp_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))

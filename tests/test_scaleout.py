@@ -25,6 +25,7 @@ from conftest import free_tcp_port, jungfrau_config
 from expected import expected_image
 
 from daq_server.coordinator.master_file import part_file_name
+from daq_server.tokens import machine_token_path
 from sim import SimulatedDetector
 from std_daq_client import StdDaqClient
 
@@ -44,6 +45,7 @@ class Host:
     root_address: str
     address: str
     proc: subprocess.Popen | None = None
+    token: str = ""  # the bearer token its server requires (it listens on the network)
 
     @property
     def url(self) -> str:
@@ -95,9 +97,9 @@ def _remove_hosts(hosts: list[Host]) -> None:
 HOSTS_TOKEN = "scale-out-test-token-0123456789"
 
 
-def host_client(host) -> StdDaqClient:
+def host_client(host: Host) -> StdDaqClient:
     """A client of one receiver host (they listen on the network, so they require the token)."""
-    return StdDaqClient(url_base=host.url, token=HOSTS_TOKEN)
+    return StdDaqClient(url_base=host.url, token=host.token)
 
 
 def _wait_http(url: str, proc: subprocess.Popen, log: Path) -> None:
@@ -169,11 +171,15 @@ def _scaleout(tmp_path: Path, with_redis: bool):
         redis_port = None
         if with_redis:
             redis_server, redis_port = _start_redis(tmp_path, hosts)
-        token_file = tmp_path / "token"  # the hosts listen on the network: they require a token
+        # The hosts listen on the network, so they require a token: with Redis, the operator's token file
+        # given to hosts and coordinator; without, none given (as the acceptance check starts them): the
+        # hosts require this machine's token and the coordinator finds it on its own.
+        token_file = tmp_path / "token"
         token_file.write_text(HOSTS_TOKEN + "\n")
         token_file.chmod(0o600)
+        host_token_args = ["--token-file", str(token_file)] if with_redis else []
         server = [sys.executable, "-m", "daq_server.cli", "--config", str(config_file), "--data-root", str(data),
-                  "--token-file", str(token_file)]  # fmt: skip
+                  *host_token_args]  # fmt: skip
         for i, host in enumerate(hosts):
             log = tmp_path / f"host{i}.log"
             cmd = ["ip", "netns", "exec", host.netns, *server, "--modules", str(i), "--host", host.address,
@@ -183,11 +189,12 @@ def _scaleout(tmp_path: Path, with_redis: bool):
                 cmd += ["--redis-url", f"redis://{host.root_address}:{redis_port}/0"]
             host.proc = subprocess.Popen(cmd, stdout=open(log, "w"), stderr=subprocess.STDOUT)
             _wait_http(host.url, host.proc, log)
+            host.token = HOSTS_TOKEN if with_redis else machine_token_path().read_text().strip()
         port = free_tcp_port()
         log = tmp_path / "coordinator.log"
         cmd = [sys.executable, "-m", "daq_server.coordinator.cli", "--config", str(config_file), "--port", str(port),
                "--data-root", str(data), "--hosts", ",".join(h.url for h in hosts),
-               "--hosts-token-file", str(token_file)]  # fmt: skip
+               *(["--hosts-token-file", str(token_file)] if with_redis else [])]  # fmt: skip
         if redis_port:
             cmd += ["--redis-url", f"redis://127.0.0.1:{redis_port}/0"]
         coordinator = subprocess.Popen(cmd, stdout=open(log, "w"), stderr=subprocess.STDOUT)

@@ -6,12 +6,16 @@ from __future__ import annotations
 
 import json
 import secrets
+import stat
 import subprocess
 import sys
 
 import pytest
 import requests
 from conftest import RunningDaq, free_tcp_port, jungfrau_config
+
+from daq_server.tokens import machine_token_path
+from std_daq_client import StdDaqClient
 
 TOKEN = secrets.token_hex(16)
 
@@ -64,7 +68,6 @@ def test_with_the_token_everything_works(guarded):
 @pytest.mark.parametrize(
     ("args", "message"),
     [
-        (["--host", "0.0.0.0"], "--token-file"),
         (["--token-file", "/nonexistent/token"], "cannot read the token file"),
         (["--allowed-user-ids", "5-2"], "allowed-user-ids"),
         (["--ring-mb", "512", "--memory-limit-mb", "256"], "exceeds --memory-limit-mb"),
@@ -76,6 +79,30 @@ def test_unsafe_or_broken_options_refuse_to_start(tmp_path, args, message):
     cmd = [sys.executable, "-m", "daq_server.cli", "--config", str(config_file), "--data-root", str(tmp_path)]
     result = subprocess.run(cmd + ["--port", str(free_tcp_port()), *args], capture_output=True, text=True, timeout=60)
     assert result.returncode != 0 and message in result.stderr
+
+
+def test_a_network_address_without_a_token_file_requires_this_machines_token(tmp_path):
+    """Given no --token-file on a network address, the server creates this user's machine token
+    (mode 0600 in a 0700 folder) and requires it; a second server of the same user requires the same."""
+    first = RunningDaq(tmp_path / "first", jungfrau_config(1), extra_args=["--host", "0.0.0.0"])
+    second = RunningDaq(tmp_path / "second", jungfrau_config(1), extra_args=["--host", "0.0.0.0"])
+    first.start()
+    try:
+        second.start()
+        token_file = machine_token_path()
+        assert stat.S_IMODE(token_file.stat().st_mode) == 0o600
+        assert stat.S_IMODE(token_file.parent.stat().st_mode) == 0o700
+        token = token_file.read_text().strip()
+        for daq in (first, second):
+            before = config(daq, auth(token))
+            answer = requests.post(daq.url + "/daq/config", json={"detector_name": "NOTOKEN"}, timeout=10)
+            assert answer.status_code == 401 and requests.get(daq.url + "/writer/status").status_code == 401
+            assert config(daq, auth(token)) == before
+            assert StdDaqClient(daq.url, token=token).get_status()["state"] == "READY"
+            assert str(token_file) in (daq.workdir / "server.log").read_text(), "the log says where the token is"
+    finally:
+        first.stop()
+        second.stop()
 
 
 def test_no_auth_serves_a_non_loopback_address_when_asked_to(tmp_path):

@@ -17,10 +17,11 @@ from flask import Flask
 from daq_server.api import config, deployment, logs, stats, writer
 from daq_server.api._envelope import install_error_envelope
 from daq_server.api.guards import AccessPolicy, install_guards
-from daq_server.cli_security import access_policy, add_security_arguments, read_token
+from daq_server.cli_security import access_policy, add_security_arguments
 from daq_server.config import ConfigError
 from daq_server.coordinator.service import Coordinator, CoordinatorOptions
 from daq_server.serving import serve
+from daq_server.tokens import existing_machine_token, read_token
 
 _log = logging.getLogger("daq_server.coordinator")
 
@@ -50,7 +51,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--state-dir", type=Path, help="acquisition log (default: <config>.coordinator next to it)")
     parser.add_argument("--redis-url", help="follow the hosts' status on Redis and publish the joined status there")
     parser.add_argument(
-        "--hosts-token-file", type=Path, help="the bearer token the receiver hosts require (first line of FILE)"
+        "--hosts-token-file",
+        type=Path,
+        help="the bearer token the receiver hosts require (first line of FILE; default: this machine's token)",
     )
     parser.add_argument("--log-level", default="INFO")
     add_security_arguments(parser)
@@ -69,7 +72,7 @@ def main(argv: list[str] | None = None) -> None:
     )
     try:
         policy = access_policy(args)
-        hosts_token = read_token(args.hosts_token_file) if args.hosts_token_file else None
+        hosts_token = read_token(args.hosts_token_file) if args.hosts_token_file else existing_machine_token()
     except ValueError as error:
         sys.exit(f"std_daq_coordinator: {error}")
     try:
