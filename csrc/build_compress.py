@@ -7,7 +7,11 @@ sys.path.insert(0, str(Path(__file__).parent))
 from _cdef import make_builder  # noqa: E402
 
 ffibuilder = make_builder(
-    "daq_server._compress", "compress_pool.h", ["compress_pool.c", "bitshuffle.c"], libraries=("lz4",), formats=False
+    "daq_server._compress",
+    "compress_pool.h",
+    ["compress_pool.c", "bitshuffle.c", "lz4_runs.c"],
+    libraries=("lz4",),
+    formats=False,
 )
 
 if __name__ == "__main__":

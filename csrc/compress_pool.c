@@ -8,6 +8,9 @@
  * shorter block of the remaining elements rounded down to a multiple of 8, then the last
  * (fewer than 8) elements copied as they are.
  *
+ * Blocks of small values (the upper half of every element's bytes zero) are LZ4-encoded by
+ * lz4_runs.c, the others by liblz4.
+ *
  * The pool: jobs are queued by cp_submit, compressed by whichever thread is free, and handed
  * back by cp_next strictly in submission order, so the writer writes chunks in order.
  */
@@ -23,6 +26,7 @@
 #include <time.h>
 
 #include "bitshuffle.h"
+#include "lz4_runs.h"
 
 #define TARGET_BLOCK_BYTES 8192
 #define MIN_BLOCK_ELEMS 128
@@ -32,6 +36,23 @@ static uint64_t block_elems(int elem_size)
     uint64_t n = TARGET_BLOCK_BYTES / elem_size;
     n -= n % 8;
     return n < MIN_BLOCK_ELEMS ? MIN_BLOCK_ELEMS : n;
+}
+
+/* Do the elements (count a multiple of 8) leave the upper half of their bytes zero? Then at least half
+ * the bit planes are zero bytes: small values, as photon-counting images hold (see lz4_runs.c). */
+static int small_values(const uint8_t *in, uint64_t count, int elem_size)
+{
+    uint64_t mask = elem_size == 2 ? 0xFF00FF00FF00FF00ull
+                    : elem_size == 4 ? 0xFFFF0000FFFF0000ull
+                    : elem_size == 8 ? 0xFFFFFFFF00000000ull
+                                     : 0;
+    if (!mask) return 0;
+    uint64_t any = 0, word;
+    for (uint64_t at = 0; at < count * (uint64_t)elem_size; at += 8) {
+        memcpy(&word, in + at, 8);
+        any |= word;
+    }
+    return (any & mask) == 0;
 }
 
 static void put_be(uint8_t *dst, uint64_t value, int bytes)
@@ -62,9 +83,12 @@ static uint64_t compress_with(const void *src, uint64_t nbytes, int elem_size, u
     while (done + 8 <= n) {
         uint64_t count = n - done >= block ? block : (n - done) - (n - done) % 8;
         int bytes = (int)(count * elem_size);
-        bitshuffle(in + done * elem_size, s->shuffled, s->tmp, count, elem_size);
-        int size = LZ4_compress_default((const char *)s->shuffled, (char *)dst + at + 4, bytes,
-                                        LZ4_compressBound(bytes));
+        const uint8_t *block_in = in + done * elem_size;
+        bitshuffle(block_in, s->shuffled, s->tmp, count, elem_size);
+        int size = small_values(block_in, count, elem_size)
+                       ? lz4_encode_runs(s->shuffled, bytes, dst + at + 4)
+                       : LZ4_compress_default((const char *)s->shuffled, (char *)dst + at + 4, bytes,
+                                              LZ4_compressBound(bytes));
         if (size <= 0) return 0;
         put_be(dst + at, (uint64_t)size, 4);
         at += 4 + (uint64_t)size;

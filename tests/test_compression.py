@@ -52,6 +52,37 @@ def test_chunks_decompress_bit_exact_with_the_hdf5_filter(tmp_path):
             assert np.array_equal(f[f"d{k}"][0], image), f"{image.dtype} {image.shape}"
 
 
+def small_value_images() -> list[np.ndarray]:
+    """Images whose bit planes are mostly zero bytes (the run encoder's blocks): photon-like counts,
+    all zeros, a single hit, runs of every length at every offset, and blocks of small values next to
+    blocks with high bytes (each encoder on its blocks of one image)."""
+    rng = np.random.default_rng(7)
+    photons = rng.poisson(0.2, (512, 1024)).astype(np.uint16)
+    photons[100:104, 200:204] = 255  # a spot, still small
+    hit = np.zeros((256, 1030), np.uint16)
+    hit[17, 3] = 1
+    runs = np.zeros(64 * 4096, np.uint16)
+    at = 0
+    for length in range(1, 600):  # non-zero values spaced by zero runs of every length
+        at += length
+        runs[at % runs.size] = length % 200 + 1
+    mixed = rng.poisson(0.5, (64, 1024)).astype(np.uint16)
+    mixed[:8] += 3000  # the first blocks have high bytes
+    small32 = rng.poisson(3.0, (100, 333)).astype(np.uint32)
+    return [photons, np.zeros((512, 1024), np.uint16), hit, runs.reshape(64, 4096), mixed, small32]
+
+
+def test_small_value_chunks_decompress_bit_exact_with_the_hdf5_filter(tmp_path):
+    images = small_value_images()
+    chunks = [compress(image) for image in images]
+    write_chunks(tmp_path / "c.h5", images, chunks)
+    with h5py.File(tmp_path / "c.h5", "r") as f:
+        for k, image in enumerate(images):
+            assert np.array_equal(f[f"d{k}"][0], image), f"image {k}: {image.dtype} {image.shape}"
+    assert len(chunks[1]) < images[1].nbytes / 100, "zero planes shrink to almost nothing"
+    assert len(chunks[0]) < images[0].nbytes / 4, "photon-like counts compress"
+
+
 def test_pool_returns_chunks_in_submission_order_equal_to_single_compression(tmp_path):
     images = [random_image(np.uint16, (256, 1024), seed) for seed in range(12)]
     pool = CompressionPool(3, images[0].nbytes, 2, in_flight=4)
