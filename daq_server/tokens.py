@@ -8,6 +8,7 @@ hosts when it is given no ``--hosts-token-file``. Remote users need a copy (``ST
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import secrets
@@ -48,22 +49,26 @@ def machine_token() -> tuple[str, Path, bool]:
     """This user's machine token, created if missing: (token, its file, whether it was created now).
 
     Two servers starting together agree: the new file is written aside and linked into place, and the
-    one that finds a token already there reads that one."""
+    one that finds a token already there reads that one. ValueError if it can be neither read nor made."""
     path = machine_token_path()
     if path.exists():
         return read_token(path), path, False
-    path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
-    aside = path.with_name(f".token.{os.getpid()}")
-    descriptor = os.open(aside, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o600)
+    aside = path.with_name(f".token.{secrets.token_hex(8)}")
     try:
-        with os.fdopen(descriptor, "w") as file:
+        path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+        with os.fdopen(os.open(aside, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o600), "w") as file:
             file.write(secrets.token_hex(24) + "\n")
         os.link(aside, path)
         created = True
     except FileExistsError:
         created = False
+    except OSError as error:
+        raise ValueError(
+            f"cannot create this machine's token {path}: {error.strerror}; give --token-file FILE"
+        ) from None
     finally:
-        aside.unlink(missing_ok=True)
+        with contextlib.suppress(OSError):
+            aside.unlink()
     return read_token(path), path, created
 
 

@@ -141,9 +141,13 @@ class RunningDaq:
             resource.setrlimit(resource.RLIMIT_FSIZE, (self.max_file_bytes, self.max_file_bytes))
 
     def stop(self, sig: int = signal.SIGTERM) -> None:
+        """Signal the server and wait for it; a SIGTERM must end it cleanly (exit status 0)."""
         if self.proc and self.proc.poll() is None:
             self.proc.send_signal(sig)
-            self.proc.wait(timeout=20)
+            code = self.proc.wait(timeout=20)
+            if sig == signal.SIGTERM:
+                log = (self.workdir / "server.log").read_text()
+                assert code == 0, f"SIGTERM ended the server with status {code}: {log[-2000:]}"
         self.log.close()
 
     def simulator(self, **kwargs) -> SimulatedDetector:

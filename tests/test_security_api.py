@@ -5,6 +5,7 @@ answers however many live streams are open."""
 from __future__ import annotations
 
 import json
+import os
 import secrets
 import stat
 import subprocess
@@ -103,6 +104,21 @@ def test_a_network_address_without_a_token_file_requires_this_machines_token(tmp
     finally:
         first.stop()
         second.stop()
+
+
+def test_a_network_address_where_no_token_can_be_made_refuses_to_start(tmp_path):
+    """No --token-file and a config folder that cannot hold the machine token: a clear refusal."""
+    config_file = tmp_path / "c.json"
+    config_file.write_text(json.dumps(jungfrau_config(1)))
+    not_a_folder = tmp_path / "config-home"
+    not_a_folder.write_text("a file, not a folder")
+    cmd = [sys.executable, "-m", "daq_server.cli", "--config", str(config_file), "--data-root", str(tmp_path),
+           "--port", str(free_tcp_port()), "--host", "0.0.0.0"]  # fmt: skip
+    env = {**os.environ, "XDG_CONFIG_HOME": str(not_a_folder)}
+    result = subprocess.run(cmd, capture_output=True, text=True, timeout=60, env=env)
+    assert result.returncode != 0
+    assert "cannot create this machine's token" in result.stderr and "--token-file" in result.stderr
+    assert "Traceback" not in result.stderr
 
 
 def test_no_auth_serves_a_non_loopback_address_when_asked_to(tmp_path):
