@@ -55,7 +55,7 @@ def ours(folder: Path, frames: int, rate: float) -> dict:
     config_file.write_text(json.dumps(configs.jungfrau_config(1, free_port(socket.SOCK_DGRAM), "peer")))
     port = free_port()
     server = subprocess.Popen(
-        [sys.executable, "-m", "daq_server.cli", "--config", str(config_file), "--port", str(port), "--data-root",
+        [sys.executable, "-m", "daq_server.serve.cli", "--config", str(config_file), "--port", str(port), "--data-root",
          str(folder), "--udp-address", "127.0.0.1"], stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT,
     )  # fmt: skip
     client = StdDaqClient(f"http://127.0.0.1:{port}")

@@ -87,7 +87,7 @@ class Server:
         self.config_file.write_text(json.dumps(config))
         self.log_file = folder / "server.log"
         self.url = f"http://127.0.0.1:{free_port()}"
-        cmd = [sys.executable, "-m", "daq_server.cli", "--config", str(self.config_file), "--port",
+        cmd = [sys.executable, "-m", "daq_server.serve.cli", "--config", str(self.config_file), "--port",
                self.url.rsplit(":", 1)[1], "--data-root", str(folder), "--udp-address", "127.0.0.1",
                "--compression", compression, *(["--compression-threads", str(threads)] if threads else []),
                *SERVER_OPTIONS]  # fmt: skip

@@ -28,8 +28,8 @@ import numpy as np
 from sim._sender import ffi as sim_ffi
 from sim._sender import lib as sim_lib
 
-from daq_server.receiver import Receiver, ReceiverSettings
-from daq_server.writer import Hdf5Writer, WriteTarget
+from daq_server.receive.udp_receiver import Receiver, ReceiverSettings
+from daq_server.write.hdf5_writer import Hdf5Writer, WriteTarget
 from sim import configs
 
 JUNGFRAU_PACKET = 8240  # the ceiling uses this datagram size (Eiger's are 4144 bytes)

@@ -22,7 +22,7 @@ from pathlib import Path
 
 from sustained import disk_rate  # the same probe as the sustained rows (benchmarks/ is on sys.path)
 
-from daq_server.write_behind import STEP_BYTES, WriteBehind
+from daq_server.write.write_behind import STEP_BYTES, WriteBehind
 
 CHUNK_BYTES = 110_000
 _libc = ctypes.CDLL(None, use_errno=True)

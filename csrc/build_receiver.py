@@ -1,4 +1,4 @@
-"""cffi build of the receiver: ``daq_server._receiver`` (run by the package build)."""
+"""cffi build of the receiver: ``daq_server.receive._receiver`` (run by the package build)."""
 
 import sys
 from pathlib import Path
@@ -8,7 +8,7 @@ from _cdef import make_builder  # noqa: E402
 
 SOURCES = ["socket_rx.c", "frame_assembly.c", "image_assembly.c", "image_completion.c", "ring_buffer.c", "receiver.c"]
 
-ffibuilder = make_builder("daq_server._receiver", "receiver.h", SOURCES, libraries=("rt",))
+ffibuilder = make_builder("daq_server.receive._receiver", "receiver.h", SOURCES, libraries=("rt",))
 
 if __name__ == "__main__":
     ffibuilder.compile(verbose=True)

@@ -16,8 +16,8 @@ from typing import Annotated
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
-from daq_server.nexus_layout import CONFIG_FIELDS as NEXUS_CONFIG_FIELDS
-from daq_server.receiver import MAX_MODULES, check_geometry
+from daq_server.receive.udp_receiver import MAX_MODULES, check_geometry
+from daq_server.write.nexus_layout import CONFIG_FIELDS as NEXUS_CONFIG_FIELDS
 from detectors import DETECTOR_TYPES, STREAM_BIT_DEPTHS, detector_format, stream_dtype
 
 MAX_USER_ID = 2**31 - 1
@@ -79,7 +79,7 @@ class DaqConfig(BaseModel):
 
     nexus: Annotated[dict[str, str | float], Field(max_length=32)] | None = None
     """Optional NXmx facts about the detector for the files, e.g. ``{"sensor_thickness": 320}`` (keys and
-    units: ``daq_server.nexus_layout.CONFIG_FIELDS``)."""
+    units: ``daq_server.write.nexus_layout.CONFIG_FIELDS``)."""
 
     @field_validator("nexus")
     @classmethod

@@ -84,7 +84,7 @@ def _run_demo(args: argparse.Namespace, workdir: Path) -> None:
     url = f"http://127.0.0.1:{port}"
     print(f"config:    {config_file}\nserver:    {url}\ndata root: {data_root}")
 
-    server_cmd = [sys.executable, "-m", "daq_server.cli", "--config", str(config_file), "--port", str(port),
+    server_cmd = [sys.executable, "-m", "daq_server.serve.cli", "--config", str(config_file), "--port", str(port),
                   "--data-root", str(data_root), "--udp-address", "127.0.0.1", "--log-level", "WARNING"]  # fmt: skip
     sim_cmd = [sys.executable, "-m", "sim.cli", "--config", str(config_file), "--rate", str(args.rate)]
     server = subprocess.Popen(server_cmd)

@@ -22,7 +22,7 @@ def server_verdict(config_file: Path) -> str | None:
     """The server's reason to refuse ``config_file`` (one line), or None if it accepts it or is not installed."""
     if importlib.util.find_spec("daq_server") is None:
         return None
-    command = [sys.executable, "-m", "daq_server.cli", "--config", str(config_file), "--check-config"]
+    command = [sys.executable, "-m", "daq_server.serve.cli", "--config", str(config_file), "--check-config"]
     result = subprocess.run(command, capture_output=True, text=True, timeout=120)
     if result.returncode == 0:
         return None

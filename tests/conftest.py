@@ -19,7 +19,7 @@ from pathlib import Path
 import pytest
 import requests
 
-from daq_server.receiver import Receiver
+from daq_server.receive.udp_receiver import Receiver
 from sim import SimulatedDetector
 from sim import configs as example_configs
 from std_daq_client import StdDaqClient
@@ -40,7 +40,7 @@ def pytest_report_header(config: pytest.Config) -> str:
 @pytest.fixture(autouse=True, scope="session")
 def suite_config_home(tmp_path_factory) -> None:
     """A server on a network address without --token-file creates this user's machine token
-    (daq_server/tokens.py): the suite's servers keep theirs in a folder of the run, not in a home."""
+    (daq_server/serve/tokens.py): the suite's servers keep theirs in a folder of the run, not in a home."""
     os.environ["XDG_CONFIG_HOME"] = str(tmp_path_factory.mktemp("config"))
 
 
@@ -115,7 +115,7 @@ class RunningDaq:
         if write_config:
             self.config_file.write_text(json.dumps(self.config))
         cmd = [
-            *self.wrapper, sys.executable, "-m", "daq_server.cli", "--config", str(self.config_file),
+            *self.wrapper, sys.executable, "-m", "daq_server.serve.cli", "--config", str(self.config_file),
             "--port", str(self.port),
             "--data-root", str(self.data_root), "--udp-address", "127.0.0.1", "--ring-mb", str(RING_MB),
             *self.extra_args,
@@ -272,9 +272,9 @@ def child_pids(pid: int) -> list[int]:
 
 
 def writer_pids(daq: RunningDaq) -> list[int]:
-    """The server's writer processes (children running daq_server.writer_process)."""
+    """The server's writer processes (children running daq_server.write.writer_loop)."""
     pids = child_pids(daq.proc.pid)
-    return sorted(pid for pid in pids if b"daq_server.writer_process" in open(f"/proc/{pid}/cmdline", "rb").read())
+    return sorted(pid for pid in pids if b"daq_server.write.writer_loop" in open(f"/proc/{pid}/cmdline", "rb").read())
 
 
 def nice_of(pid: int) -> int:

@@ -7,7 +7,7 @@ from pathlib import Path
 
 from conftest import collect_images, jungfrau_config
 
-from daq_server.receiver import Receiver, ReceiverSettings
+from daq_server.receive.udp_receiver import Receiver, ReceiverSettings
 
 BIN = Path(sys.executable).parent
 

@@ -14,7 +14,7 @@ import pytest
 from conftest import RunningDaq, child_pids, free_udp_ports
 from expected import expected_image
 
-from daq_server.compression import CompressionPool, compress
+from daq_server.write.compression import CompressionPool, compress
 from sim import configs as example_configs
 
 CASES = [
@@ -180,7 +180,7 @@ def test_server_refuses_a_bad_thread_count(tmp_path):
         [
             sys.executable,
             "-m",
-            "daq_server.cli",
+            "daq_server.serve.cli",
             "--config",
             str(config),
             "--data-root",
@@ -213,14 +213,14 @@ def test_reader_helper_reads_compressed_files_and_explains_a_missing_plugin(tmp_
         d = f.create_dataset("entry/data/data", shape=(1, 64, 64), chunks=(1, 64, 64), dtype=np.uint16,
                              **hdf5plugin.Bitshuffle(cname="lz4"))  # fmt: skip
         d.id.write_direct_chunk((0, 0, 0), compress(image))
-    from daq_server.reading import open_images
+    from daq_server.write.reading import open_images
 
     with open_images(path) as f:
         assert np.array_equal(f["entry/data/data"][0], image)
     # a Python without hdf5plugin: the helper says what to install
     code = (
         "import sys; sys.modules['hdf5plugin'] = None\n"
-        "from daq_server.reading import open_images\n"
+        "from daq_server.write.reading import open_images\n"
         f"open_images(r'{path}')"
     )
     env = {k: v for k, v in os.environ.items() if k != "HDF5_PLUGIN_PATH"}

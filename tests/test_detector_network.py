@@ -17,7 +17,7 @@ from expected import expected_image
 from sim import configs as example_configs
 from std_daq_client import StdDaqClient
 
-# the names, written here independently of daq_server.stats (the test is the spec)
+# the names, written here independently of daq_server.serve.stats (the test is the spec)
 COUNTERS = ("packets_received", "packets_lost", "packets_foreign", "packets_late", "packets_duplicate",
             "frame_restarts", "images_incomplete", "images_dropped")  # fmt: skip
 

@@ -10,7 +10,7 @@ import pytest
 from conftest import jungfrau_config
 
 from daq_server.config import ConfigError, validate_config
-from daq_server.host_part import parse_modules, part_config, part_of, plan_part
+from daq_server.serve.host_part import parse_modules, part_config, part_of, plan_part
 from sim import SimulatedDetector
 
 
@@ -50,7 +50,16 @@ def test_server_with_modules_outside_the_config_exits_with_the_reason(tmp_path):
     config_file = tmp_path / "config.json"
     config_file.write_text(json.dumps(jungfrau_config(2)))
     result = subprocess.run(
-        [sys.executable, "-m", "daq_server.cli", "--config", str(config_file), "--modules", "5", "--check-config"],
+        [
+            sys.executable,
+            "-m",
+            "daq_server.serve.cli",
+            "--config",
+            str(config_file),
+            "--modules",
+            "5",
+            "--check-config",
+        ],
         capture_output=True,
         text=True,
         timeout=60,

@@ -124,7 +124,7 @@ def test_a_second_process_reads_the_file_while_it_is_written(sending):
 
 
 def test_close_writes_a_summary_as_entry_attributes(tmp_path):
-    from daq_server.writer import Hdf5Writer, WriteTarget
+    from daq_server.write.hdf5_writer import Hdf5Writer, WriteTarget
     from sim.configs import jungfrau_config
 
     target = WriteTarget(str(tmp_path / "s.h5"), 3, 7, (512, 1024), np.dtype(np.uint16), jungfrau_config(1, 50000))

@@ -64,7 +64,7 @@ def test_a_lossless_acquisition_keeps_one_gap_mask(eiger):
 
 
 def test_a_long_file_with_lost_packets_gets_the_right_mask_per_image(tmp_path):
-    from daq_server.writer import Hdf5Writer, WriteTarget
+    from daq_server.write.hdf5_writer import Hdf5Writer, WriteTarget
 
     config = {"detector_name": "t", "detector_type": "eiger", "bit_depth": 16,
               "module_positions": {"0": [0, 0, 6, 15], "1": [15, 0, 9, 15]}}  # fmt: skip
@@ -91,8 +91,8 @@ def test_every_way_a_lossy_image_mask_is_built_gives_the_exact_mask(tmp_path):
     """A few lost packets (bands recompressed), losses spread over every band (one stream) and very many
     runs (one pass): each image's mask read back from the file is the gap mask plus bit 1 on exactly its
     missing pixels outside the gaps."""
-    from daq_server.pixel_mask import BAND_ROWS, MANY_RUNS
-    from daq_server.writer import Hdf5Writer, WriteTarget
+    from daq_server.write.hdf5_writer import Hdf5Writer, WriteTarget
+    from daq_server.write.pixel_mask import BAND_ROWS, MANY_RUNS
 
     height, width = 4 * BAND_ROWS, 64
     config = {"detector_name": "t", "detector_type": "eiger", "bit_depth": 16,

@@ -9,7 +9,7 @@ import pytest
 from conftest import collect_images, free_udp_ports, jungfrau_config
 from expected import MISSING, expected_image, missing_packets_seen, module_coordinates
 
-from daq_server.receiver import Receiver, ReceiverSettings
+from daq_server.receive.udp_receiver import Receiver, ReceiverSettings
 from sim import SimulatedDetector, configs
 
 

@@ -9,7 +9,7 @@ import shutil
 import pytest
 from conftest import RING_MB, RunningDaq, jungfrau_config, nice_of, writer_pids
 
-from daq_server.priority import autogroups_enabled
+from daq_server.serve.priority import autogroups_enabled
 
 
 def test_the_deployment_reports_ring_socket_buffer_and_priority(daq):

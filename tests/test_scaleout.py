@@ -25,7 +25,7 @@ from conftest import free_tcp_port, jungfrau_config
 from expected import expected_image
 
 from daq_server.coordinator.master_file import part_file_name
-from daq_server.tokens import machine_token_path
+from daq_server.serve.tokens import machine_token_path
 from sim import SimulatedDetector
 from std_daq_client import StdDaqClient
 
@@ -178,7 +178,7 @@ def _scaleout(tmp_path: Path, with_redis: bool):
         token_file.write_text(HOSTS_TOKEN + "\n")
         token_file.chmod(0o600)
         host_token_args = ["--token-file", str(token_file)] if with_redis else []
-        server = [sys.executable, "-m", "daq_server.cli", "--config", str(config_file), "--data-root", str(data),
+        server = [sys.executable, "-m", "daq_server.serve.cli", "--config", str(config_file), "--data-root", str(data),
                   *host_token_args]  # fmt: skip
         for i, host in enumerate(hosts):
             log = tmp_path / f"host{i}.log"

@@ -15,7 +15,7 @@ import pytest
 import requests
 from conftest import RunningDaq, free_tcp_port, jungfrau_config
 
-from daq_server.tokens import machine_token_path
+from daq_server.serve.tokens import machine_token_path
 from std_daq_client import StdDaqClient
 
 TOKEN = secrets.token_hex(16)
@@ -77,7 +77,7 @@ def test_with_the_token_everything_works(guarded):
 def test_unsafe_or_broken_options_refuse_to_start(tmp_path, args, message):
     config_file = tmp_path / "c.json"
     config_file.write_text(json.dumps(jungfrau_config(1)))
-    cmd = [sys.executable, "-m", "daq_server.cli", "--config", str(config_file), "--data-root", str(tmp_path)]
+    cmd = [sys.executable, "-m", "daq_server.serve.cli", "--config", str(config_file), "--data-root", str(tmp_path)]
     result = subprocess.run(cmd + ["--port", str(free_tcp_port()), *args], capture_output=True, text=True, timeout=60)
     assert result.returncode != 0 and message in result.stderr
 
@@ -112,7 +112,7 @@ def test_a_network_address_where_no_token_can_be_made_refuses_to_start(tmp_path)
     config_file.write_text(json.dumps(jungfrau_config(1)))
     not_a_folder = tmp_path / "config-home"
     not_a_folder.write_text("a file, not a folder")
-    cmd = [sys.executable, "-m", "daq_server.cli", "--config", str(config_file), "--data-root", str(tmp_path),
+    cmd = [sys.executable, "-m", "daq_server.serve.cli", "--config", str(config_file), "--data-root", str(tmp_path),
            "--port", str(free_tcp_port()), "--host", "0.0.0.0"]  # fmt: skip
     env = {**os.environ, "XDG_CONFIG_HOME": str(not_a_folder)}
     result = subprocess.run(cmd, capture_output=True, text=True, timeout=60, env=env)

@@ -165,7 +165,10 @@ def test_server_without_data_root_refuses_to_start(tmp_path):
     config = tmp_path / "c.json"
     config.write_text("{}")
     result = subprocess.run(
-        [sys.executable, "-m", "daq_server.cli", "--config", str(config)], capture_output=True, text=True, timeout=60
+        [sys.executable, "-m", "daq_server.serve.cli", "--config", str(config)],
+        capture_output=True,
+        text=True,
+        timeout=60,
     )
     assert result.returncode != 0 and "--data-root" in result.stderr
 

@@ -69,9 +69,9 @@ def test_every_pixel_of_realistic_content_is_written(tmp_path, kind, content, bi
 def test_built_in_simulator_sends_the_chosen_content():
     from conftest import collect_images
 
-    from daq_server.errors import AdminError
-    from daq_server.receiver import Receiver, ReceiverSettings
-    from daq_server.simulation import BuiltInSimulator
+    from daq_server.receive.udp_receiver import Receiver, ReceiverSettings
+    from daq_server.serve.errors import AdminError
+    from daq_server.serve.simulation import BuiltInSimulator
 
     config = jungfrau_config(1)
     simulator = BuiltInSimulator()

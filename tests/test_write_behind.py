@@ -1,5 +1,5 @@
 """Write-behind: a long acquisition's pages leave the page cache once they are on disk, so the
-images never crowd the machine's memory (daq_server/write_behind.py). Read with util-linux's
+images never crowd the machine's memory (daq_server/write/write_behind.py). Read with util-linux's
 ``fincore``, which counts the file's pages in the page cache."""
 
 from __future__ import annotations

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from daq_server.coordinator.hosts import HostError, HostLink
-from daq_server.stats import RECEIVER_COUNTERS, zero_stats
+from daq_server.serve.stats import RECEIVER_COUNTERS, zero_stats
 
 
 def joined_stats(hosts: list[HostLink]) -> dict:

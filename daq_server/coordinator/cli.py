@@ -14,14 +14,14 @@ from pathlib import Path
 
 from flask import Flask
 
-from daq_server.api import config, deployment, logs, stats, writer
-from daq_server.api._envelope import install_error_envelope
-from daq_server.api.guards import AccessPolicy, install_guards
-from daq_server.cli_security import access_policy, add_security_arguments
 from daq_server.config import ConfigError
 from daq_server.coordinator.service import Coordinator, CoordinatorOptions
-from daq_server.serving import serve
-from daq_server.tokens import existing_machine_token, read_token
+from daq_server.serve.api import config, deployment, logs, stats, writer
+from daq_server.serve.api._envelope import install_error_envelope
+from daq_server.serve.api.guards import AccessPolicy, install_guards
+from daq_server.serve.cli_security import access_policy, add_security_arguments
+from daq_server.serve.serving import serve
+from daq_server.serve.tokens import existing_machine_token, read_token
 
 _log = logging.getLogger("daq_server.coordinator")
 

@@ -19,8 +19,8 @@ import h5py
 import numpy as np
 
 from daq_server import __version__
-from daq_server.file_owner import as_file_user
-from daq_server.host_part import Part
+from daq_server.serve.host_part import Part
+from daq_server.write.file_owner import as_file_user
 
 
 @dataclass(frozen=True)

@@ -1,5 +1,5 @@
 """The receiver hosts' status as they publish it on Redis (``std_daq:<name>:status``, see
-``daq_server.redis_publisher``): every state change reaches the coordinator as it happens."""
+``daq_server.serve.redis_publisher``): every state change reaches the coordinator as it happens."""
 
 from __future__ import annotations
 

@@ -1,6 +1,6 @@
 """The coordinator: one DAQ made of several receiver hosts, with the methods the REST layer calls.
 
-It offers what ``daq_server.api`` expects of a service (``status``, ``write_async``, ``write_sync``,
+It offers what ``daq_server.serve.api`` expects of a service (``status``, ``write_async``, ``write_sync``,
 ``stop_writer``, ``get_config``, ``apply_config``, ``deployment``, ``stats.current()``,
 ``log.last(n)``), so the ordinary resource modules serve it unchanged. Commands go to every host
 over its REST API; the hosts' status comes from their Redis ``status`` channels when a Redis URL is
@@ -17,15 +17,15 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from daq_server.acquisition_log import AcquisitionLog
+from daq_server.acquire.acquisition_log import AcquisitionLog
 from daq_server.config import ConfigError, ConfigStore, DaqConfig, as_dict, merge_config
 from daq_server.coordinator.aggregate import JoinedStats, joined_deployment
 from daq_server.coordinator.hosts import HostError, HostLink
 from daq_server.coordinator.master_file import PartFile, part_file_name, write_master
-from daq_server.errors import AdminError
-from daq_server.host_part import Part, part_config, part_name, part_of, plan_part
-from daq_server.redis_publisher import RedisPublisher
-from daq_server.write_request import RequestError, WriteRequest, parse_write_request
+from daq_server.serve.errors import AdminError
+from daq_server.serve.host_part import Part, part_config, part_name, part_of, plan_part
+from daq_server.serve.redis_publisher import RedisPublisher
+from daq_server.write.request import RequestError, WriteRequest, parse_write_request
 
 _log = logging.getLogger("daq_server.coordinator")
 

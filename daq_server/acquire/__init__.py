@@ -1,0 +1,1 @@
+"""Acquire: the server's side of an acquisition (state machine, image consumer, writer processes)."""

@@ -1,0 +1,344 @@
+"""The writer driver: the DAQ state machine, and the loop that takes images from the receiver.
+
+Writer state: READY (a write request is accepted), WRITING (an acquisition runs), UNKNOWN
+(the server stopped during an acquisition; ``stop`` resets it to READY).
+Acquisition state: WAITING_IMAGES -> WRITING -> FLUSHING_IMAGES -> FINISHED, or FAILED.
+A stop during an acquisition ends it FINISHED with the message "Interrupted." and a valid
+file holding the images written so far.
+
+The image consumer (``daq_server.acquire.image_consumer``) offers every assembled image to three sinks:
+the stats counter, the live preview and this driver, the acquisition writer, which writes the
+images an acquisition wants through an ``ImageWriter`` (straight, or compressed by the native
+pool). Images are never copied in Python: the HDF5 library and the compressing threads read them
+straight from the ring buffer. The acquisition's own state and JSON are ``daq_server.acquire.acquisition``.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import threading
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+from daq_server.acquire.acquisition import (
+    ACQ_WRITING,
+    ACTIVE_STATES,
+    FAILED,
+    FINISHED,
+    FLUSHING_IMAGES,
+    WAITING_IMAGES,
+    Acquisition,
+)
+from daq_server.acquire.acquisition_log import AcquisitionLog
+from daq_server.acquire.image_consumer import CallbackSink, ImageConsumer, ImageCounter
+from daq_server.acquire.process_image_writer import ProcessImageWriter
+from daq_server.acquire.writer_pool import WriterPool
+from daq_server.receive.image_source import ImageSource, ReceivedImage
+from daq_server.serve.stats import RECEIVER_COUNTERS
+from daq_server.write.compression import default_threads
+from daq_server.write.crash_recovery import release_crashed_file
+from daq_server.write.hdf5_writer import WriteTarget, describe_error
+from daq_server.write.image_writer import ImageWriter
+from daq_server.write.request import WriteRequest
+
+_log = logging.getLogger("daq_server.acquire.writer_driver")
+
+READY, WRITING, UNKNOWN = "READY", "WRITING", "UNKNOWN"
+__all__ = ["READY", "WRITING", "UNKNOWN", "ACTIVE_STATES", "FAILED", "FINISHED", "DriverError", "WriterDriver"]
+
+
+class DriverError(RuntimeError):
+    """A request the driver refuses in its current state (e.g. a write while WRITING)."""
+
+
+class WriterDriver:
+    """Owns the writer state and the current acquisition; the acquisition writer among the image sinks."""
+
+    def __init__(
+        self,
+        state_dir: Path,
+        log: AcquisitionLog,
+        on_change: Callable[[dict], None] | None = None,
+        on_image: Callable[[ReceivedImage], None] | None = None,
+        compression_threads: int = 0,
+        writer_pool: WriterPool | None = None,
+    ):
+        self._lock = threading.RLock()
+        self._ended = threading.Condition(self._lock)
+        self._state = READY
+        self._acquisition = Acquisition()
+        self._writer: ImageWriter | None = None
+        self._log = log
+        self._on_change = on_change or (lambda status: None)
+        self._counter = ImageCounter()
+        self._sinks = [self._counter, CallbackSink(on_image or (lambda image: None)), self]
+        self._compression_threads = compression_threads
+        self._pool = writer_pool  # writer processes; None or a source without shared memory: this process writes
+        self._marker = state_dir / "acquisition_in_progress.json"
+        self._receiver: ImageSource | None = None
+        self._consumer: ImageConsumer | None = None
+        self._counters_at_start: dict[str, int] | None = None  # receiver counters when the acquisition began
+        self._gate: int | None = None  # gated acquisition: images the triggers still ask for
+        self._gate_since = 0.0  # ... taken (first packet) at or after this time
+        # counters for the stats (the receiver's own counters restart with each receiver)
+        self.writer_images = 0
+        self.writer_bytes = 0
+        self._recover_after_crash()
+
+    @property
+    def writer_pool(self) -> WriterPool | None:
+        return self._pool
+
+    @property
+    def detector_images(self) -> int:
+        """Images the consumer took from the receiver(s) since the server started."""
+        return self._counter.images
+
+    # ---- status -------------------------------------------------------------------------
+    def status(self) -> dict:
+        """The DAQ status object of the seed README."""
+        with self._lock:
+            acquisition = self._acquisition.to_json()
+            if self._acquisition.active and self._counters_at_start is not None:
+                dropped = self._acquisition_counters().get("images_dropped", 0)
+                if dropped:
+                    acquisition["message"] += (
+                        f" {dropped} images dropped so far: the writer fell behind the detector (no free ring slot)."
+                    )
+            return {"acquisition": acquisition, "state": self._state}
+
+    def _acquisition_counters(self) -> dict[str, int]:
+        """The receiver's counters since this acquisition started."""
+        if self._receiver is None or self._counters_at_start is None:
+            return {}
+        now = self._receiver.counters()
+        return {key: int(now.get(key, 0)) - self._counters_at_start.get(key, 0) for key in RECEIVER_COUNTERS}
+
+    @property
+    def state(self) -> str:
+        return self._state
+
+    def _changed(self) -> None:
+        self._ended.notify_all()
+        self._on_change(self.status())
+
+    # ---- crash recovery -------------------------------------------------------------------
+    def _recover_after_crash(self) -> None:
+        """A marker left by a running acquisition means the server died during it."""
+        if not self._marker.exists():
+            return
+        try:
+            info = json.loads(self._marker.read_text())
+        except (OSError, json.JSONDecodeError):
+            info = None
+        self._state = UNKNOWN
+        note = release_crashed_file((info or {}).get("output_file") if isinstance(info, dict) else None)
+        self._acquisition = Acquisition.interrupted_by_crash(info, note)
+
+    # ---- receiver attachment --------------------------------------------------------------
+    def attach(self, receiver: ImageSource) -> None:
+        """Start consuming images from ``receiver``."""
+        self.detach()
+        self._receiver = receiver
+        ring_name = getattr(receiver, "shared_memory_name", "")
+        if self._pool is not None and ring_name:
+            self._pool.attach_ring(ring_name, receiver.n_slots, receiver.image_bytes, receiver.shape, receiver.dtype)
+        self._consumer = ImageConsumer(receiver, self._sinks)
+
+    def detach(self) -> None:
+        """Stop consuming (before the receiver is stopped or replaced)."""
+        if self._consumer is not None:
+            self._consumer.stop()
+            self._consumer = None
+        with self._lock:  # images in flight are written (and go back) before the receiver goes
+            if self._writer is not None:
+                try:
+                    self._writer.drain(wait=True)
+                    self._progress()
+                except Exception as error:
+                    self._write_failed(error)
+        self._receiver = None
+
+    # ---- the acquisition writer sink -------------------------------------------------------
+    def offer(self, image: ReceivedImage) -> None:
+        """Every image from the consumer: written when the running acquisition wants it."""
+        writer = self._writer
+        if isinstance(writer, ProcessImageWriter):
+            writer.wait_for_room()  # without the lock: status and stop answer while the processes catch up
+        with self._lock:
+            acquisition = self._acquisition
+            if self._writer is None:
+                return
+            if not acquisition.accepts_images or image.receive_time < acquisition.start_time:
+                self._write_finished()  # not for this acquisition (or too early): only catch up
+                return
+            if self._gate is not None:
+                if self._gate <= 0 or image.receive_time < self._gate_since:
+                    self._write_finished()  # gated: only the images a trigger asked for, taken after it
+                    return
+                self._gate -= 1
+            acquisition.n_write_requested += 1
+            acquisition.note_frame(image.frame_number)
+            if acquisition.state == WAITING_IMAGES:
+                acquisition.state = ACQ_WRITING
+                self._changed()
+            try:
+                self._writer.put(image)
+            except Exception as error:  # disk full, I/O error: fail the acquisition, keep the file
+                self._write_failed(error)
+                return
+            self._progress()
+
+    def idle(self) -> None:
+        """No image for a while: write what the compressing threads finished."""
+        with self._lock:
+            if self._writer is not None:
+                self._write_finished()
+
+    def _write_finished(self) -> None:
+        """Write the images the compressing threads finished. Caller holds the lock."""
+        if self._acquisition.state != ACQ_WRITING:
+            return
+        try:
+            self._writer.drain()
+        except Exception as error:
+            self._write_failed(error)
+            return
+        self._progress()
+
+    def _take_progress(self, writer: ImageWriter, acquisition: Acquisition) -> None:
+        """The images ``writer`` wrote since the last look go into ``acquisition`` and the writer's totals."""
+        new = writer.n_written - acquisition.n_write_completed
+        acquisition.n_write_completed = writer.n_written
+        acquisition.last_image = writer.last_image
+        self.writer_images += new
+        self.writer_bytes += new * writer.target.image_bytes
+
+    def _progress(self) -> None:
+        self._take_progress(self._writer, self._acquisition)
+        if self._acquisition.complete:
+            self._end(FINISHED, "Completed.")
+
+    def _write_failed(self, error: Exception) -> None:
+        _log.error("writing %s failed: %s", self._acquisition.info["output_file"], error)
+        self._end(FAILED, f"ERROR: Writing the image failed: {describe_error(error)}")
+
+    # ---- requests ---------------------------------------------------------------------------
+    def start(self, request: WriteRequest, config: dict, compression: str) -> dict:
+        """Accept a write request in state READY: create the file and wait for images."""
+        with self._lock:
+            if self._state != READY:
+                raise DriverError(
+                    f"The writer is {self._state}; a new acquisition starts only when it is READY "
+                    "(wait for the current one to finish or call stop)."
+                )
+            if self._receiver is None:
+                raise DriverError("The receiver is not running; check the config.")
+            target = WriteTarget(
+                output_file=request.output_file,
+                n_images=request.n_images,
+                run_id=request.run_id,
+                shape=self._receiver.shape,
+                dtype=self._receiver.dtype,
+                config=config,
+                compression=compression,
+                user_id=int(config.get("writer_user_id", 0)),
+                data_root=request.data_root,
+                nexus=request.nexus,
+                image_statistics=request.image_statistics,
+            )
+            try:  # the marker first: a full or read-only state folder refuses before a file exists
+                self._marker.write_text(json.dumps(request.info()))
+            except OSError as error:
+                self._remove_marker()
+                raise DriverError(f"Cannot record the acquisition in the state folder: {error.strerror}") from None
+            try:
+                self._writer = self._open_writer(target)
+            except (OSError, ValueError, RuntimeError, MemoryError) as error:
+                self._remove_marker()
+                raise DriverError(f"Cannot create {request.output_file}: {error}") from None
+            self._gate = 0 if request.gated else None
+            self._counters_at_start = self._receiver.counters()
+            self._state = WRITING
+            self._acquisition = Acquisition.started(request.info(), request.image_statistics)
+            self._changed()
+            return self.status()
+
+    def _open_writer(self, target: WriteTarget) -> ImageWriter | ProcessImageWriter:
+        """The writer processes when the receiver's ring buffer is shared memory, else this process."""
+        if self._pool is not None and getattr(self._receiver, "shared_memory_name", ""):
+            return ProcessImageWriter(target, self._pool, self._compression_threads_now())
+        return ImageWriter(target, self._compression_threads_now())
+
+    def _compression_threads_now(self) -> int:
+        """The option, else the default for this receiver (every CPU when its threads are real-time)."""
+        return self._compression_threads or default_threads(bool(getattr(self._receiver, "realtime", False)))
+
+    def stop(self) -> dict:
+        """Always allowed: interrupt a running acquisition, reset UNKNOWN to READY."""
+        with self._lock:
+            if self._state == WRITING and self._acquisition.active:
+                self._end(FINISHED, "Interrupted.")
+            elif self._state != READY:
+                self._state = READY
+                self._remove_marker()
+                self._changed()
+            return self.status()
+
+    def open_gate(self, n_images: int) -> dict:
+        """Software trigger of a gated acquisition: write the next ``n_images`` images taken from now on."""
+        with self._lock:
+            if self._state != WRITING or self._gate is None or not self._acquisition.active:
+                raise DriverError('No gated acquisition is running (start one with "gated": true).')
+            if self._gate <= 0:
+                self._gate_since = time.time()
+            self._gate += n_images
+            return self.status()
+
+    def _remove_marker(self) -> None:
+        """The marker goes; a state folder that refuses is logged, never fails the request."""
+        try:
+            self._marker.unlink(missing_ok=True)
+        except OSError as error:
+            _log.error("cannot remove the marker %s: %s", self._marker, error)
+
+    def wait_until_ended(self, timeout: float | None = None) -> dict:
+        """Block until the writer is not WRITING any more (for write_sync)."""
+        with self._lock:
+            self._ended.wait_for(lambda: self._state != WRITING, timeout)
+            return self.status()
+
+    def _end(self, state: str, message: str) -> None:
+        """Write what is in flight, close the file, record the acquisition, back to READY. Caller holds the lock."""
+        acquisition = self._acquisition
+        acquisition.state = FLUSHING_IMAGES
+        self._changed()
+        writer, self._writer = self._writer, None
+        acquisition.counters = self._acquisition_counters()
+        self._counters_at_start = None
+        try:
+            if writer is not None:
+                writer.close(write_pending=state != FAILED, summary=acquisition.counters)
+        except Exception as error:  # the file may be damaged (e.g. disk full on close)
+            _log.error("closing %s failed: %s", acquisition.info["output_file"], error)
+            if state != FAILED:
+                state, message = FAILED, f"ERROR: Closing the file failed: {describe_error(error)}"
+        if writer is not None:
+            self._take_progress(writer, acquisition)
+        acquisition.end(state, message)
+        self._state = READY
+        self._remove_marker()
+        self._log.append(acquisition.to_json())
+        self._changed()
+
+    def close(self) -> None:
+        """Server shutdown: end a running acquisition as interrupted (its counters taken while the
+        receiver is still attached), stop consuming."""
+        with self._lock:
+            if self._state == WRITING:
+                self._end(FINISHED, "Interrupted.")
+        self.detach()
+        if self._pool is not None:
+            self._pool.close()

@@ -1,0 +1,1 @@
+"""Receive: detector packets (or a bsread stream) into assembled images in a ring buffer."""

@@ -1,0 +1,72 @@
+"""Server-side limits on a detector config: which ``writer_user_id`` may be used, and how much
+memory its receiver may take. Checked before anything is allocated or applied."""
+
+from __future__ import annotations
+
+from daq_server.config import ConfigError
+from detectors import STREAM_BIT_DEPTHS, config_format, stream_dtype
+
+MAX_USER_ID = 2**31 - 1
+PREVIEW_IMAGES = 4
+"""Besides the ring buffer, a few image-sized buffers (live preview, conversions) per receiver."""
+
+
+def int_ranges(text: str) -> list[tuple[int, int]]:
+    """``"0,3-5"`` -> [(0, 0), (3, 5)] (the command-line spelling of id lists); ValueError with the item that
+    is neither an integer nor a range of two."""
+    ranges = []
+    for item in text.split(","):
+        low, _, high = item.strip().partition("-")
+        try:
+            ranges.append((int(low), int(high or low)))
+        except ValueError:
+            raise ValueError(f"not an integer or a range such as 3-5: {item.strip()!r}") from None
+    return ranges
+
+
+def parse_user_id_ranges(text: str) -> tuple[tuple[int, int], ...]:
+    """``"1000-65535,0"`` -> ((1000, 65535), (0, 0)); ValueError for anything else."""
+    try:
+        ranges = int_ranges(text)
+    except ValueError as error:
+        raise ValueError(f"user ids: {error}") from None
+    for first, last in ranges:
+        if not 0 <= first <= last <= MAX_USER_ID:
+            raise ValueError(f"user id range {first}-{last} must lie within 0 … {MAX_USER_ID}, low to high")
+    return tuple(ranges)
+
+
+def check_user_id(uid: int, allowed: tuple[tuple[int, int], ...] | None) -> None:
+    """ConfigError unless ``uid`` lies in one of the ``allowed`` ranges (None: any valid id)."""
+    if allowed is None or any(low <= uid <= high for low, high in allowed):
+        return
+    shown = ", ".join(f"{low}-{high}" if low != high else str(low) for low, high in allowed)
+    raise ConfigError(f"Invalid config: writer_user_id {uid} is not allowed by this server (allowed: {shown})")
+
+
+def image_bytes(config: dict) -> int:
+    """Bytes of one assembled image of ``config``."""
+    if config["detector_type"] in STREAM_BIT_DEPTHS:
+        per_pixel = stream_dtype(config["detector_type"], config["bit_depth"]).itemsize
+    else:
+        per_pixel = config_format(config).dtype.itemsize
+    return config["image_pixel_height"] * config["image_pixel_width"] * per_pixel
+
+
+def receiver_memory_bytes(config: dict, ring_bytes: int) -> int:
+    """Memory the receiver of ``config`` allocates: its ring buffer (at least 4 image slots,
+    as ``daq_server.receive.udp_receiver`` sizes it) plus a few image buffers."""
+    one = image_bytes(config)
+    slots = max(4, ring_bytes // one)
+    return (slots + PREVIEW_IMAGES) * one
+
+
+def check_memory(config: dict, ring_bytes: int, limit_bytes: int) -> None:
+    """ConfigError if the receiver of ``config`` would need more than ``limit_bytes``."""
+    needed = receiver_memory_bytes(config, ring_bytes)
+    if needed > limit_bytes:
+        raise ConfigError(
+            f"Invalid config: images of {config['image_pixel_width']} x {config['image_pixel_height']} pixels need "
+            f"{needed / 2**20:.0f} MiB for the receiver, more than this server's memory limit of "
+            f"{limit_bytes / 2**20:.0f} MiB (std_daq_server --memory-limit-mb)"
+        )

@@ -1,0 +1,372 @@
+"""HDF5 writer: where files are written (layout in ``../shared/spec/hdf5-layout.md``).
+
+``/entry/data/data`` holds the images, one chunk per image; beside it one entry per image in
+``image_id``, ``n_missing_packets``, ``is_good_frame`` and ``timestamp`` (and, when the request asks for
+them, ``image_sum`` and ``image_max``: ``image_statistics``). The NeXus/NXmx description around them
+comes from ``nexus_layout``; the pixels of lost packets are noted per image for the pixel mask
+(``pixel_mask``), which the close writes.
+
+Live files: the file is written in HDF5 SWMR mode, so readers may open it with ``swmr=True`` while it
+is written. Every dataset starts empty and grows with the images (the image stack per image, the
+per-image datasets at each flush), so a file left by a crashed server holds what was flushed, not
+the requested size. Attributes cannot be added in SWMR mode: ``close`` reopens the file once to
+stamp the stop time and the acquisition summary.
+
+A full disk never surprises the HDF5 library: the writer keeps disk blocks reserved ahead of
+the file's end (``fallocate`` with ``FALLOC_FL_KEEP_SIZE``: reserved, but the file does not
+grow) for the next images plus HDF5's own metadata. A request whose first reservation fails
+is refused with a clear message; when the reservation cannot be extended during an
+acquisition, the writer stops *before* writing into unreserved space, so the acquisition ends
+FAILED with "disk full" and a file that closes cleanly with every image written so far.
+
+Uncompressed images go from the ring buffer into their chunk with ``write_direct_chunk`` (no
+copy in Python, no type conversion); so do chunks compressed by the native pool
+(``daq_server.write.compression``); other compressed ones go through h5py's filter pipeline. The small
+metadata datasets are written once a second, after an image that follows a pause (step scans) and at
+the end, with an HDF5 flush, so what was
+written survives a crash of the server (the kernel keeps the pages; power loss is not
+covered) and SWMR readers see it.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import errno
+import json
+import logging
+import os
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import h5py
+import hdf5plugin
+import numpy as np
+
+from daq_server import __version__
+from daq_server.write import nexus_layout
+from daq_server.write.image_statistics import ImageStatistics
+from daq_server.write.output_file import CreatedFile, OutputPathError, create_output_file, split_output_path
+from daq_server.write.pixel_mask import LostPixels
+from daq_server.write.write_behind import WriteBehind
+
+COMPRESSIONS = ("none", "bitshuffle-lz4")
+FLUSH_INTERVAL_S = 1.0
+SLOW_IMAGE_S = 0.05  # the first image, and one after a pause this long, is flushed at once (readers see it now)
+METADATA_CHUNK = 4096  # entries per chunk of the per-image datasets
+METADATA_SLACK_BYTES = 4 << 20  # always reserved past the images, for HDF5's metadata at close
+RESERVE_STEP_BYTES = 256 << 20  # how far ahead of the images the disk is reserved
+
+_FALLOC_FL_KEEP_SIZE = 1
+_log = logging.getLogger("daq_server.write.hdf5_writer")
+_libc = ctypes.CDLL(None, use_errno=True)
+_libc.fallocate.argtypes = [ctypes.c_int, ctypes.c_int, ctypes.c_long, ctypes.c_long]
+
+_QUARANTINE: list = []
+"""h5py objects of files whose HDF5 writes failed anyway (an I/O error). The HDF5 library is not
+safe to use on such a file again: even releasing its objects can crash the process, so they
+are kept, unreleased, for the life of the server (a few handles per failed file)."""
+
+
+class WriterError(OSError):
+    """The file cannot be written (no space, no permission …); the message says why."""
+
+
+class DiskFull(WriterError):
+    """No disk space could be reserved for the next image; nothing was written past the reservation."""
+
+
+@dataclass(frozen=True)
+class WriteTarget:
+    """What an acquisition writes: file, image geometry, run metadata."""
+
+    output_file: str
+    n_images: int
+    run_id: int
+    shape: tuple[int, int]
+    dtype: np.dtype
+    config: dict
+    compression: str = "none"
+    user_id: int = 0
+    nexus: dict = field(default_factory=dict)
+    """Optional NXmx values of the write request (see ``daq_server.write.nexus_layout.REQUEST_FIELDS``)."""
+    data_root: str | None = None
+    """No symbolic link below it is followed when the file is created (default: the file's folder)."""
+    image_statistics: bool = False
+    """Compute, store and report the sum and maximum of each image (``daq_server.write.image_statistics``)."""
+
+    def entry_attributes(self) -> dict:
+        """The ``/entry`` attributes every file of this acquisition carries."""
+        return {
+            "NX_class": "NXentry",
+            "run_id": self.run_id,
+            "detector_name": self.config["detector_name"],
+            "detector_type": self.config["detector_type"],
+            "software_version": __version__,
+            "config": json.dumps(self.config),
+            "n_images_requested": self.n_images,
+        }
+
+    @property
+    def image_bytes(self) -> int:
+        return self.shape[0] * self.shape[1] * np.dtype(self.dtype).itemsize
+
+
+def reserve(fd: int, offset: int, length: int) -> None:
+    """Reserve disk blocks without changing the file size (Python's posix_fallocate cannot)."""
+    if _libc.fallocate(fd, _FALLOC_FL_KEEP_SIZE, offset, length) != 0:
+        code = ctypes.get_errno()
+        if code == errno.EOPNOTSUPP:  # a file system without fallocate: nothing to reserve with
+            return
+        raise OSError(code, os.strerror(code))
+
+
+def free_bytes(folder: Path) -> int:
+    """Bytes available to an unprivileged user in ``folder``'s file system."""
+    stats = os.statvfs(folder)
+    return stats.f_bavail * stats.f_frsize
+
+
+def has_quarantined_files() -> bool:
+    """Did any HDF5 write fail in this process (see _QUARANTINE)?"""
+    return bool(_QUARANTINE)
+
+
+class Hdf5Writer:
+    """One open output file; ``write`` one image at a time, then ``close``."""
+
+    def __init__(self, target: WriteTarget):
+        self.target = target
+        self.n_written = 0
+        self._last_flush = time.monotonic()
+        self._last_write = float("-inf")  # the first image is always flushed at once
+        self._pending: list[tuple[int, int, float]] = []  # (frame, missing packets, time) not yet in the file
+        self._flushed = 0  # metadata entries already in the file
+        self._broken = False  # an HDF5 write failed: the file must not be touched again
+        self._fd: int | None = None
+        self._reserved_end = 0
+        self._size_bound = 0  # the file's size is at most this (refreshed when a reservation is made)
+        self._write_behind: WriteBehind | None = None
+        self._direct = target.compression == "none"
+        self._dtype = np.dtype(target.dtype)
+        self._file: h5py.File | None = None
+        self._lost = LostPixels(self._dtype)  # the lost pixels of the images that lost packets, for the mask
+        self._statistics: ImageStatistics | None = None
+        self.last_image: dict | None = None
+        """Index, frame, missing packets, sum and max of the last image written (with image statistics)."""
+        root = target.data_root if target.data_root is not None else os.path.dirname(target.output_file)
+        try:  # created as user_id, no link followed below the data root; HDF5 opens the created file itself
+            self._created: CreatedFile = create_output_file(split_output_path(target.output_file, root), target.user_id)
+        except OutputPathError as error:
+            raise WriterError(str(error)) from None
+        self._fd = self._created.fd  # also for fallocate and the reopen at close
+        self._write_behind = WriteBehind(self._fd)
+        try:
+            self._file = self._created.open_hdf5(libver="latest")  # SWMR needs the latest format
+            self._create_layout()
+            self._file.flush()  # a valid (empty) file on disk from the first moment
+            self._file.swmr_mode = True  # readers may open it with swmr=True from now on
+            self._reserve_ahead()
+        except (OSError, RuntimeError) as error:  # h5py reports a failed HDF5 write as either
+            self._abandon()
+            raise WriterError(self._no_room(describe_error(error))) from None
+        except Exception:
+            self._abandon()
+            raise
+        self._created.close_folder()
+
+    def _create_layout(self) -> None:
+        """Groups, attributes and the (empty, growing) datasets; nothing may be added once in SWMR mode."""
+        t = self.target
+        start_time = time.time()
+        entry = self._file.create_group("entry")
+        entry.attrs.update({**t.entry_attributes(), "start_time": start_time})
+        data = entry.create_group("data")
+        data.attrs.update({"NX_class": "NXdata", "signal": "data"})
+        compression = hdf5plugin.Bitshuffle(cname="lz4") if t.compression == "bitshuffle-lz4" else {}
+        images = (None, *t.shape)
+        self.images = data.create_dataset(
+            "data", shape=(0, *t.shape), maxshape=images, chunks=(1, *t.shape), dtype=t.dtype, **compression
+        )
+        chunk = (min(max(t.n_images, 1), METADATA_CHUNK),)
+        grow = {"shape": (0,), "maxshape": (None,), "chunks": chunk}
+        self.image_id = data.create_dataset("image_id", dtype=np.uint64, **grow)
+        self.n_missing = data.create_dataset("n_missing_packets", dtype=np.uint32, **grow)
+        self.is_good = data.create_dataset("is_good_frame", dtype=bool, **grow)
+        self.timestamp = data.create_dataset("timestamp", dtype=np.float64, **grow)
+        self.timestamp.attrs["units"] = "s"
+        self.timestamp.attrs["description"] = "unix time the image's first packet arrived"
+        if t.image_statistics:
+            self._statistics = ImageStatistics(data, self._dtype, chunk[0])
+        nexus_layout.build(self._file, self.images, t.config, t.nexus, start_time, t.config.get("nexus") or {})
+
+    def _reserve_ahead(self) -> None:
+        """Keep the disk reserved for the next images and the metadata of the close: a step ahead
+        where the disk allows, else at least the next image; OSError if not even that fits."""
+        remaining = (self.target.n_images - self.n_written) * self.target.image_bytes
+        size = self._size_bound = os.fstat(self._fd).st_size
+        for ahead in (min(remaining, RESERVE_STEP_BYTES), self.target.image_bytes):
+            end = size + ahead + METADATA_SLACK_BYTES
+            if end <= self._reserved_end:
+                return
+            try:
+                reserve(self._fd, self._reserved_end, end - self._reserved_end)
+            except OSError:
+                if ahead == self.target.image_bytes:
+                    raise
+                continue
+            self._reserved_end = end
+            return
+
+    def _no_room(self, reason: str) -> str:
+        folder = Path(self.target.output_file).parent
+        return f"cannot write in {folder} ({free_bytes(folder) / 1e9:.2f} GB free): {reason}"
+
+    def _abandon(self) -> None:
+        """Creation failed: remove the partial file (only the one created here) and its descriptors."""
+        try:
+            if self._file is not None:
+                self._file.close()
+        except Exception:  # noqa: BLE001 - h5py raises OSError or RuntimeError here; the file goes anyway
+            pass
+        finally:
+            self._file = None
+            self._created.remove()
+            self._created.close_folder()
+            if self._fd is not None:
+                os.close(self._fd)
+                self._fd = None
+
+    def write(
+        self,
+        image: np.ndarray,
+        frame_number: int,
+        n_missing_packets: int,
+        receive_time: float,
+        chunk: memoryview | bytes | None = None,
+    ) -> None:
+        """Write the next image and its metadata; DiskFull (nothing written) when no space is left.
+
+        ``chunk``: the image already compressed in the dataset's filter format (see
+        daq_server.write.compression), written as it is."""
+        i = self.n_written
+        image_bytes = self.target.image_bytes if chunk is None else len(chunk)
+        # no system call per image: each image grows the file by at most image_bytes
+        if self._size_bound + image_bytes + METADATA_SLACK_BYTES > self._reserved_end:
+            try:
+                self._reserve_ahead()
+            except OSError as error:
+                raise DiskFull(self._no_room(f"the disk is full after {i} images ({error.strerror})")) from None
+        try:
+            self.images.resize(i + 1, axis=0)  # the dataset grows with the images (SWMR readers see it)
+            if chunk is not None:
+                self.images.id.write_direct_chunk((i, 0, 0), chunk)  # compressed by the pool
+            elif self._direct and image.dtype == self._dtype and image.flags.c_contiguous:
+                self.images.id.write_direct_chunk((i, 0, 0), image)  # straight from the ring buffer
+            else:  # compressed, or bytes in another order (a big-endian bsread source): convert
+                self.images[i] = image
+        except Exception:
+            self._broken = True
+            raise
+        self._pending.append((frame_number, n_missing_packets, receive_time))
+        missing = self._lost.note(i, image) if n_missing_packets else None  # only images that lost packets
+        if self._statistics is not None:
+            total, top = self._statistics.add(image, missing, self._lost.missing_value)
+            self.last_image = {"index": i, "image_id": frame_number, "n_missing_packets": n_missing_packets,
+                               "sum": total, "max": top}  # fmt: skip
+        self.n_written += 1
+        self._size_bound += image_bytes
+        self._write_behind.advance(self._size_bound)
+        now = time.monotonic()
+        if now - self._last_flush > FLUSH_INTERVAL_S or now - self._last_write > SLOW_IMAGE_S:
+            self._flush_metadata()
+            self._last_flush = now
+        self._last_write = now
+
+    def _flush_metadata(self) -> None:
+        start, end = self._flushed, self.n_written
+        if end > start:
+            frames, missing, times = zip(*self._pending, strict=True)
+            for dataset in (self.image_id, self.n_missing, self.is_good, self.timestamp):
+                dataset.resize(end, axis=0)
+            self.image_id[start:end] = np.array(frames, dtype=np.uint64)
+            self.n_missing[start:end] = np.array(missing, dtype=np.uint32)
+            self.is_good[start:end] = np.array(missing) == 0
+            self.timestamp[start:end] = np.array(times, dtype=np.float64)
+            if self._statistics is not None:
+                self._statistics.flush(start, end)
+            self._pending.clear()
+            self._flushed = end
+        self._file.flush()  # to the page cache for SWMR readers; the file survives a crash of the server
+
+    def close(self, summary: dict | None = None) -> None:
+        """Write the metadata, stamp the stop time, close; the datasets hold exactly the images written.
+
+        ``summary`` items become attributes of ``/entry`` (nested values as JSON text). Attributes cannot
+        be added in SWMR mode, so the file is closed and reopened once, without SWMR, to write them.
+        """
+        if self._broken:
+            self._quarantine()
+            raise WriterError(f"the file was left as it was when writing failed ({self._flushed} images recorded)")
+        if self._file is None or not self._file.id.valid:
+            return
+        try:
+            self._flush_metadata()
+            n = self.n_written
+            if self.images.shape[0] != n:  # an image whose write failed: not part of the file
+                self.images.resize(n, axis=0)
+        finally:
+            self._file.close()
+        try:
+            with self._created.open_hdf5(mode="r+") as file:  # the created file itself, never a swapped path
+                entry = file["entry"]
+                entry.attrs["stop_time"] = time.time()
+                entry.attrs["n_images_written"] = n
+                nexus_layout.finish(entry, float(entry.attrs["stop_time"]))
+                for key, value in (summary or {}).items():
+                    entry.attrs[str(key)] = value if isinstance(value, str | int | float | bool) else json.dumps(value)
+                if self._lost:  # some image lost packets: one pixel mask per image
+                    self._lost.write_per_image(file["entry/instrument/detector"], n, self._reserve_at_close)
+        finally:
+            self._release_reservation()
+
+    def _reserve_at_close(self, n_bytes: int) -> bool:
+        """Reserve ``n_bytes`` more past the file's end (for what the close adds); False if the disk has no room."""
+        try:
+            reserve(self._fd, os.fstat(self._fd).st_size, n_bytes + METADATA_SLACK_BYTES)
+        except OSError as error:
+            _log.warning("%s: no room for the per-image pixel mask (%s); the gap mask stays", self.target.output_file,
+                         error.strerror)  # fmt: skip
+            return False
+        return True
+
+    def _release_reservation(self) -> None:
+        """Blocks reserved past the end of the closed file go back to the file system."""
+        if self._fd is None:
+            return
+        try:  # growing then shrinking frees every block past the end, reserved ones included
+            size = self._size_bound = os.fstat(self._fd).st_size
+            os.ftruncate(self._fd, size + 1)
+            os.ftruncate(self._fd, size)
+        except OSError:
+            pass  # the reservation only costs space until the file is rewritten
+        os.close(self._fd)
+        self._fd = None
+
+    def _quarantine(self) -> None:
+        if self._fd is not None:
+            os.close(self._fd)
+            self._fd = None
+        _QUARANTINE.extend([self._file, self.images, self.image_id, self.n_missing, self.is_good, self.timestamp])
+        if self._statistics is not None:
+            _QUARANTINE.extend(self._statistics.datasets)
+            self._statistics = None
+        self._file = self.images = self.image_id = self.n_missing = self.is_good = self.timestamp = None
+
+
+def describe_error(error: BaseException) -> str:
+    """One line for the user: ours whole, HDF5's without the pages of detail it appends."""
+    if isinstance(error, WriterError):
+        return str(error)
+    text = getattr(error, "strerror", None) or str(error)
+    return text.split(" (")[0].splitlines()[0]

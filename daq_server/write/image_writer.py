@@ -1,0 +1,105 @@
+"""An acquisition's images into its file, in order: written straight from the ring buffer, or
+first compressed by the native pool (``daq_server.write.compression``) while they stay in the ring
+buffer, then written as pre-compressed chunks."""
+
+from __future__ import annotations
+
+import logging
+from collections import deque
+
+import numpy as np
+
+from daq_server.receive.image_source import ReceivedImage
+from daq_server.write.compression import BITSHUFFLE_LZ4, CompressionPool, default_threads
+from daq_server.write.hdf5_writer import Hdf5Writer, WriteTarget
+
+_log = logging.getLogger("daq_server.write.image_writer")
+
+
+class ImageWriter:
+    """Writes images into a new file for ``target``; ``compression_threads`` 0 picks a default."""
+
+    def __init__(self, target: WriteTarget, compression_threads: int = 0):
+        self.target = target
+        self._pool: CompressionPool | None = None
+        self._waiting: deque[ReceivedImage] = deque()  # submitted to the pool, in order
+        self.compression: dict[str, int] = {}
+        if target.compression == BITSHUFFLE_LZ4:  # first the pool: no file is left behind if it fails
+            threads, itemsize = compression_threads or default_threads(), np.dtype(target.dtype).itemsize
+            self._pool = CompressionPool(threads, target.image_bytes, itemsize)
+        try:
+            self.file = Hdf5Writer(target)
+        except BaseException:
+            if self._pool is not None:
+                self._pool.close()
+            raise
+
+    @property
+    def n_written(self) -> int:
+        return self.file.n_written
+
+    @property
+    def last_image(self) -> dict | None:
+        """The last image written and its statistics (only when the request asked for them)."""
+        return self.file.last_image
+
+    def put(self, image: ReceivedImage) -> None:
+        """Write ``image`` now, or hand it to the pool (it is held until its chunk is written)."""
+        data = image.data
+        if self._pool is None or data.dtype != np.dtype(self.target.dtype) or not data.flags.c_contiguous:
+            self.drain(wait=True)  # e.g. a big-endian bsread image: h5py's filter converts it, in order
+            self.file.write(data, image.frame_number, image.n_missing_packets, image.receive_time)
+            return
+        if len(self._waiting) >= self._pool.in_flight:  # the pool is full: write the oldest first
+            self.drain(wait=True, keep=self._pool.in_flight - 1)
+        image.hold()
+        self._waiting.append(image)
+        try:
+            self._pool.submit(data, image.frame_number)
+        except Exception:
+            self._waiting.pop().drop()
+            raise
+        self.drain()
+
+    def drain(self, wait: bool = False, keep: int = 0) -> None:
+        """Write the chunks compressed so far, in submission order; with ``wait``, until only
+        ``keep`` images are left in flight."""
+        while len(self._waiting) > keep:
+            chunk = self._pool.next(timeout=0.5 if wait else 0.0)
+            if chunk is None:
+                if wait:
+                    continue
+                return
+            image = self._waiting.popleft()
+            try:
+                self.file.write(
+                    image.data, image.frame_number, image.n_missing_packets, image.receive_time, chunk=chunk.data
+                )
+            finally:
+                self._pool.done(chunk)
+                image.drop()
+
+    def close(self, write_pending: bool = True, summary: dict | None = None) -> None:
+        """Write (or, after a failure, drop) the images in flight, stop the pool, close the file with
+        the ``summary`` items as /entry attributes."""
+        try:
+            if write_pending and self._pool is not None:
+                self.drain(wait=True)
+        finally:
+            if self._pool is not None:
+                self._pool.close()  # its threads are done: the counters are final
+                self.compression = self._pool.final_counters
+                self._pool = None
+                while self._waiting:
+                    self._waiting.popleft().drop()
+                self._log_compression()
+            self.file.close(summary)
+
+    def _log_compression(self) -> None:
+        c = self.compression
+        if c.get("chunks"):
+            _log.info(
+                "compressed %d images: %.3f GB -> %.3f GB (%.1fx), %.2f GB/s per core",
+                c["chunks"], c["bytes_in"] / 1e9, c["bytes_out"] / 1e9, c["bytes_in"] / max(c["bytes_out"], 1),
+                c["bytes_in"] / max(c["busy_ns"], 1),
+            )  # fmt: skip

@@ -1,0 +1,219 @@
+"""Output files created without following a symbolic link anywhere below the data root.
+
+A path check followed by an open by path can be raced: a user who can write in the data
+root swaps a folder for a symbolic link in between, and the server (root) creates its file
+wherever the link points. Here nothing is resolved by path below the data root: the data
+root is opened once, every folder below it is opened from its parent's descriptor with
+``O_NOFOLLOW`` (a symbolic link, or a loop of them, is refused), and the file is created in
+the last folder with ``O_EXCL | O_NOFOLLOW`` as ``writer_user_id``. Whatever is renamed or
+swapped meanwhile, the file is created in a real folder inside the data root, or not at all.
+
+The HDF5 library then opens the created file through ``/proc/self/fd/<fd>``, which names the
+open file itself, not a path that could be swapped.
+"""
+
+from __future__ import annotations
+
+import errno
+import os
+import stat
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+
+import h5py
+
+from daq_server.write.file_owner import FileOwnerError, as_file_user
+
+MAX_NAME_BYTES = 255
+MAX_PATH_BYTES = 4095
+_DIR_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
+_FILE_FLAGS = os.O_RDWR | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC
+
+
+class OutputPathError(ValueError):
+    """An output file that cannot be created; the message says why, for the user."""
+
+
+@dataclass(frozen=True)
+class OutputPath:
+    """An output file split into the trusted data root and the names below it."""
+
+    root: str
+    folders: tuple[str, ...]
+    name: str
+
+    @property
+    def path(self) -> str:
+        return os.path.join(self.root, *self.folders, self.name)
+
+    @property
+    def folder(self) -> str:
+        return os.path.join(self.root, *self.folders)
+
+
+def split_output_path(output_file: str, data_root: str | os.PathLike) -> OutputPath:
+    """Check ``output_file`` lexically (absolute, inside the data root, no '.' or '..',
+    names of at most 255 bytes); OutputPathError with the reason."""
+    if not isinstance(output_file, str) or "\0" in output_file:
+        raise OutputPathError("output_file must be a path string")
+    if not output_file.startswith("/"):
+        raise OutputPathError(f"output_file must be an absolute path, not '{output_file}'")
+    try:
+        encoded = output_file.encode()
+    except UnicodeEncodeError:
+        raise OutputPathError("output_file is not valid UTF-8") from None
+    if len(encoded) > MAX_PATH_BYTES:
+        raise OutputPathError(f"output_file is {len(encoded)} bytes long; at most {MAX_PATH_BYTES} are allowed")
+    parts = [p for p in output_file.split("/") if p]
+    roots = {os.path.abspath(data_root), os.path.realpath(data_root)}
+    if "." in parts or ".." in parts:
+        raise OutputPathError(
+            f"output_file must lie inside the data root {os.path.realpath(data_root)} and name it without "
+            f"'.' or '..' components, not '{output_file}'"
+        )
+    for part in parts:
+        if len(part.encode()) > MAX_NAME_BYTES:
+            raise OutputPathError(f"a file or folder name in output_file is longer than {MAX_NAME_BYTES} bytes")
+    for root in sorted(roots, key=len, reverse=True):
+        root_parts = [p for p in root.split("/") if p]
+        if parts[: len(root_parts)] == root_parts and len(parts) > len(root_parts):
+            below = parts[len(root_parts) :]
+            return OutputPath(root=root, folders=tuple(below[:-1]), name=below[-1])
+    raise OutputPathError(
+        f"output_file must lie inside the data root {os.path.realpath(data_root)}, not '{output_file}'"
+    )
+
+
+def _folder_error(error: OSError, where: str, uid: int) -> OutputPathError:
+    if error.errno == errno.ELOOP:
+        return OutputPathError(f"{where} is a symbolic link; links are not followed below the data root")
+    if error.errno == errno.ENOENT:
+        return OutputPathError(f"The folder {where} does not exist; create it first")
+    if error.errno == errno.ENOTDIR:
+        return OutputPathError(f"{where} is not a folder")
+    if error.errno in (errno.EACCES, errno.EPERM):
+        who = f"User id {uid}" if uid > 0 else "The server"
+        return OutputPathError(f"{who} may not enter the folder {where}")
+    return OutputPathError(f"Cannot open the folder {where}: {error.strerror}")
+
+
+def _is_link(name: str, folder_fd: int) -> bool:
+    try:
+        return stat.S_ISLNK(os.stat(name, dir_fd=folder_fd, follow_symlinks=False).st_mode)
+    except OSError:
+        return False
+
+
+@contextmanager
+def open_folder(target: OutputPath, uid: int) -> Iterator[int]:
+    """A descriptor of the output file's folder, reached from the data root without following
+    links. The data root (the operator's choice) is opened as the server, the folders below it
+    as ``uid``: their permissions count for that user."""
+    try:
+        fd = os.open(target.root, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+    except OSError as error:
+        raise OutputPathError(f"The data root {target.root} cannot be opened: {error.strerror}") from None
+    try:
+        where = target.root
+        with as_file_user(uid):
+            for name in target.folders:
+                where = os.path.join(where, name)
+                try:
+                    child = os.open(name, _DIR_FLAGS, dir_fd=fd)
+                except OSError as error:
+                    if error.errno == errno.ENOTDIR and _is_link(name, fd):
+                        error = OSError(errno.ELOOP, "is a symbolic link")
+                    raise _folder_error(error, where, uid) from None
+                os.close(fd)
+                fd = child
+        yield fd
+    finally:
+        os.close(fd)
+
+
+def check_creatable(target: OutputPath, uid: int) -> None:
+    """OutputPathError unless ``uid`` could create the file now (the creation checks again)."""
+    try:
+        with open_folder(target, uid) as folder, as_file_user(uid):
+            try:
+                os.stat(target.name, dir_fd=folder, follow_symlinks=False)
+            except FileNotFoundError:
+                pass
+            else:
+                raise OutputPathError(f"output_file {target.path} exists already; choose a new file name")
+            if not os.access(".", os.W_OK | os.X_OK, dir_fd=folder, effective_ids=True):
+                who = f"User id {uid}" if uid > 0 else "The server"
+                raise OutputPathError(f"{who} may not create files in {target.folder}")
+    except FileOwnerError as error:
+        raise OutputPathError(str(error)) from None
+
+
+@dataclass
+class CreatedFile:
+    """A new, empty output file, open read-write, and the folder that holds it (open until
+    ``close_folder``, so that ``remove`` finds the file whatever is renamed meanwhile)."""
+
+    target: OutputPath
+    uid: int
+    fd: int
+    folder_fd: int | None
+    device: int
+    inode: int
+
+    @property
+    def proc_path(self) -> str:
+        """A name of the open file itself (a path that cannot be swapped)."""
+        return f"/proc/self/fd/{self.fd}"
+
+    def open_hdf5(self, mode: str = "w", attempts: int = 5, **kwargs) -> h5py.File:
+        """The created file, opened by the HDF5 library through ``proc_path``.
+
+        HDF5 checks a name that is a symbolic link by resolving its target by path, which fails
+        (safely) while someone renames the folders on that path; that check is tried again."""
+        for attempt in range(attempts):
+            try:
+                return h5py.File(self.proc_path, mode, **kwargs)
+            except OSError:
+                if attempt == attempts - 1:
+                    raise
+                time.sleep(0.001 * (attempt + 1))
+        raise AssertionError("unreachable")
+
+    def remove(self) -> None:
+        """Remove the file, if its name in its folder still holds it (never another file)."""
+        if self.folder_fd is None:
+            return
+        try:
+            with as_file_user(self.uid):
+                info = os.stat(self.target.name, dir_fd=self.folder_fd, follow_symlinks=False)
+                if (info.st_dev, info.st_ino) == (self.device, self.inode):
+                    os.unlink(self.target.name, dir_fd=self.folder_fd)
+        except OSError:
+            pass  # moved or removed meanwhile: nothing of ours is left under that name
+
+    def close_folder(self) -> None:
+        if self.folder_fd is not None:
+            os.close(self.folder_fd)
+            self.folder_fd = None
+
+
+def create_output_file(target: OutputPath, uid: int, mode: int = 0o666) -> CreatedFile:
+    """Create the file as ``uid`` (``O_EXCL``, no link followed anywhere below the data root)."""
+    try:
+        with open_folder(target, uid) as folder, as_file_user(uid):
+            try:
+                fd = os.open(target.name, _FILE_FLAGS, mode, dir_fd=folder)
+            except FileExistsError:
+                raise OutputPathError(f"output_file {target.path} exists already; choose a new file name") from None
+            except OSError as error:
+                if error.errno in (errno.EACCES, errno.EPERM):
+                    who = f"User id {uid}" if uid > 0 else "The server"
+                    raise OutputPathError(f"{who} may not create files in {target.folder}") from None
+                raise OutputPathError(f"Cannot create {target.path}: {error.strerror}") from None
+            folder_fd = os.dup(folder)
+    except FileOwnerError as error:
+        raise OutputPathError(str(error)) from None
+    info = os.fstat(fd)
+    return CreatedFile(target=target, uid=uid, fd=fd, folder_fd=folder_fd, device=info.st_dev, inode=info.st_ino)

@@ -1,0 +1,143 @@
+"""Validation of a write request (``output_file``, ``n_images``, ``run_id``, optional ``gated``,
+``image_statistics`` and NXmx fields).
+
+Rules of the original server plus ours: the file must be new (nothing already written is
+ever overwritten) and lie inside the server's data root, reached without following a
+symbolic link (see ``daq_server.write.output_file``); numbers are bounded.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Annotated
+
+from pydantic import BaseModel, ConfigDict, Field, StrictBool, ValidationError, create_model, field_validator
+
+from daq_server.write.nexus_layout import REQUEST_FIELDS as NEXUS_FIELDS
+from daq_server.write.output_file import MAX_PATH_BYTES, OutputPathError, check_creatable, split_output_path
+
+MAX_N_IMAGES = 2**31 - 1
+MAX_RUN_ID = 2**63 - 1
+
+
+class RequestError(ValueError):
+    """A write request that cannot be accepted; the message says why."""
+
+
+@dataclass(frozen=True)
+class WriteRequest:
+    output_file: str
+    n_images: int
+    run_id: int
+    data_root: str | None = None
+    """The trusted folder the file is created below (no symbolic link followed under it)."""
+    nexus: dict = field(default_factory=dict)
+    """Optional NXmx values given with the request (keys of ``daq_server.write.nexus_layout.REQUEST_FIELDS``)."""
+    gated: bool = False
+    """Write only the images software triggers ask for (``POST /writer/trigger``), not every image."""
+    image_statistics: bool = False
+    """Compute, store and report each image's sum and maximum (``daq_server.write.image_statistics``)."""
+
+    def info(self) -> dict:
+        return {"n_images": self.n_images, "output_file": self.output_file, "run_id": self.run_id}
+
+
+class _WriteRequestCore(BaseModel):
+    """The fields of the original API, plus ``gated`` and ``image_statistics``."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    output_file: Annotated[str, Field(min_length=1, max_length=MAX_PATH_BYTES)]
+    """Absolute path of the new file, inside the server's data root, with an extension."""
+    n_images: Annotated[int, Field(ge=1, le=MAX_N_IMAGES)]
+    """Images to write; the acquisition ends when they are written."""
+    run_id: Annotated[int, Field(ge=-MAX_RUN_ID - 1, le=MAX_RUN_ID)] | None = None
+    """Stored in the file (default: the time of the request in ns)."""
+    gated: StrictBool = False
+    """Write only the images that ``POST /writer/trigger`` asks for (honest step scans)."""
+    image_statistics: Annotated[
+        StrictBool,
+        Field(
+            description="Compute each image's sum and maximum (lost-packet pixels left out): stored as "
+            "/entry/data/image_sum and image_max, the last one reported in acquisition.stats.last_image. "
+            "Costs one pass over each image."
+        ),
+    ] = False
+
+    @field_validator("n_images", "run_id", mode="before")
+    @classmethod
+    def _no_bool(cls, value: object) -> object:
+        if isinstance(value, bool):
+            raise ValueError(f"must be an integer, not {value!r}")
+        return value
+
+
+def _nexus_field(kind: type, unit: str) -> tuple:
+    if kind is str:
+        return Annotated[str, Field(max_length=1000)] | None, None
+    return Annotated[float, Field(allow_inf_nan=False, description=unit)] | None, None
+
+
+WriteRequestBody = create_model(
+    "WriteRequestBody",
+    __base__=_WriteRequestCore,
+    __doc__="The JSON body of ``write_async`` / ``write_sync`` (also the OpenAPI description).",
+    **{name: _nexus_field(kind, unit) for name, (kind, unit) in NEXUS_FIELDS.items()},
+)
+
+
+def _describe(error: ValidationError) -> str:
+    """The first problem, in the words of the original server."""
+    item = error.errors()[0]
+    field = ".".join(str(p) for p in item["loc"]) or "request"
+    value = item.get("input")
+    if item["type"] == "extra_forbidden":
+        unknown = sorted(str(e["loc"][0]) for e in error.errors() if e["type"] == "extra_forbidden")
+        return f"Unknown field(s) in the write request: {', '.join(unknown)[:200]}"
+    if item["type"] == "missing" or (field == "output_file" and value in (None, "")):
+        return f"{field} is mandatory"
+    if field == "n_images" and item["type"] == "greater_than_equal":
+        return f"n_images must be at least 1, not {value}"
+    if item["type"] == "greater_than_equal":
+        return f"{field} must be at least {item['ctx']['ge']}, not {value}"
+    if item["type"] == "less_than_equal":
+        return f"{field} must be at most {item['ctx']['le']}, not {value}"
+    if item["type"].startswith("int_") or item["type"] == "value_error":
+        return f"{field} must be an integer, not {str(value)[:40]!r}"
+    if item["type"] == "string_too_long":
+        return f"output_file is longer than {MAX_PATH_BYTES} characters"
+    return f"{field}: {item['msg']}"
+
+
+def parse_write_request(body: object, data_root: Path, writer_user_id: int) -> WriteRequest:
+    """Check a request body; RequestError with the first problem found."""
+    if not isinstance(body, dict):
+        raise RequestError("The write request must be a JSON object with output_file and n_images")
+    try:
+        parsed = WriteRequestBody.model_validate(body)
+    except ValidationError as error:
+        raise RequestError(_describe(error)) from None
+    run_id = parsed.run_id if parsed.run_id is not None else time.time_ns()
+    output_file = parsed.output_file
+    try:
+        target = split_output_path(output_file, data_root)
+    except OutputPathError as error:
+        raise RequestError(str(error)) from None
+    if not Path(target.name).suffix or output_file.endswith("/"):
+        raise RequestError(f"output_file must name a file with an extension (e.g. .h5), not '{output_file}'")
+    try:
+        check_creatable(target, writer_user_id)
+    except OutputPathError as error:
+        raise RequestError(str(error)) from None
+    nexus = {name: getattr(parsed, name) for name in NEXUS_FIELDS if getattr(parsed, name) is not None}
+    return WriteRequest(
+        output_file=target.path,
+        n_images=parsed.n_images,
+        run_id=run_id,
+        data_root=target.root,
+        nexus=nexus,
+        gated=parsed.gated,
+        image_statistics=parsed.image_statistics,
+    )
