@@ -9,7 +9,7 @@ BIN = $(VENV)/bin
 install: $(VENV)/.installed
 
 # The client (client/, its own distribution) first, then the server, which depends on it.
-$(VENV)/.installed: pyproject.toml setup.py client/pyproject.toml $(wildcard csrc/*.c csrc/*.h csrc/*.py)
+$(VENV)/.installed: pyproject.toml setup.py client/pyproject.toml $(wildcard csrc/*.py csrc/*/*.c csrc/*/*.h)
 	sh scripts/system-packages.sh
 	python3 -m venv $(VENV)
 	$(BIN)/python -m pip install -q --upgrade pip

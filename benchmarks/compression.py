@@ -5,7 +5,7 @@
 Prints one table. Each row compresses the same simulated Eiger images (4 half-modules, 16 bit,
 512 x 1024) with:
   * ours         ``daq_server.write.compression.compress``: our bitshuffle (AVX2 where present) and, on
-                 blocks of small values, our LZ4 run encoder (csrc/lz4_runs.c), else liblz4
+                 blocks of small values, our LZ4 run encoder (csrc/compress/lz4_runs.c), else liblz4
   * hdf5plugin   the bitshuffle library's own filter (``hdf5plugin.Bitshuffle(cname="lz4")``) writing
                  the images into an in-memory HDF5 file, as any h5py user would
 GB/s are uncompressed bytes per second of this thread's CPU time (1 core); the limit beside them

@@ -1,12 +1,15 @@
 """Turn our C headers into cffi ``cdef`` text, so each declaration is written once.
 
-Only used by the build scripts in this folder (cffi_modules in setup.py).
+Only used by the build scripts in this folder (cffi_modules in setup.py). The C sources sit in one
+folder per binary (``receiver/``, ``sim/``, ``compress/``); ``detectors/detector_formats.h`` is the one
+description of each detector type that all of them include.
 """
 
 import re
 from pathlib import Path
 
 HERE = Path(__file__).parent
+FORMATS = "detectors/detector_formats.h"
 
 
 def header_cdef(name: str) -> str:
@@ -24,7 +27,7 @@ def header_cdef(name: str) -> str:
 
 def formats_cdef() -> str:
     """The det_format table and its lookup from detector_formats.h (shared by both modules)."""
-    text = (HERE / "detector_formats.h").read_text()
+    text = (HERE / FORMATS).read_text()
     names = re.findall(r"#define\s+((?:DET_KIND|FORMAT|SLS|MAX|CHIP|GF)_\w+|N_DET_KINDS)\s+\S+", text)
     defines = "\n".join(f"#define {name} ..." for name in names)  # values taken from the C header
     struct = re.search(r"typedef struct det_format \{.*?\} det_format;", text, re.S).group(0)
@@ -42,26 +45,27 @@ def compile_args() -> list[str]:
 
 def make_builder(
     module: str,
+    folder: str,
     header: str,
     sources: list[str],
     extra_headers: tuple[str, ...] = (),
     libraries: tuple[str, ...] = (),
     formats: bool = True,
 ):
-    """A cffi builder for ``module`` exposing ``header`` and ``extra_headers`` (plus the formats
-    unless ``formats`` is false), compiled from ``sources`` and linked with ``libraries``."""
+    """A cffi builder for ``module`` exposing ``header`` and ``extra_headers`` of ``folder`` (plus the
+    formats unless ``formats`` is false), compiled from ``sources`` there and linked with ``libraries``."""
     from cffi import FFI
 
     builder = FFI()
+    headers = [f"{folder}/{name}" for name in (header, *extra_headers)]
     builder.cdef(
-        (formats_cdef() if formats else "")
-        + "".join(header_cdef(name) + "\n" for name in (header, *extra_headers) if name != "detector_formats.h")
+        (formats_cdef() if formats else "") + "".join(header_cdef(name) + "\n" for name in headers if name != FORMATS)
     )
     builder.set_source(
         module,
-        "".join(f'#include "{name}"\n' for name in (header, *extra_headers)),
-        sources=[f"csrc/{name}" for name in sources],  # relative to the project root, where the build runs
-        include_dirs=["csrc"],
+        "".join(f'#include "{Path(name).name}"\n' for name in headers),
+        sources=[f"csrc/{folder}/{name}" for name in sources],  # relative to the project root, where the build runs
+        include_dirs=[f"csrc/{folder}", "csrc/detectors"],
         extra_compile_args=compile_args(),
         libraries=["pthread", "m", *libraries],
     )

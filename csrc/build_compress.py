@@ -8,6 +8,7 @@ from _cdef import make_builder  # noqa: E402
 
 ffibuilder = make_builder(
     "daq_server.write._compress",
+    "compress",
     "compress_pool.h",
     ["compress_pool.c", "bitshuffle.c", "lz4_runs.c"],
     libraries=("lz4",),

@@ -6,7 +6,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).parent))
 from _cdef import make_builder  # noqa: E402
 
-ffibuilder = make_builder("detectors._formats", "detector_formats.h", [])
+ffibuilder = make_builder("detectors._formats", "detectors", "detector_formats.h", [])
 
 if __name__ == "__main__":
     ffibuilder.compile(verbose=True)

@@ -6,9 +6,10 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).parent))
 from _cdef import make_builder  # noqa: E402
 
+FOLDER = "sim"
 SOURCES = ["sim_sender.c", "sim_content.c", "loopback_ceiling.c"]
 
-ffibuilder = make_builder("sim._sender", "sim_sender.h", SOURCES, ("sim_content.h",))
+ffibuilder = make_builder("sim._sender", FOLDER, "sim_sender.h", SOURCES, ("sim_content.h",))
 
 if __name__ == "__main__":
     ffibuilder.compile(verbose=True)

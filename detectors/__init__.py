@@ -1,7 +1,7 @@
 """The one Python description of each detector type, shared by server, simulator, bsread and benchmark.
 
 UDP detector types (Jungfrau, Eiger, GigaFrost) are described once, in C, in
-``csrc/detector_formats.h`` (packet layout, pixel codec, placement); this package reads that
+``csrc/detectors/detector_formats.h`` (packet layout, pixel codec, placement); this package reads that
 description through cffi (``detectors._formats``) instead of repeating it. bsread streams carry
 whole images, so only their bit depths are described here.
 """

@@ -21,7 +21,7 @@ CONTENTS = {
     "photons": lib.SIM_CONTENT_PHOTONS,
     "jungfrau-raw": lib.SIM_CONTENT_JUNGFRAU_RAW,
 }
-"""Pixel content the simulator sends: the ramp formula, photon counts, Jungfrau raw words (csrc/sim_content.c)."""
+"""Pixel content the simulator sends: the ramp formula, photon counts, Jungfrau raw words (csrc/sim/sim_content.c)."""
 DEFAULT_FLUX = 0.2
 """Photons per pixel per frame of the realistic contents (background level; spots and rings add to it)."""
 

@@ -17,7 +17,9 @@ CSRC = ROOT / "csrc"
 
 
 def sources(build_script: str) -> list[str]:
-    return [str(CSRC / name) for name in runpy.run_path(str(CSRC / build_script))["SOURCES"]]
+    """The C files of one binary, from its build script."""
+    build = runpy.run_path(str(CSRC / build_script))
+    return [str(CSRC / build["FOLDER"] / name) for name in build["SOURCES"]]
 
 
 @pytest.fixture(scope="module")
@@ -26,7 +28,8 @@ def race_check(tmp_path_factory) -> Path:
     if compiler is None:
         pytest.skip("no C compiler")
     out = tmp_path_factory.mktemp("tsan") / "receiver_race"
-    command = [compiler, "-O1", "-g", "-std=gnu11", "-fsanitize=thread", f"-I{CSRC}",
+    includes = [f"-I{CSRC / folder}" for folder in ("detectors", "receiver", "sim")]
+    command = [compiler, "-O1", "-g", "-std=gnu11", "-fsanitize=thread", *includes,
                str(ROOT / "tests" / "c" / "receiver_race.c"), *sources("build_receiver.py"),
                *sources("build_sim.py"), "-lpthread", "-lm", "-o", str(out)]  # fmt: skip
     built = subprocess.run(command, capture_output=True, text=True)

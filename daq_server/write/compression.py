@@ -3,7 +3,7 @@
 The chunks are in the format of HDF5 filter 32008 (bitshuffle with LZ4, as written by
 ``hdf5plugin.Bitshuffle(cname="lz4")``), so the writer stores them as they are with
 ``write_direct_chunk`` and any reader with ``hdf5plugin`` (or the bitshuffle HDF5 plugin)
-decompresses them. The C side is ``csrc/compress_pool.c`` (cffi module ``daq_server.write._compress``,
+decompresses them. The C side is ``csrc/compress/compress_pool.c`` (cffi module ``daq_server.write._compress``,
 linked with the system's liblz4).
 
 The pool compresses images while they stay in the ring buffer (no copy): :meth:`CompressionPool.submit`

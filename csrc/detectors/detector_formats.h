@@ -3,8 +3,8 @@
  * (header, payload, packets per frame), pixel codec (wire <-> image), header writing and the
  * GigaFrost stream placement. Adding a detector type is one entry here.
  *
- * Shared by the receiver (csrc/socket_rx.c ... csrc/ring_buffer.c), the simulator sender
- * (csrc/sim_sender.c) and, through the `detectors` Python package, the server, simulator,
+ * Shared by the receiver (csrc/receiver/socket_rx.c ... csrc/receiver/ring_buffer.c), the simulator sender
+ * (csrc/sim/sim_sender.c) and, through the `detectors` Python package, the server, simulator,
  * bsread and benchmark code; nothing else is shared between receiver and simulator.
  * Facts come from ../shared/spec/packets.md (slsDetectorPackage header v2).
  * All integers on the wire are little-endian.
