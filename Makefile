@@ -41,4 +41,4 @@ benchmark: install
 	$(BIN)/python benchmarks/peer_comparison.py
 
 clean:
-	rm -rf $(VENV) build docs/_build *.egg-info daq_server/receive/_receiver*.so daq_server/write/_compress*.so sim/_sender*.so detectors/_formats*.so
+	rm -rf $(VENV) build docs/_build *.egg-info daq_server/receive/_receiver*.so daq_server/pipeline/_pipeline*.so sim/_sender*.so detectors/_formats*.so

@@ -23,7 +23,7 @@ setup(
         "csrc/build_detectors.py:ffibuilder",
         "csrc/build_receiver.py:ffibuilder",
         "csrc/build_sim.py:ffibuilder",
-        "csrc/build_compress.py:ffibuilder",
+        "csrc/build_pipeline.py:ffibuilder",
     ],
     install_requires=[
         client,

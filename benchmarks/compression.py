@@ -4,8 +4,8 @@
 
 Prints one table. Each row compresses the same simulated Eiger images (4 half-modules, 16 bit,
 512 x 1024) with:
-  * ours         ``daq_server.write.compression.compress``: our bitshuffle (AVX2 where present) and, on
-                 blocks of small values, our LZ4 run encoder (csrc/compress/lz4_runs.c), else liblz4
+  * ours         ``daq_server.pipeline.compression.compress``: our bitshuffle (AVX2 where present) and, on
+                 blocks of small values, our LZ4 run encoder (csrc/pipeline/lz4_runs.c), else liblz4
   * hdf5plugin   the bitshuffle library's own filter (``hdf5plugin.Bitshuffle(cname="lz4")``) writing
                  the images into an in-memory HDF5 file, as any h5py user would
 GB/s are uncompressed bytes per second of this thread's CPU time (1 core); the limit beside them
@@ -21,7 +21,7 @@ import h5py
 import hdf5plugin
 import numpy as np
 
-from daq_server.write.compression import compress
+from daq_server.pipeline.compression import compress
 from sim import configs, module_pixels
 
 CASES = [("photons, flux 0.02", "photons", 0.02), ("photons, flux 0.2", "photons", 0.2),

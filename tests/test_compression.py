@@ -14,7 +14,7 @@ import pytest
 from conftest import RunningDaq, child_pids, free_udp_ports
 from expected import expected_image
 
-from daq_server.write.compression import CompressionPool, compress
+from daq_server.pipeline.compression import CompressionPool, compress
 from sim import configs as example_configs
 
 CASES = [

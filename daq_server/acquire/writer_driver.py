@@ -35,9 +35,9 @@ from daq_server.acquire.acquisition_log import AcquisitionLog
 from daq_server.acquire.image_consumer import CallbackSink, ImageConsumer, ImageCounter
 from daq_server.acquire.process_image_writer import ProcessImageWriter
 from daq_server.acquire.writer_pool import WriterPool
+from daq_server.pipeline.compression import default_threads
 from daq_server.receive.image_source import ImageSource, ReceivedImage
 from daq_server.serve.stats import RECEIVER_COUNTERS
-from daq_server.write.compression import default_threads
 from daq_server.write.crash_recovery import release_crashed_file
 from daq_server.write.hdf5_writer import WriteTarget, describe_error
 from daq_server.write.image_writer import ImageWriter

@@ -9,13 +9,13 @@ import sys
 from pathlib import Path
 
 from daq_server.config import ConfigError, ConfigStore
+from daq_server.pipeline.compression import MAX_THREADS
 from daq_server.receive.udp_receiver import ReceiverSettings
 from daq_server.serve.api import create_app
 from daq_server.serve.cli_security import REQUEST_THREADS, access_policy, add_security_arguments
 from daq_server.serve.host_part import prepare_host_config
 from daq_server.serve.service import DaqService, ServerOptions
 from daq_server.serve.serving import serve
-from daq_server.write.compression import MAX_THREADS
 from daq_server.write.hdf5_writer import COMPRESSIONS, has_quarantined_files
 
 

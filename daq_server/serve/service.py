@@ -44,7 +44,7 @@ class ServerOptions:
     state_dir: Path
     receiver: ReceiverSettings = ReceiverSettings()
     compression: str = "none"
-    compression_threads: int = 0  # 0: daq_server.write.compression.default_threads
+    compression_threads: int = 0  # 0: daq_server.pipeline.compression.default_threads
     server_name: str = "std-daq"
     redis_url: str | None = None
     memory_limit_bytes: int = DEFAULT_MEMORY_LIMIT

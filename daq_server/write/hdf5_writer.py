@@ -21,7 +21,7 @@ FAILED with "disk full" and a file that closes cleanly with every image written 
 
 Uncompressed images go from the ring buffer into their chunk with ``write_direct_chunk`` (no
 copy in Python, no type conversion); so do chunks compressed by the native pool
-(``daq_server.write.compression``); other compressed ones go through h5py's filter pipeline. The small
+(``daq_server.pipeline.compression``); other compressed ones go through h5py's filter pipeline. The small
 metadata datasets are written once a second, after an image that follows a pause (step scans) and at
 the end, with an HDF5 flush, so what was
 written survives a crash of the server (the kernel keeps the pages; power loss is not
@@ -248,7 +248,7 @@ class Hdf5Writer:
         """Write the next image and its metadata; DiskFull (nothing written) when no space is left.
 
         ``chunk``: the image already compressed in the dataset's filter format (see
-        daq_server.write.compression), written as it is."""
+        daq_server.pipeline.compression), written as it is."""
         i = self.n_written
         image_bytes = self.target.image_bytes if chunk is None else len(chunk)
         # no system call per image: each image grows the file by at most image_bytes

@@ -1,5 +1,5 @@
 """An acquisition's images into its file, in order: written straight from the ring buffer, or
-first compressed by the native pool (``daq_server.write.compression``) while they stay in the ring
+first compressed by the native pool (``daq_server.pipeline.compression``) while they stay in the ring
 buffer, then written as pre-compressed chunks."""
 
 from __future__ import annotations
@@ -9,8 +9,8 @@ from collections import deque
 
 import numpy as np
 
+from daq_server.pipeline.compression import BITSHUFFLE_LZ4, CompressionPool, default_threads
 from daq_server.receive.image_source import ReceivedImage
-from daq_server.write.compression import BITSHUFFLE_LZ4, CompressionPool, default_threads
 from daq_server.write.hdf5_writer import Hdf5Writer, WriteTarget
 
 _log = logging.getLogger("daq_server.write.image_writer")

@@ -1,6 +1,6 @@
 /*
  * compress_pool.h -- bitshuffle+LZ4 chunks (HDF5 filter 32008) made by a pool of native threads.
- * The writer's surface towards Python (cffi: daq_server.write._compress); knows nothing of HDF5.
+ * The writer's surface towards Python (cffi: daq_server.pipeline._pipeline); knows nothing of HDF5.
  * Keep this file parsable by cffi's cdef (the build script strips '#' lines).
  */
 #ifndef STD_DAQ_COMPRESS_POOL_H

@@ -1,4 +1,4 @@
-"""cffi build of the compression pool: ``daq_server.write._compress`` (run by the package build; needs liblz4)."""
+"""cffi build of the image pipeline: ``daq_server.pipeline._pipeline`` (run by the package build; needs liblz4)."""
 
 import sys
 from pathlib import Path
@@ -7,8 +7,8 @@ sys.path.insert(0, str(Path(__file__).parent))
 from _cdef import make_builder  # noqa: E402
 
 ffibuilder = make_builder(
-    "daq_server.write._compress",
-    "compress",
+    "daq_server.pipeline._pipeline",
+    "pipeline",
     "compress_pool.h",
     ["compress_pool.c", "bitshuffle.c", "lz4_runs.c"],
     libraries=("lz4",),

@@ -3,7 +3,7 @@
 The chunks are in the format of HDF5 filter 32008 (bitshuffle with LZ4, as written by
 ``hdf5plugin.Bitshuffle(cname="lz4")``), so the writer stores them as they are with
 ``write_direct_chunk`` and any reader with ``hdf5plugin`` (or the bitshuffle HDF5 plugin)
-decompresses them. The C side is ``csrc/compress/compress_pool.c`` (cffi module ``daq_server.write._compress``,
+decompresses them. The C side is ``csrc/pipeline/compress_pool.c`` (cffi module ``daq_server.pipeline._pipeline``,
 linked with the system's liblz4).
 
 The pool compresses images while they stay in the ring buffer (no copy): :meth:`CompressionPool.submit`
@@ -18,7 +18,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from daq_server.write._compress import ffi, lib
+from daq_server.pipeline._pipeline import ffi, lib
 
 BITSHUFFLE_LZ4 = "bitshuffle-lz4"
 HDF5_FILTER_ID = 32008
