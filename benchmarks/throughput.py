@@ -28,8 +28,10 @@ import numpy as np
 from sim._sender import ffi as sim_ffi
 from sim._sender import lib as sim_lib
 
+from daq_server.config import validate_config
 from daq_server.receive.udp_receiver import Receiver, ReceiverSettings
-from daq_server.write.hdf5_writer import Hdf5Writer, WriteTarget
+from daq_server.write.hdf5_writer import Hdf5Writer
+from daq_server.write.request import WriteTarget, parse_write_request
 from sim import configs
 
 JUNGFRAU_PACKET = 8240  # the ceiling uses this datagram size (Eiger's are 4144 bytes)
@@ -96,7 +98,8 @@ def receive(config: dict, label: str, n_frames: int, rate: float, write: bool, s
     receiver = Receiver(config, ReceiverSettings(bind_address="127.0.0.1", ring_bytes=512 << 20))
     writer = None
     if write:
-        target = WriteTarget(str(workdir / "bench.h5"), n_frames, 1, receiver.shape, receiver.dtype, config)
+        request = parse_write_request({"output_file": str(workdir / "bench.h5"), "n_images": n_frames}, workdir, 0)
+        target = WriteTarget(request, validate_config(config), receiver.shape, str(receiver.dtype))
         writer = Hdf5Writer(target)
     sim = subprocess.Popen(
         [sys.executable, "-m", "sim.cli", "--config", str(config_file), "--rate", str(rate),

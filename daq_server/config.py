@@ -17,7 +17,6 @@ from typing import Annotated
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from daq_server.receive.udp_receiver import MAX_MODULES, check_geometry
-from daq_server.write.nexus_layout import CONFIG_FIELDS as NEXUS_CONFIG_FIELDS
 from detectors import DETECTOR_TYPES, STREAM_BIT_DEPTHS, detector_format, stream_dtype
 
 MAX_USER_ID = 2**31 - 1
@@ -25,6 +24,17 @@ MAX_IMAGE_SIDE = 1 << 16
 MAX_TEXT = 256
 Coordinate = Annotated[int, Field(ge=-MAX_IMAGE_SIDE, le=MAX_IMAGE_SIDE)]
 Address = Annotated[str, Field(max_length=64)]
+
+NEXUS_CONFIG_FIELDS: dict[str, tuple[type, str]] = {
+    "x_pixel_size": (float, "um"),
+    "y_pixel_size": (float, "um"),
+    "sensor_material": (str, ""),
+    "sensor_thickness": (float, "um"),
+    "saturation_value": (int, ""),
+    "source_name": (str, ""),
+    "instrument_name": (str, ""),
+}
+"""Optional NXmx fields of the detector config: name -> (type, unit of the value)."""
 
 
 class ConfigError(ValueError):
@@ -79,7 +89,7 @@ class DaqConfig(BaseModel):
 
     nexus: Annotated[dict[str, str | float], Field(max_length=32)] | None = None
     """Optional NXmx facts about the detector for the files, e.g. ``{"sensor_thickness": 320}`` (keys and
-    units: ``daq_server.write.nexus_layout.CONFIG_FIELDS``)."""
+    units: :data:`NEXUS_CONFIG_FIELDS`)."""
 
     @field_validator("nexus")
     @classmethod

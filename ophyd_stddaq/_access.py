@@ -10,18 +10,11 @@ from typing import Any
 import requests
 
 from std_daq_client import StdDaqAdminException, StdDaqClient
+from std_daq_client.acquisitions import WriterState, find_acquisition
 
 from ._statistics import REQUEST_FIELD
 
 _log = logging.getLogger("ophyd_stddaq")
-
-ACTIVE_STATES = ("WAITING_IMAGES", "ACQUIRING_IMAGES", "WRITING", "FLUSHING_IMAGES")
-"""Acquisition states of a running acquisition."""
-
-ENDED_STATES = ("FINISHED", "FAILED")
-"""Acquisition states of an acquisition that has ended (its file is closed)."""
-
-_LOG_RECORDS_SEARCHED = 20
 
 OPEN_ENDED_IMAGES = 1_000_000
 """``n_images`` of an acquisition whose length the plan does not say (a step scan's number of triggers):
@@ -123,7 +116,7 @@ class DaqAccess:
             status = self.client.get_status()
             self._status = (time.monotonic(), status)
             ours = status["acquisition"]["info"].get("output_file") == output_file
-            if not ours or status["state"] not in ("WRITING", "UNKNOWN"):
+            if not ours or status["state"] not in WriterState.BUSY:
                 return None
             status = self.client.stop_writer()
             self._status = (time.monotonic(), status)
@@ -168,30 +161,11 @@ class DaqAccess:
     # ------------------------------------------------------------- acquisitions
 
     def acquisition(self, output_file: str) -> dict[str, Any] | None:
-        """The acquisition object of ``output_file`` now (see :meth:`find_acquisition`)."""
+        """The acquisition object of ``output_file`` now (``std_daq_client.acquisitions.find_acquisition``)."""
         with self._lock:
             status = self.client.get_status()
             self._status = (time.monotonic(), status)
-            return self.find_acquisition(self.client, output_file, status)
-
-    @staticmethod
-    def find_acquisition(
-        client: StdDaqClient, output_file: str, status: dict[str, Any] | None = None
-    ) -> dict[str, Any] | None:
-        """The acquisition object (info, state, message, stats) that writes or wrote ``output_file``.
-
-        Taken from ``status`` (fetched if not given) when it is the current acquisition, else from the
-        acquisition log (an acquisition that ended while another one was started). ``None`` if not found.
-        """
-        if status is None:
-            status = client.get_status()
-        acquisition = status["acquisition"]
-        if acquisition["info"].get("output_file") == output_file:
-            return acquisition
-        for record in client.get_logs(_LOG_RECORDS_SEARCHED):
-            if record["info"].get("output_file") == output_file:
-                return record
-        return None
+            return find_acquisition(self.client, output_file, status)
 
 
 def _unknown_field(error: StdDaqAdminException, field: str) -> bool:

@@ -25,7 +25,9 @@ from ophyd_async.core import (
     soft_signal_r_and_setter,
 )
 
-from ._access import ENDED_STATES, OPEN_ENDED_IMAGES, DaqAccess
+from std_daq_client.acquisitions import AcquisitionLost, AcquisitionView, follow_acquisition_async
+
+from ._access import OPEN_ENDED_IMAGES, DaqAccess
 from ._documents import IMAGE_DATASET
 from ._errors import StdDaqAcquisitionError
 from ._signals import image_dtype
@@ -235,29 +237,28 @@ class StdDaqDataLogic(DetectorDataLogic):
 
     async def _poll(self, output_file: str) -> None:
         """Follow the acquisition: images written -> the index signal; record how it ended."""
-        while True:
-            try:
-                found = await asyncio.to_thread(self.access.acquisition, output_file)
-            except Exception as error:  # the DAQ unreachable for a moment: the trigger's timeout decides
-                _log.warning("status of %s not available: %s", output_file, error)
-                await asyncio.sleep(max(self.poll_interval, 0.5))
-                continue
-            if found is None:
-                self.plan.error = f"the DAQ no longer reports the acquisition writing {output_file}"
-                self._ended.set()
-                return
-            n_written = int(found["stats"].get("n_write_completed") or 0)
-            self.plan.last_image = found["stats"].get("last_image")  # before the count that ends a trigger
-            if n_written != self.plan.images_written:
-                self.plan.images_written = n_written
+
+        def update(view: AcquisitionView) -> None:
+            self.plan.last_image = view.acquisition["stats"].get("last_image")  # before the count that ends a trigger
+            if view.n_written != self.plan.images_written:
+                self.plan.images_written = view.n_written
                 self._publish()
-            if found["state"] in ENDED_STATES:
-                if found["state"] == "FAILED":
-                    self.plan.error = f"acquisition {output_file} FAILED: {found.get('message', '')}"
-                    _log.error(self.plan.error)
-                self._ended.set()
-                return
-            await asyncio.sleep(self.poll_interval)
+
+        def retry(error: Exception) -> bool:  # the DAQ unreachable for a moment: the trigger's timeout decides
+            _log.warning("status of %s not available: %s", output_file, error)
+            return True
+
+        try:
+            view = await follow_acquisition_async(
+                self.access.new_client(), output_file, update, self.poll_interval, retry
+            )
+            if view.failed:
+                self.plan.error = f"acquisition {output_file} FAILED: {view.message}"
+                _log.error(self.plan.error)
+        except AcquisitionLost as lost:
+            self.plan.error = str(lost)
+        finally:
+            self._ended.set()
 
     def request_images(self, n: int) -> None:
         """The triggers asked for ``n`` more images."""

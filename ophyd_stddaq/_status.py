@@ -13,8 +13,9 @@ from ophyd.status import DeviceStatus
 from ophyd.utils import InvalidState
 
 from std_daq_client import StdDaqAdminException, StdDaqClient
+from std_daq_client.acquisitions import AcquisitionView, find_acquisition
 
-from ._access import ENDED_STATES, DaqAccess
+from ._access import DaqAccess
 from ._errors import StdDaqAcquisitionError
 
 _log = logging.getLogger("ophyd_stddaq")
@@ -117,17 +118,17 @@ class AcquisitionStatus(DeviceStatus):
         if self.done:
             return True
         self._unreachable_since = None
-        acquisition = DaqAccess.find_acquisition(client, self.output_file, status)
+        acquisition = find_acquisition(client, self.output_file, status)
         if acquisition is None:
             self._fail(f"the DAQ no longer reports the acquisition writing {self.output_file}", None)
             return True
         self.acquisition = acquisition
-        n_written = int(acquisition["stats"].get("n_write_completed") or 0)
+        view = AcquisitionView(acquisition)
+        n_written = view.n_written
         self._most_written = max(self._most_written, n_written)
         self._report(n_written)
-        state, message = acquisition["state"], acquisition.get("message", "")
-        ended = state in ENDED_STATES
-        if ended and state == "FAILED":
+        message, ended = view.message, view.ended
+        if view.failed:
             self._fail(
                 f"acquisition {self.output_file} FAILED ({self._most_written} of {self.n_images} images written "
                 f"before): {message}",

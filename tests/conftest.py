@@ -301,3 +301,20 @@ def nxvalidate_report(path: Path | str) -> str:
 
 
 os.environ.setdefault("PYTHONUNBUFFERED", "1")
+
+
+def write_target(path: Path, n_images: int, shape: tuple[int, int], dtype, config: dict, run_id: int = 1, **request):
+    """A WriteTarget for the HDF5 writer on its own: the request validated as the server does (data root: the
+    file's folder), the detector config taken as given (small test geometries need no receiver check)."""
+    import numpy as np
+
+    from daq_server.config import DaqConfig
+    from daq_server.write.request import WriteTarget, parse_write_request
+
+    n_modules = max(1, len(config.get("module_positions") or {}))
+    fields = {"image_pixel_height": shape[0], "image_pixel_width": shape[1], "start_udp_port": 50000,
+              "n_modules": n_modules, "writer_user_id": 0, **config}  # fmt: skip
+    fields["module_positions"] = {k: tuple(v) for k, v in (config.get("module_positions") or {}).items()}
+    body = {"output_file": str(path), "n_images": n_images, "run_id": run_id, **request}
+    request_ = parse_write_request(body, Path(path).parent, 0)
+    return WriteTarget(request_, DaqConfig.model_construct(**fields), tuple(shape), str(np.dtype(dtype)))

@@ -124,10 +124,12 @@ def test_a_second_process_reads_the_file_while_it_is_written(sending):
 
 
 def test_close_writes_a_summary_as_entry_attributes(tmp_path):
-    from daq_server.write.hdf5_writer import Hdf5Writer, WriteTarget
+    from conftest import write_target
+
+    from daq_server.write.hdf5_writer import Hdf5Writer
     from sim.configs import jungfrau_config
 
-    target = WriteTarget(str(tmp_path / "s.h5"), 3, 7, (512, 1024), np.dtype(np.uint16), jungfrau_config(1, 50000))
+    target = write_target(tmp_path / "s.h5", 3, (512, 1024), np.uint16, jungfrau_config(1, 50000), run_id=7)
     writer = Hdf5Writer(target)
     writer.write(np.ones((512, 1024), np.uint16), 11, 0, 1.0)
     writer.close(summary={"packets_lost": 4, "per_module": {"0": 4}})

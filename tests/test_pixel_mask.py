@@ -64,12 +64,14 @@ def test_a_lossless_acquisition_keeps_one_gap_mask(eiger):
 
 
 def test_a_long_file_with_lost_packets_gets_the_right_mask_per_image(tmp_path):
-    from daq_server.write.hdf5_writer import Hdf5Writer, WriteTarget
+    from conftest import write_target
+
+    from daq_server.write.hdf5_writer import Hdf5Writer
 
     config = {"detector_name": "t", "detector_type": "eiger", "bit_depth": 16,
               "module_positions": {"0": [0, 0, 6, 15], "1": [15, 0, 9, 15]}}  # fmt: skip
     n = 20_000
-    writer = Hdf5Writer(WriteTarget(str(tmp_path / "long.h5"), n, 1, (16, 16), np.dtype(np.uint16), config))
+    writer = Hdf5Writer(write_target(tmp_path / "long.h5", n, (16, 16), np.uint16, config))
     good, bad = np.ones((16, 16), np.uint16), np.ones((16, 16), np.uint16)
     bad[4:8, :] = MISSING  # a lost packet of 4 rows: the gap columns 7 and 8 hold it too, unmasked
     for i in range(n):
@@ -91,7 +93,9 @@ def test_every_way_a_lossy_image_mask_is_built_gives_the_exact_mask(tmp_path):
     """A few lost packets (bands recompressed), losses spread over every band (one stream) and very many
     runs (one pass): each image's mask read back from the file is the gap mask plus bit 1 on exactly its
     missing pixels outside the gaps."""
-    from daq_server.write.hdf5_writer import Hdf5Writer, WriteTarget
+    from conftest import write_target
+
+    from daq_server.write.hdf5_writer import Hdf5Writer
     from daq_server.write.pixel_mask import BAND_ROWS, MANY_RUNS
 
     height, width = 4 * BAND_ROWS, 64
@@ -107,7 +111,7 @@ def test_every_way_a_lossy_image_mask_is_built_gives_the_exact_mask(tmp_path):
     for image in images:
         image[gap == 1] = 0  # the receiver leaves gap pixels 0
     assert np.count_nonzero(images[3] == MISSING) > MANY_RUNS
-    writer = Hdf5Writer(WriteTarget(str(tmp_path / "ways.h5"), 4, 1, (height, width), np.dtype(np.uint16), config))
+    writer = Hdf5Writer(write_target(tmp_path / "ways.h5", 4, (height, width), np.uint16, config))
     for i, image in enumerate(images):
         writer.write(image, i, 0 if i == 0 else 1, 0.0)
     writer.close()

@@ -24,12 +24,17 @@ import requests
 from conftest import free_tcp_port, jungfrau_config
 from expected import expected_image
 
-from daq_server.coordinator.master_file import part_file_name
 from daq_server.serve.tokens import machine_token_path
 from sim import SimulatedDetector
 from std_daq_client import StdDaqClient
 
 HOST_PORT = 5000
+
+
+def part_file(output: Path | str, index: int) -> Path:
+    """A host's part file, by the documented rule: ``<stem>.part<i><suffix>`` next to the master (docs/scaleout.rst)."""
+    output = Path(output)
+    return output.with_name(f"{output.stem}.part{index}{output.suffix}")
 
 
 def _ip(*args: str) -> None:
@@ -251,7 +256,7 @@ def test_master_file_shows_the_whole_image_as_sent(scaleout):
     assert acquisition["message"] == "Completed."
     assert acquisition["stats"]["n_write_completed"] == 40
     for i in range(2):  # each host wrote its own part: one module, 512 x 1024 (ended a few frames later)
-        with h5py.File(part_file_name(output, i)) as part:
+        with h5py.File(part_file(output, i)) as part:
             assert part["/entry/data/data"].shape[0] >= 40 and part["/entry/data/data"].shape[1:] == (512, 1024)
     with h5py.File(output) as master:
         data = master["/entry/data/data"]
@@ -322,7 +327,7 @@ def test_a_killed_host_fails_the_acquisition_by_name_and_the_other_part_stays_re
     assert acquisition["state"] == "FAILED"
     assert victim.name in acquisition["message"]
     assert status["state"] == "READY"
-    with h5py.File(part_file_name(output, 0)) as part:  # the surviving host's part, closed by the stop
+    with h5py.File(part_file(output, 0)) as part:  # the surviving host's part, closed by the stop
         ids = part["/entry/data/image_id"][:]
         assert len(ids) >= 10
         images = part["/entry/data/data"]

@@ -134,7 +134,7 @@ def test_several_writer_processes_write_one_acquisition(tmp_path, compression):
         daq.stop()
     assert status["acquisition"]["message"] == "Completed."
     assert status["acquisition"]["stats"]["n_write_completed"] == 50
-    parts = [output.with_name(f"joined.writer{i}.h5") for i in range(3)]
+    parts = [output.with_name(f"joined.part{i}.h5") for i in range(3)]
     with h5py.File(output, "r") as f:
         data = f["entry/data/data"]
         assert data.is_virtual and data.shape == (50, 1024, 1024)

@@ -6,7 +6,17 @@ Depends only on ``requests`` (and ``tqdm`` for the progress bar of ``std_cli_wri
 
 from ._client import StdDaqClient
 from ._exceptions import ServerUnreachable, StdDaqAdminException
+from .acquisitions import AcquisitionState, AcquisitionView, Message, WriterState, follow_acquisition
 
 __version__ = "0.1.0"
 
-__all__ = ["StdDaqClient", "StdDaqAdminException", "ServerUnreachable"]
+__all__ = [
+    "StdDaqClient",
+    "StdDaqAdminException",
+    "ServerUnreachable",
+    "AcquisitionState",
+    "AcquisitionView",
+    "Message",
+    "WriterState",
+    "follow_acquisition",
+]

@@ -16,6 +16,7 @@ from typing import Any
 from tqdm import tqdm
 
 from ._client import StdDaqClient
+from .acquisitions import AcquisitionView, WriterState, follow_acquisition
 
 EXIT_OK = 0
 """Every requested image was written."""
@@ -76,16 +77,11 @@ class _Progress:
             self._bar.close()
 
 
-def _done_wanted(status: dict[str, Any]) -> tuple[int, int]:
-    acquisition = status["acquisition"]
-    return int(acquisition["stats"]["n_write_completed"]), int(acquisition["info"]["n_images"])
-
-
 def _stop(client: StdDaqClient) -> dict[str, Any]:
     """Stop the acquisition and wait until the writer has left WRITING; the final status."""
     status = client.stop_writer()
     deadline = time.monotonic() + STOP_TIMEOUT_S
-    while status["state"] == "WRITING" and time.monotonic() < deadline:
+    while status["state"] == WriterState.WRITING and time.monotonic() < deadline:
         time.sleep(POLL_INTERVAL_S)
         status = client.get_status()
     return status
@@ -99,13 +95,12 @@ def write_and_follow(client: StdDaqClient, request: dict[str, Any], progress: st
     try:
         try:
             status = client.start_writer_async(request)
-            run_id = status["acquisition"]["info"]["run_id"]
             bar = _Progress(progress, int(request["n_images"]))
-            while status["state"] == "WRITING" and status["acquisition"]["info"]["run_id"] == run_id:
-                bar.update(_done_wanted(status)[0], status["acquisition"]["state"])
-                time.sleep(POLL_INTERVAL_S)
-                status = client.get_status()
-            bar.update(_done_wanted(status)[0], status["acquisition"]["state"])
+            output_file = AcquisitionView(status["acquisition"]).output_file
+            follow_acquisition(
+                client, output_file, lambda view: bar.update(view.n_written, view.state), POLL_INTERVAL_S
+            )
+            status = client.get_status()
         except _Signalled as signalled:
             for sig in handlers:
                 signal.signal(sig, signal.SIG_IGN)  # one signal is enough: the stop must not be cut short
@@ -116,11 +111,11 @@ def write_and_follow(client: StdDaqClient, request: dict[str, Any], progress: st
             bar.close()
         for sig, handler in handlers.items():
             signal.signal(sig, handler)
-    acquisition = status["acquisition"]
-    done, wanted = _done_wanted(status)
-    print(f"{done}/{wanted} images written: {acquisition['state']} {acquisition['message']}", file=sys.stderr)
+    view = AcquisitionView(status["acquisition"])
+    done, wanted = view.n_written, int(view.n_images or 0)
+    print(f"{done}/{wanted} images written: {view.state} {view.message}", file=sys.stderr)
     if code is None:
-        if acquisition["state"] == "FAILED":
+        if view.failed:
             code = EXIT_FAILED
         else:
             code = EXIT_OK if done >= wanted else EXIT_INCOMPLETE

@@ -1,35 +1,35 @@
 """The state of one acquisition, and its JSON (the ``acquisition`` object of the DAQ status).
 
-States: WAITING_IMAGES -> WRITING -> FLUSHING_IMAGES -> FINISHED, or FAILED.
+States and messages: ``std_daq_client.acquisitions`` (the one vocabulary of server, coordinator and clients).
 """
 
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
-WAITING_IMAGES, ACQ_WRITING, FLUSHING_IMAGES = "WAITING_IMAGES", "WRITING", "FLUSHING_IMAGES"
-FINISHED, FAILED = "FINISHED", "FAILED"
-ACTIVE_STATES = (WAITING_IMAGES, ACQ_WRITING, FLUSHING_IMAGES)
+from daq_server.write.request import WriteRequest
+from std_daq_client.acquisitions import AcquisitionState, Message
 
-
-def _no_info() -> dict:
-    return {"n_images": None, "output_file": None, "run_id": None}
+NO_INFO = {"n_images": None, "output_file": None, "run_id": None}
 
 
 @dataclass
 class Acquisition:
     """What the status reports about the current (or last) acquisition."""
 
-    info: dict = field(default_factory=_no_info)
-    message: str = "No acquisition yet."
-    state: str = FINISHED
+    request: WriteRequest | None = None
+    """The write request it runs for (None: no acquisition yet, or one found after a crash)."""
+    recovered_info: dict | None = None
+    """The ``info`` of an acquisition the server was running when it died (from its marker)."""
+    message: str = Message.NO_ACQUISITION
+    state: str = AcquisitionState.FINISHED
     n_write_completed: int = 0
     n_write_requested: int = 0
     start_time: float | None = None
     stop_time: float | None = None
     counters: dict | None = None
-    """The receiver's counters of this acquisition, once it ended (daq_server.serve.stats.RECEIVER_COUNTERS)."""
+    """The receiver's counters of this acquisition, once it ended (``image_source.RECEIVER_COUNTERS``)."""
     image_ids: dict | None = None
     """First and last frame number taken for the file (the scale-out coordinator aligns parts by them)."""
     image_statistics: bool = False
@@ -38,14 +38,14 @@ class Acquisition:
     """Index, image_id, n_missing_packets, sum and max of the last image written (image statistics)."""
 
     @classmethod
-    def started(cls, info: dict, image_statistics: bool = False) -> Acquisition:
-        """A new acquisition for a write request's ``info``, waiting for images."""
+    def started(cls, request: WriteRequest) -> Acquisition:
+        """A new acquisition for ``request``, waiting for images."""
         return cls(
-            info=dict(info),
-            message="Waiting for images.",
-            state=WAITING_IMAGES,
+            request=request,
+            message=Message.WAITING,
+            state=AcquisitionState.WAITING_IMAGES,
             start_time=time.time(),
-            image_statistics=image_statistics,
+            image_statistics=request.image_statistics,
         )
 
     @classmethod
@@ -53,26 +53,32 @@ class Acquisition:
         """The acquisition the server was running when it stopped (found from its marker); ``note`` says
         what became of its file."""
         return cls(
-            info=info or _no_info(),
-            state=FAILED,
-            message="ERROR: The server stopped during this acquisition; the file holds the images "
+            recovered_info={**NO_INFO, **(info or {})},
+            state=AcquisitionState.FAILED,
+            message=f"{Message.ERROR_PREFIX}The server stopped during this acquisition; the file holds the images "
             f"written until then.{note} Call stop to reset the writer.",
         )
 
     @property
+    def info(self) -> dict:
+        """The ``info`` object of the status: what the request asked."""
+        if self.request is not None:
+            return self.request.info()
+        return dict(self.recovered_info or NO_INFO)
+
+    @property
     def active(self) -> bool:
-        return self.state in ACTIVE_STATES
+        return self.state in AcquisitionState.ACTIVE
 
     @property
     def accepts_images(self) -> bool:
         """Still wants images: running, and fewer requested than asked for."""
-        wanted = self.info.get("n_images")
-        return self.state in (WAITING_IMAGES, ACQ_WRITING) and (wanted is None or self.n_write_requested < wanted)
+        running = (AcquisitionState.WAITING_IMAGES, AcquisitionState.WRITING)
+        return self.state in running and self.request is not None and self.n_write_requested < self.request.n_images
 
     @property
     def complete(self) -> bool:
-        wanted = self.info.get("n_images")
-        return wanted is not None and self.n_write_completed >= wanted
+        return self.request is not None and self.n_write_completed >= self.request.n_images
 
     def note_frame(self, frame_number: int) -> None:
         """An image with this frame number was taken for the file."""
@@ -97,4 +103,4 @@ class Acquisition:
         }
         if self.image_statistics:
             stats["last_image"] = None if self.last_image is None else dict(self.last_image)
-        return extra | {"info": dict(self.info), "message": self.message, "state": self.state, "stats": stats}
+        return extra | {"info": self.info, "message": self.message, "state": self.state, "stats": stats}

@@ -5,8 +5,8 @@
 process and gives the slot back when the process reports the image written.
 
 With several processes, image *k* of the acquisition goes to process *k mod n*, which writes
-part file *k mod n* (``daq_server.write.writer_parts``); the acquisition's ``output_file`` becomes the
-master file joining them (an HDF5 virtual dataset). A process that dies or stops answering fails
+part file *k mod n*; the acquisition's ``output_file`` becomes the master file joining them (an HDF5
+virtual dataset; both made by ``daq_server.write.file_layout``). A process that dies or stops answering fails
 the acquisition with its reason; the receiver never waits for it.
 """
 
@@ -18,9 +18,11 @@ import time
 
 from daq_server.acquire.writer_pool import WriterPool, WriterProcessError
 from daq_server.receive.image_source import ReceivedImage
+from daq_server.write import file_layout
 from daq_server.write.crash_recovery import release_crashed_file
-from daq_server.write.hdf5_writer import WriteTarget
-from daq_server.write.writer_parts import part_targets, reserve_master, write_master
+from daq_server.write.file_layout import LayoutError
+from daq_server.write.hdf5_writer import WriterError
+from daq_server.write.request import WriteTarget
 
 MAX_IN_FLIGHT = 512
 """Images sent to one process and not yet released: the socket never fills, so sending never blocks."""
@@ -44,8 +46,11 @@ class ProcessImageWriter:
         self._owed_since = self._last_news  # since when the processes owe us images or an answer
         self._next = 0
         self._final: int | None = None  # the images the master file shows, once written
-        self._targets = part_targets(target, pool.n)
-        self._master = reserve_master(target) if pool.n > 1 else None
+        self._targets = file_layout.share_targets(target, pool.n)
+        try:
+            self._master = file_layout.reserve_master(target) if pool.n > 1 else None
+        except LayoutError as error:
+            raise WriterError(str(error)) from None
         self._processes = pool.processes()
         answers: list[tuple | None] = [None] * pool.n
         for i, (process, part) in enumerate(zip(self._processes, self._targets, strict=True)):
@@ -55,7 +60,7 @@ class ProcessImageWriter:
             self._closed.append(None)
             process.on_message = lambda message, i=i: self._on_message(i, message, answers)
             process.send(("open", part, compression_threads))
-        self._wait_for(lambda: all(answers), f"creating {target.output_file}", new_request=True)
+        self._wait_for(lambda: all(answers), f"creating {target.output.path}", new_request=True)
         refused = [answer[1] for answer in answers if answer[0] != "opened"]
         if refused:
             self._error = refused[0]
@@ -65,10 +70,10 @@ class ProcessImageWriter:
             self.close(write_pending=False)
             for i, answer in enumerate(answers):  # the parts that were created go again
                 if answer[0] == "opened" and len(self._targets) > 1:
-                    _remove_quietly(self._targets[i].output_file)
+                    _remove_quietly(self._targets[i].output.path)
             if self._master is not None:
                 self._master.remove()
-                os.close(self._master.fd)
+                self._master.close()
             raise WriterProcessError(refused[0])
 
     # ---- messages from the processes (their reader threads) ------------------------------------
@@ -100,7 +105,7 @@ class ProcessImageWriter:
             answers[i] = ("refused", reason)
         if self._closed[i] is None:  # it died with its file open
             self._closed[i] = ("closed", self._written[i], self._last_image[i], {}, reason)
-            note = release_crashed_file(self._targets[i].output_file) if answers[i][0] == "opened" else ""
+            note = release_crashed_file(self._targets[i].output.path) if answers[i][0] == "opened" else ""
             self._error = (self._error or f"{reason} after {self._written[i]} images.") + note
         for slot in [slot for slot, image in self._held.items() if self._owner(slot) == i]:
             self._held.pop(slot).drop()
@@ -165,7 +170,7 @@ class ProcessImageWriter:
                     process.send(("close", write_pending and self._error is None, summary))
                 except WriterProcessError:
                     pass
-        self._wait_for(lambda: all(self._closed), f"closing {self.target.output_file}", new_request=True)
+        self._wait_for(lambda: all(self._closed), f"closing {self.target.output.path}", new_request=True)
         for process in self._processes:
             process.on_message = lambda message: None
         with self._lock:
@@ -177,10 +182,12 @@ class ProcessImageWriter:
         if self._master is not None:
             self._master, master = None, self._master
             try:
-                self._final = write_master(master, self.target, self._targets, summary)
+                self._final = file_layout.write_writers_master(master, self.target, self._targets, summary)
+            except LayoutError as error:
+                raise WriterError(str(error)) from None
             finally:
                 master.close_folder()
-                os.close(master.fd)
+                master.close()
         if reasons and write_pending:
             raise WriterProcessError(reasons[0])
 

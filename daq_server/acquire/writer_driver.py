@@ -1,10 +1,8 @@
 """The writer driver: the DAQ state machine, and the loop that takes images from the receiver.
 
-Writer state: READY (a write request is accepted), WRITING (an acquisition runs), UNKNOWN
-(the server stopped during an acquisition; ``stop`` resets it to READY).
-Acquisition state: WAITING_IMAGES -> WRITING -> FLUSHING_IMAGES -> FINISHED, or FAILED.
-A stop during an acquisition ends it FINISHED with the message "Interrupted." and a valid
-file holding the images written so far.
+Writer and acquisition states and their messages are those of ``std_daq_client.acquisitions``. A stop
+during an acquisition ends it FINISHED with the message "Interrupted." and a valid file holding the
+images written so far.
 
 The image consumer (``daq_server.acquire.image_consumer``) offers every assembled image to three sinks:
 the stats counter, the live preview and this driver, the acquisition writer, which writes the
@@ -22,31 +20,25 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-from daq_server.acquire.acquisition import (
-    ACQ_WRITING,
-    ACTIVE_STATES,
-    FAILED,
-    FINISHED,
-    FLUSHING_IMAGES,
-    WAITING_IMAGES,
-    Acquisition,
-)
+from daq_server.acquire.acquisition import Acquisition
 from daq_server.acquire.acquisition_log import AcquisitionLog
 from daq_server.acquire.image_consumer import CallbackSink, ImageConsumer, ImageCounter
 from daq_server.acquire.process_image_writer import ProcessImageWriter
 from daq_server.acquire.writer_pool import WriterPool
+from daq_server.config import DaqConfig
 from daq_server.pipeline.compression import default_threads
-from daq_server.receive.image_source import ImageSource, ReceivedImage
-from daq_server.serve.stats import RECEIVER_COUNTERS
+from daq_server.receive.image_source import RECEIVER_COUNTERS, ImageSource, ReceivedImage
 from daq_server.write.crash_recovery import release_crashed_file
-from daq_server.write.hdf5_writer import WriteTarget, describe_error
+from daq_server.write.hdf5_writer import describe_error
 from daq_server.write.image_writer import ImageWriter
-from daq_server.write.request import WriteRequest
+from daq_server.write.request import WriteRequest, WriteTarget
+from std_daq_client.acquisitions import AcquisitionState, Message, WriterState
 
 _log = logging.getLogger("daq_server.acquire.writer_driver")
 
-READY, WRITING, UNKNOWN = "READY", "WRITING", "UNKNOWN"
-__all__ = ["READY", "WRITING", "UNKNOWN", "ACTIVE_STATES", "FAILED", "FINISHED", "DriverError", "WriterDriver"]
+READY, WRITING, UNKNOWN = WriterState.READY, WriterState.WRITING, WriterState.UNKNOWN
+FINISHED, FAILED = AcquisitionState.FINISHED, AcquisitionState.FAILED
+__all__ = ["DriverError", "WriterDriver"]
 
 
 class DriverError(RuntimeError):
@@ -181,8 +173,8 @@ class WriterDriver:
                 self._gate -= 1
             acquisition.n_write_requested += 1
             acquisition.note_frame(image.frame_number)
-            if acquisition.state == WAITING_IMAGES:
-                acquisition.state = ACQ_WRITING
+            if acquisition.state == AcquisitionState.WAITING_IMAGES:
+                acquisition.state = AcquisitionState.WRITING
                 self._changed()
             try:
                 self._writer.put(image)
@@ -199,7 +191,7 @@ class WriterDriver:
 
     def _write_finished(self) -> None:
         """Write the images the compressing threads finished. Caller holds the lock."""
-        if self._acquisition.state != ACQ_WRITING:
+        if self._acquisition.state != AcquisitionState.WRITING:
             return
         try:
             self._writer.drain()
@@ -219,14 +211,14 @@ class WriterDriver:
     def _progress(self) -> None:
         self._take_progress(self._writer, self._acquisition)
         if self._acquisition.complete:
-            self._end(FINISHED, "Completed.")
+            self._end(FINISHED, Message.COMPLETED)
 
     def _write_failed(self, error: Exception) -> None:
         _log.error("writing %s failed: %s", self._acquisition.info["output_file"], error)
-        self._end(FAILED, f"ERROR: Writing the image failed: {describe_error(error)}")
+        self._end(FAILED, f"{Message.ERROR_PREFIX}Writing the image failed: {describe_error(error)}")
 
     # ---- requests ---------------------------------------------------------------------------
-    def start(self, request: WriteRequest, config: dict, compression: str) -> dict:
+    def start(self, request: WriteRequest, config: DaqConfig, compression: str) -> dict:
         """Accept a write request in state READY: create the file and wait for images."""
         with self._lock:
             if self._state != READY:
@@ -236,19 +228,8 @@ class WriterDriver:
                 )
             if self._receiver is None:
                 raise DriverError("The receiver is not running; check the config.")
-            target = WriteTarget(
-                output_file=request.output_file,
-                n_images=request.n_images,
-                run_id=request.run_id,
-                shape=self._receiver.shape,
-                dtype=self._receiver.dtype,
-                config=config,
-                compression=compression,
-                user_id=int(config.get("writer_user_id", 0)),
-                data_root=request.data_root,
-                nexus=request.nexus,
-                image_statistics=request.image_statistics,
-            )
+            shape, dtype = tuple(self._receiver.shape), str(self._receiver.dtype)
+            target = WriteTarget(request, config, shape, dtype, compression)
             try:  # the marker first: a full or read-only state folder refuses before a file exists
                 self._marker.write_text(json.dumps(request.info()))
             except OSError as error:
@@ -262,7 +243,7 @@ class WriterDriver:
             self._gate = 0 if request.gated else None
             self._counters_at_start = self._receiver.counters()
             self._state = WRITING
-            self._acquisition = Acquisition.started(request.info(), request.image_statistics)
+            self._acquisition = Acquisition.started(request)
             self._changed()
             return self.status()
 
@@ -280,7 +261,7 @@ class WriterDriver:
         """Always allowed: interrupt a running acquisition, reset UNKNOWN to READY."""
         with self._lock:
             if self._state == WRITING and self._acquisition.active:
-                self._end(FINISHED, "Interrupted.")
+                self._end(FINISHED, Message.INTERRUPTED)
             elif self._state != READY:
                 self._state = READY
                 self._remove_marker()
@@ -313,7 +294,7 @@ class WriterDriver:
     def _end(self, state: str, message: str) -> None:
         """Write what is in flight, close the file, record the acquisition, back to READY. Caller holds the lock."""
         acquisition = self._acquisition
-        acquisition.state = FLUSHING_IMAGES
+        acquisition.state = AcquisitionState.FLUSHING_IMAGES
         self._changed()
         writer, self._writer = self._writer, None
         acquisition.counters = self._acquisition_counters()
@@ -324,7 +305,7 @@ class WriterDriver:
         except Exception as error:  # the file may be damaged (e.g. disk full on close)
             _log.error("closing %s failed: %s", acquisition.info["output_file"], error)
             if state != FAILED:
-                state, message = FAILED, f"ERROR: Closing the file failed: {describe_error(error)}"
+                state, message = FAILED, f"{Message.ERROR_PREFIX}Closing the file failed: {describe_error(error)}"
         if writer is not None:
             self._take_progress(writer, acquisition)
         acquisition.end(state, message)
@@ -338,7 +319,7 @@ class WriterDriver:
         receiver is still attached), stop consuming."""
         with self._lock:
             if self._state == WRITING:
-                self._end(FINISHED, "Interrupted.")
+                self._end(FINISHED, Message.INTERRUPTED)
         self.detach()
         if self._pool is not None:
             self._pool.close()

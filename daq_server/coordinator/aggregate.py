@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 from daq_server.coordinator.hosts import HostError, HostLink
-from daq_server.serve.stats import RECEIVER_COUNTERS, zero_stats
+from daq_server.receive.image_source import RECEIVER_COUNTERS
+from daq_server.serve.stats import zero_stats
 
 
 def joined_stats(hosts: list[HostLink]) -> dict:

@@ -12,31 +12,14 @@ import logging
 import sys
 from pathlib import Path
 
-from flask import Flask
-
 from daq_server.config import ConfigError
 from daq_server.coordinator.service import Coordinator, CoordinatorOptions
-from daq_server.serve.api import config, deployment, logs, stats, writer
-from daq_server.serve.api._envelope import install_error_envelope
-from daq_server.serve.api.guards import AccessPolicy, install_guards
+from daq_server.serve.api import create_app
 from daq_server.serve.cli_security import access_policy, add_security_arguments
 from daq_server.serve.serving import serve
 from daq_server.serve.tokens import existing_machine_token, read_token
 
 _log = logging.getLogger("daq_server.coordinator")
-
-
-def create_coordinator_app(coordinator: Coordinator, policy: AccessPolicy | None = None) -> Flask:
-    """The REST resources that make sense for the whole detector, served by the coordinator behind the
-    same guards as a server (token, cross-site and content-type checks)."""
-    app = Flask("daq_server.coordinator")
-    app.config["service"] = coordinator
-    install_guards(app, policy or AccessPolicy())
-    for module in (writer, config, stats, logs, deployment):
-        app.register_blueprint(module.blueprint)
-
-    install_error_envelope(app)
-    return app
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -80,7 +63,8 @@ def main(argv: list[str] | None = None) -> None:
     except (ConfigError, ValueError, OSError) as error:
         sys.exit(f"std_daq_coordinator: {error}")
     _log.info("coordinating %s", ", ".join(options.hosts))
-    app = create_coordinator_app(coordinator, policy)
+    # the resources that make sense for the whole detector, behind the same guards as a server
+    app = create_app(coordinator, policy, host_resources=False, name="daq_server.coordinator")
     serve(app, args.host, args.port, 8, "std_daq_coordinator", coordinator.close)
 
 

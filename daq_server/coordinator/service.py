@@ -21,16 +21,17 @@ from daq_server.acquire.acquisition_log import AcquisitionLog
 from daq_server.config import ConfigError, ConfigStore, DaqConfig, as_dict, merge_config
 from daq_server.coordinator.aggregate import JoinedStats, joined_deployment
 from daq_server.coordinator.hosts import HostError, HostLink
-from daq_server.coordinator.master_file import PartFile, part_file_name, write_master
 from daq_server.serve.errors import AdminError
 from daq_server.serve.host_part import Part, part_config, part_name, part_of, plan_part
 from daq_server.serve.redis_publisher import RedisPublisher
+from daq_server.write.file_layout import HostPart, LayoutError, part_output, write_hosts_master
 from daq_server.write.request import RequestError, WriteRequest, parse_write_request
+from std_daq_client.acquisitions import AcquisitionState, AcquisitionView, Message, WriterState
 
 _log = logging.getLogger("daq_server.coordinator")
 
-READY, WRITING = "READY", "WRITING"
-FINISHED, FAILED = "FINISHED", "FAILED"
+READY, WRITING = WriterState.READY, WriterState.WRITING
+FINISHED, FAILED = AcquisitionState.FINISHED, AcquisitionState.FAILED
 HOST_SILENCE_LIMIT = 3  # unanswered status polls in a row before a host counts as lost
 
 
@@ -53,7 +54,7 @@ class CoordinatorOptions:
 def _empty_acquisition() -> dict:
     return {
         "info": {"n_images": None, "output_file": None, "run_id": None},
-        "message": "No acquisition yet.",
+        "message": Message.NO_ACQUISITION,
         "state": FINISHED,
         "stats": {"n_write_completed": 0, "n_write_requested": 0, "start_time": None, "stop_time": None},
     }
@@ -64,7 +65,9 @@ class _Run:
     """One acquisition across the hosts: the parts, and the last status each host reported."""
 
     request: WriteRequest
-    parts: list[PartFile]
+    parts: list[HostPart]
+    names: list[str]
+    """The detector name each host publishes under (``host_part.part_name``)."""
     statuses: list[dict | None]
     silent: list[int]
     complete: bool = False  # every part holds the requested frames: the hosts were stopped for that
@@ -188,15 +191,19 @@ class Coordinator:
                 raise AdminError(str(error)) from None
             parts = self._parts(self._config)
             files = [
-                PartFile(part_file_name(request.output_file, i), part, host.name)
-                for i, (host, part) in enumerate(zip(self.hosts, parts, strict=True))
+                HostPart(part_output(request.output, i), host.name, p.first, p.last, p.top, p.left, p.height, p.width)
+                for i, (host, p) in enumerate(zip(self.hosts, parts, strict=True))
             ]
             for f in files:
-                if f.path.exists():
-                    raise AdminError(f"The part file {f.path} exists already; choose a new output_file.")
-            started: list[tuple[HostLink, PartFile]] = []
+                if Path(f.output.path).exists():
+                    raise AdminError(f"The part file {f.output.path} exists already; choose a new output_file.")
+            started: list[tuple[HostLink, HostPart]] = []
             for host, f in zip(self.hosts, files, strict=True):
-                body = {"output_file": str(f.path), "n_images": host_images(request.n_images), "run_id": request.run_id}
+                body = {
+                    "output_file": f.output.path,
+                    "n_images": host_images(request.n_images),
+                    "run_id": request.run_id,
+                }
                 try:
                     host.post("/writer/write_async", "writer", body)
                 except HostError as error:
@@ -204,24 +211,25 @@ class Coordinator:
                     raise AdminError(f"The acquisition did not start: {error}") from None
                 started.append((host, f))
             with self._lock:
-                self._run = _Run(request, files, [None] * len(files), [0] * len(files))
+                names = [part_name(self._config.detector_name, p) for p in parts]
+                self._run = _Run(request, files, names, [None] * len(files), [0] * len(files))
                 self._state = WRITING
                 self._acquisition = {
                     "info": request.info(),
-                    "message": "Waiting for images.",
-                    "state": "WAITING_IMAGES",
+                    "message": Message.WAITING,
+                    "state": AcquisitionState.WAITING_IMAGES,
                     "stats": dict(_empty_acquisition()["stats"], start_time=time.time()),
                 }
                 self._changed()
             self._wake.set()
             return self.status()
 
-    def _abort_start(self, started: list[tuple[HostLink, PartFile]]) -> None:
+    def _abort_start(self, started: list[tuple[HostLink, HostPart]]) -> None:
         """A host refused: stop the hosts that accepted and remove their (empty) part files."""
         for host, f in started:
             try:
                 host.post("/writer/stop", "writer")
-                f.path.unlink(missing_ok=True)
+                Path(f.output.path).unlink(missing_ok=True)
             except (HostError, OSError) as error:
                 _log.error("undoing the start on %s: %s", host.name, error)
 
@@ -246,8 +254,8 @@ class Coordinator:
             if run is None:
                 return
             for i, f in enumerate(run.parts):
-                mine = status.get("acquisition", {}).get("info", {}).get("output_file") == str(f.path)
-                if mine and part_name(self._config.detector_name, f.part) == detector_name:
+                mine = status.get("acquisition", {}).get("info", {}).get("output_file") == f.output.path
+                if mine and run.names[i] == detector_name:
                     run.statuses[i] = status  # (a late message of an earlier acquisition is not)
         self._wake.set()
 
@@ -265,7 +273,8 @@ class Coordinator:
                 except HostError as error:
                     run.silent[i] += 1
                     if run.silent[i] >= HOST_SILENCE_LIMIT:
-                        self._finish(run, FAILED, f"ERROR: {error}; it was writing {run.parts[i].path.name}.")
+                        where = f"it was writing {run.parts[i].output.name}"
+                        self._finish(run, FAILED, f"{Message.ERROR_PREFIX}{error}; {where}.")
                         break
             else:
                 self._follow(run)
@@ -277,14 +286,14 @@ class Coordinator:
                 return
             ended = True
             for f, status in zip(run.parts, run.statuses, strict=True):
-                acquisition = status["acquisition"]
-                if acquisition["info"].get("output_file") != str(f.path):
-                    failure = f"ERROR: receiver host {f.host} lost the acquisition (was it restarted?)."
+                view = AcquisitionView(status["acquisition"])
+                if view.output_file != f.output.path:
+                    failure = f"{Message.ERROR_PREFIX}receiver host {f.host} lost the acquisition (was it restarted?)."
                     break
-                if acquisition["state"] == FAILED:
-                    failure = f"ERROR: receiver host {f.host}: {acquisition['message']}"
+                if view.failed:
+                    failure = f"{Message.ERROR_PREFIX}receiver host {f.host}: {view.message}"
                     break
-                ended = ended and status["state"] != WRITING and acquisition["state"] == FINISHED
+                ended = ended and status["state"] != WRITING and view.ended
             else:
                 failure = None
                 stats = [s["acquisition"]["stats"] for s in run.statuses]
@@ -295,23 +304,24 @@ class Coordinator:
                 if whole >= run.request.n_images and not run.complete:
                     run.complete = True
                     threading.Thread(target=self._stop_hosts, name="coordinator-complete", daemon=True).start()
-                started = any(s["acquisition"]["state"] != "WAITING_IMAGES" for s in run.statuses)
-                if own["state"] == "WAITING_IMAGES" and started:
-                    own["state"], own["message"] = "WRITING", "Writing images."
+                waiting = AcquisitionState.WAITING_IMAGES
+                started = any(s["acquisition"]["state"] != waiting for s in run.statuses)
+                if own["state"] == waiting and started:
+                    own["state"], own["message"] = AcquisitionState.WRITING, Message.WRITING
                     self._changed()
         if failure:
             self._finish(run, FAILED, failure)
         elif ended:
             messages = {s["acquisition"]["message"] for s in run.statuses}
-            completed = run.complete or messages == {"Completed."}
-            self._finish(run, FINISHED, "Completed." if completed else "Interrupted.")
+            completed = run.complete or messages == {Message.COMPLETED}
+            self._finish(run, FINISHED, Message.COMPLETED if completed else Message.INTERRUPTED)
 
     def _finish(self, run: _Run, state: str, message: str) -> None:
         """Stop the other hosts if one failed, write the master file, record the acquisition."""
         with self._lock:
             if self._run is not run:
                 return
-            self._acquisition["state"] = "FLUSHING_IMAGES"
+            self._acquisition["state"] = AcquisitionState.FLUSHING_IMAGES
             self._changed()
         if state == FAILED:
             for host in self.hosts:
@@ -319,18 +329,16 @@ class Coordinator:
                     host.post("/writer/stop", "writer", timeout=2.0)
                 except HostError:
                     pass
-        config = as_dict(self._config)
-        shape = (self._config.image_pixel_height, self._config.image_pixel_width)
         try:
-            n = write_master(run.request.output_file, run.parts, shape, run.request.info(), config)
+            n = write_hosts_master(run.request, as_dict(self._config), run.parts)
             written = f" The master file holds {n} whole images."
-            if state == FINISHED and message == "Completed." and n < run.request.n_images:
+            if state == FINISHED and message == Message.COMPLETED and n < run.request.n_images:
                 message = f"Completed with {n} whole images: the other frames miss in some part."
-        except (OSError, ValueError, KeyError) as error:
+        except (LayoutError, OSError, ValueError, KeyError) as error:
             _log.error("master file %s: %s", run.request.output_file, error)
             n, written = 0, f" No master file: {error}."
             if state == FINISHED:
-                state, message = FAILED, "ERROR: the master file could not be written."
+                state, message = FAILED, f"{Message.ERROR_PREFIX}the master file could not be written."
         with self._lock:
             acquisition = self._acquisition
             acquisition["stats"]["n_write_completed"] = n

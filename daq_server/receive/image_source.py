@@ -18,6 +18,19 @@ import numpy as np
 
 _holds_lock = threading.Lock()
 
+RECEIVER_COUNTERS = (
+    "packets_received",
+    "packets_lost",
+    "packets_foreign",
+    "packets_late",
+    "packets_duplicate",
+    "frame_restarts",
+    "images_incomplete",
+    "images_dropped",
+)
+"""The counters every source keeps (``ImageSource.counters``): in ``get_stats()["detector"]``, in each
+acquisition's log entry and file."""
+
 
 @dataclass
 class ReceivedImage:
@@ -58,5 +71,8 @@ class ImageSource(Protocol):
 
     def next_image(self, timeout: float = 0.1) -> ReceivedImage | None: ...
     def release(self, image: ReceivedImage) -> None: ...
-    def counters(self) -> dict[str, int]: ...
+    def counters(self) -> dict[str, int]:
+        """Counters since the source started: RECEIVER_COUNTERS and ``bytes_received``."""
+        ...
+
     def close(self) -> None: ...

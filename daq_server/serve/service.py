@@ -16,10 +16,11 @@ from pathlib import Path
 
 from daq_server.acquire.acquisition_log import AcquisitionLog
 from daq_server.acquire.live_preview import LivePreview
-from daq_server.acquire.writer_driver import READY, DriverError, WriterDriver
+from daq_server.acquire.writer_driver import DriverError, WriterDriver
 from daq_server.acquire.writer_pool import WriterPool, remove_stale_rings
 from daq_server.config import ConfigError, ConfigStore, DaqConfig, as_dict, merge_config
 from daq_server.receive.bsread_receiver import BsreadReceiver
+from daq_server.receive.image_source import RECEIVER_COUNTERS
 from daq_server.receive.udp_ports import describe_port_conflict
 from daq_server.receive.udp_receiver import ImageSource, Receiver, ReceiverSettings
 from daq_server.serve.errors import AdminError
@@ -27,9 +28,10 @@ from daq_server.serve.limits import check_memory, check_user_id
 from daq_server.serve.priority import raise_priority
 from daq_server.serve.redis_publisher import RedisPublisher
 from daq_server.serve.simulation import BuiltInSimulator
-from daq_server.serve.stats import RECEIVER_COUNTERS, StatsSampler
+from daq_server.serve.stats import StatsSampler
 from daq_server.write.hdf5_writer import COMPRESSIONS
 from daq_server.write.request import parse_write_request
+from std_daq_client.acquisitions import WriterState
 
 _log = logging.getLogger("daq_server.serve.service")
 DEFAULT_MEMORY_LIMIT = 2048 << 20
@@ -120,7 +122,7 @@ class DaqService:
                 self._check_limits(new)
             except ConfigError as error:
                 raise AdminError(str(error)) from None
-            if self.driver.state != READY:
+            if self.driver.state != WriterState.READY:
                 raise AdminError(f"The config cannot change while the writer is {self.driver.state}; stop it first.")
             old = self._config
             simulator_was_running = self.simulator.status()["state"] == "RUNNING"
@@ -243,7 +245,7 @@ class DaqService:
                 raise AdminError(f"No acquisition is possible: {self._deployment.get('message', 'no receiver')}")
             request = self._parse(body)
             try:
-                return self.driver.start(request, self.get_config(), self.options.compression)
+                return self.driver.start(request, self._config, self.options.compression)
             except DriverError as error:
                 raise AdminError(str(error)) from None
 

@@ -14,18 +14,6 @@ from collections.abc import Callable
 Counters = Callable[[], tuple[int, int, int, int]]
 """Returns (detector images, detector bytes, writer images, writer bytes) since start."""
 
-RECEIVER_COUNTERS = (
-    "packets_received",
-    "packets_lost",
-    "packets_foreign",
-    "packets_late",
-    "packets_duplicate",
-    "frame_restarts",
-    "images_incomplete",
-    "images_dropped",
-)
-"""The receiver's counters in ``get_stats()["detector"]``, in each acquisition's log entry and file."""
-
 
 def zero_stats() -> dict:
     return {

@@ -32,28 +32,25 @@ from __future__ import annotations
 
 import ctypes
 import errno
-import json
 import logging
 import os
 import time
-from dataclasses import dataclass, field
 from pathlib import Path
 
 import h5py
-import hdf5plugin
 import numpy as np
 
-from daq_server import __version__
-from daq_server.write import nexus_layout
+from daq_server.write import file_layout
+from daq_server.write.file_layout import FileDatasets, LayoutError
 from daq_server.write.image_statistics import ImageStatistics
-from daq_server.write.output_file import CreatedFile, OutputPathError, create_output_file, split_output_path
+from daq_server.write.output_file import CreatedFile
 from daq_server.write.pixel_mask import LostPixels
+from daq_server.write.request import WriteTarget
 from daq_server.write.write_behind import WriteBehind
 
 COMPRESSIONS = ("none", "bitshuffle-lz4")
 FLUSH_INTERVAL_S = 1.0
 SLOW_IMAGE_S = 0.05  # the first image, and one after a pause this long, is flushed at once (readers see it now)
-METADATA_CHUNK = 4096  # entries per chunk of the per-image datasets
 METADATA_SLACK_BYTES = 4 << 20  # always reserved past the images, for HDF5's metadata at close
 RESERVE_STEP_BYTES = 256 << 20  # how far ahead of the images the disk is reserved
 
@@ -74,42 +71,6 @@ class WriterError(OSError):
 
 class DiskFull(WriterError):
     """No disk space could be reserved for the next image; nothing was written past the reservation."""
-
-
-@dataclass(frozen=True)
-class WriteTarget:
-    """What an acquisition writes: file, image geometry, run metadata."""
-
-    output_file: str
-    n_images: int
-    run_id: int
-    shape: tuple[int, int]
-    dtype: np.dtype
-    config: dict
-    compression: str = "none"
-    user_id: int = 0
-    nexus: dict = field(default_factory=dict)
-    """Optional NXmx values of the write request (see ``daq_server.write.nexus_layout.REQUEST_FIELDS``)."""
-    data_root: str | None = None
-    """No symbolic link below it is followed when the file is created (default: the file's folder)."""
-    image_statistics: bool = False
-    """Compute, store and report the sum and maximum of each image (``daq_server.write.image_statistics``)."""
-
-    def entry_attributes(self) -> dict:
-        """The ``/entry`` attributes every file of this acquisition carries."""
-        return {
-            "NX_class": "NXentry",
-            "run_id": self.run_id,
-            "detector_name": self.config["detector_name"],
-            "detector_type": self.config["detector_type"],
-            "software_version": __version__,
-            "config": json.dumps(self.config),
-            "n_images_requested": self.n_images,
-        }
-
-    @property
-    def image_bytes(self) -> int:
-        return self.shape[0] * self.shape[1] * np.dtype(self.dtype).itemsize
 
 
 def reserve(fd: int, offset: int, length: int) -> None:
@@ -154,10 +115,9 @@ class Hdf5Writer:
         self._statistics: ImageStatistics | None = None
         self.last_image: dict | None = None
         """Index, frame, missing packets, sum and max of the last image written (with image statistics)."""
-        root = target.data_root if target.data_root is not None else os.path.dirname(target.output_file)
         try:  # created as user_id, no link followed below the data root; HDF5 opens the created file itself
-            self._created: CreatedFile = create_output_file(split_output_path(target.output_file, root), target.user_id)
-        except OutputPathError as error:
+            self._created: CreatedFile = file_layout.create_file(target)
+        except LayoutError as error:
             raise WriterError(str(error)) from None
         self._fd = self._created.fd  # also for fallocate and the reopen at close
         self._write_behind = WriteBehind(self._fd)
@@ -177,28 +137,9 @@ class Hdf5Writer:
 
     def _create_layout(self) -> None:
         """Groups, attributes and the (empty, growing) datasets; nothing may be added once in SWMR mode."""
-        t = self.target
-        start_time = time.time()
-        entry = self._file.create_group("entry")
-        entry.attrs.update({**t.entry_attributes(), "start_time": start_time})
-        data = entry.create_group("data")
-        data.attrs.update({"NX_class": "NXdata", "signal": "data"})
-        compression = hdf5plugin.Bitshuffle(cname="lz4") if t.compression == "bitshuffle-lz4" else {}
-        images = (None, *t.shape)
-        self.images = data.create_dataset(
-            "data", shape=(0, *t.shape), maxshape=images, chunks=(1, *t.shape), dtype=t.dtype, **compression
-        )
-        chunk = (min(max(t.n_images, 1), METADATA_CHUNK),)
-        grow = {"shape": (0,), "maxshape": (None,), "chunks": chunk}
-        self.image_id = data.create_dataset("image_id", dtype=np.uint64, **grow)
-        self.n_missing = data.create_dataset("n_missing_packets", dtype=np.uint32, **grow)
-        self.is_good = data.create_dataset("is_good_frame", dtype=bool, **grow)
-        self.timestamp = data.create_dataset("timestamp", dtype=np.float64, **grow)
-        self.timestamp.attrs["units"] = "s"
-        self.timestamp.attrs["description"] = "unix time the image's first packet arrived"
-        if t.image_statistics:
-            self._statistics = ImageStatistics(data, self._dtype, chunk[0])
-        nexus_layout.build(self._file, self.images, t.config, t.nexus, start_time, t.config.get("nexus") or {})
+        self._datasets: FileDatasets = file_layout.create_layout(self._file, self.target, time.time())
+        self.images = self._datasets.images
+        self._statistics = self._datasets.statistics
 
     def _reserve_ahead(self) -> None:
         """Keep the disk reserved for the next images and the metadata of the close: a step ahead
@@ -219,7 +160,7 @@ class Hdf5Writer:
             return
 
     def _no_room(self, reason: str) -> str:
-        folder = Path(self.target.output_file).parent
+        folder = Path(self.target.output.folder)
         return f"cannot write in {folder} ({free_bytes(folder) / 1e9:.2f} GB free): {reason}"
 
     def _abandon(self) -> None:
@@ -287,12 +228,12 @@ class Hdf5Writer:
         start, end = self._flushed, self.n_written
         if end > start:
             frames, missing, times = zip(*self._pending, strict=True)
-            for dataset in (self.image_id, self.n_missing, self.is_good, self.timestamp):
+            columns = {"image_id": frames, "n_missing_packets": missing, "is_good_frame": np.array(missing) == 0,
+                       "timestamp": times}  # fmt: skip
+            for name, values in columns.items():
+                dataset = self._datasets.per_image[name]
                 dataset.resize(end, axis=0)
-            self.image_id[start:end] = np.array(frames, dtype=np.uint64)
-            self.n_missing[start:end] = np.array(missing, dtype=np.uint32)
-            self.is_good[start:end] = np.array(missing) == 0
-            self.timestamp[start:end] = np.array(times, dtype=np.float64)
+                dataset[start:end] = np.asarray(values, dtype=dataset.dtype)
             if self._statistics is not None:
                 self._statistics.flush(start, end)
             self._pending.clear()
@@ -319,14 +260,9 @@ class Hdf5Writer:
             self._file.close()
         try:
             with self._created.open_hdf5(mode="r+") as file:  # the created file itself, never a swapped path
-                entry = file["entry"]
-                entry.attrs["stop_time"] = time.time()
-                entry.attrs["n_images_written"] = n
-                nexus_layout.finish(entry, float(entry.attrs["stop_time"]))
-                for key, value in (summary or {}).items():
-                    entry.attrs[str(key)] = value if isinstance(value, str | int | float | bool) else json.dumps(value)
+                detector = file_layout.finish(file, n, summary)
                 if self._lost:  # some image lost packets: one pixel mask per image
-                    self._lost.write_per_image(file["entry/instrument/detector"], n, self._reserve_at_close)
+                    self._lost.write_per_image(detector, n, self._reserve_at_close)
         finally:
             self._release_reservation()
 
@@ -335,7 +271,7 @@ class Hdf5Writer:
         try:
             reserve(self._fd, os.fstat(self._fd).st_size, n_bytes + METADATA_SLACK_BYTES)
         except OSError as error:
-            _log.warning("%s: no room for the per-image pixel mask (%s); the gap mask stays", self.target.output_file,
+            _log.warning("%s: no room for the per-image pixel mask (%s); the gap mask stays", self.target.output.path,
                          error.strerror)  # fmt: skip
             return False
         return True
@@ -357,11 +293,11 @@ class Hdf5Writer:
         if self._fd is not None:
             os.close(self._fd)
             self._fd = None
-        _QUARANTINE.extend([self._file, self.images, self.image_id, self.n_missing, self.is_good, self.timestamp])
+        _QUARANTINE.extend([self._file, self.images, *self._datasets.per_image.values()])
         if self._statistics is not None:
             _QUARANTINE.extend(self._statistics.datasets)
             self._statistics = None
-        self._file = self.images = self.image_id = self.n_missing = self.is_good = self.timestamp = None
+        self._file = self.images = self._datasets = None
 
 
 def describe_error(error: BaseException) -> str:

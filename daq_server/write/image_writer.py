@@ -11,7 +11,8 @@ import numpy as np
 
 from daq_server.pipeline.compression import BITSHUFFLE_LZ4, CompressionPool, default_threads
 from daq_server.receive.image_source import ReceivedImage
-from daq_server.write.hdf5_writer import Hdf5Writer, WriteTarget
+from daq_server.write.hdf5_writer import Hdf5Writer
+from daq_server.write.request import WriteTarget
 
 _log = logging.getLogger("daq_server.write.image_writer")
 

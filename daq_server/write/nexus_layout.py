@@ -11,16 +11,20 @@ adds what NeXus readers look for:
   ``/entry/sample``. At close the pixel mask gains the pixels of lost packets, per image, when an image
   lost packets (``daq_server.write.pixel_mask``).
 
-Values come from the detector config (``nexus`` keys, see :data:`CONFIG_FIELDS`) and from the write request
-(:data:`REQUEST_FIELDS`); a field whose value is not known is left out.
+Values come from the detector config (``nexus`` keys, see ``daq_server.config.NEXUS_CONFIG_FIELDS``) and
+from the write request (:data:`REQUEST_FIELDS`); a field whose value is not known is left out.
 """
 
 from __future__ import annotations
 
 import datetime
+from typing import TYPE_CHECKING
 
 import h5py
 import numpy as np
+
+if TYPE_CHECKING:
+    from daq_server.write.request import NexusValues
 
 from daq_server.write.pixel_mask import DESCRIPTION as PIXEL_MASK_DESCRIPTION
 from daq_server.write.pixel_mask import GAP_PIXEL, GZIP_LEVEL
@@ -36,16 +40,6 @@ REQUEST_FIELDS: dict[str, tuple[type, str]] = {
 }
 """Optional NXmx fields of a write request: name -> (type, unit of the value)."""
 
-CONFIG_FIELDS: dict[str, tuple[type, str]] = {
-    "x_pixel_size": (float, "um"),
-    "y_pixel_size": (float, "um"),
-    "sensor_material": (str, ""),
-    "sensor_thickness": (float, "um"),
-    "saturation_value": (int, ""),
-    "source_name": (str, ""),
-    "instrument_name": (str, ""),
-}
-"""Optional NXmx fields of the detector config: name -> (type, unit of the value)."""
 
 PIXEL_SIZE_UM = {"jungfrau": 75.0, "eiger": 75.0, "gigafrost": 11.0}
 """Pixel pitch of the known detectors, used when the config does not give one."""
@@ -98,7 +92,7 @@ def gap_mask(config: dict, shape: tuple[int, int]) -> np.ndarray:
 
 
 def build(
-    file: h5py.File, images: h5py.Dataset, config: dict, request: dict, start_time: float, nexus_config: dict
+    file: h5py.File, images: h5py.Dataset, config: dict, request: NexusValues, start_time: float, nexus_config: dict
 ) -> None:
     """Add the @default chain and the NXmx groups to a new file whose images are ``images``."""
     entry = images.parent.parent
@@ -117,8 +111,8 @@ def build(
     source = _group(entry, "source", "NXsource")
     _text(source, "name", str(nexus_config.get("source_name") or "unknown"))
     beam = _group(instrument, "beam", "NXbeam")
-    if request.get("incident_wavelength") is not None:
-        _number(beam, "incident_wavelength", float(request["incident_wavelength"]), "angstrom")
+    if request.incident_wavelength is not None:
+        _number(beam, "incident_wavelength", float(request.incident_wavelength), "angstrom")
 
     detector = _group(instrument, "detector", "NXdetector")
     detector["data"] = images  # a hard link: the NXdetector's data are the image stack
@@ -143,15 +137,15 @@ def build(
         _number(detector, "saturation_value", int(saturation))
     if "bit_depth" in config:
         _number(detector, "bit_depth_readout", int(config["bit_depth"]))
-    distance = request.get("detector_distance")
+    distance = request.detector_distance
     if distance is not None:
         _number(detector, "distance", float(distance) * 1e-3, "m")
     for axis in ("x", "y"):
-        if request.get(f"beam_center_{axis}") is not None:
-            _number(detector, f"beam_center_{axis}", float(request[f"beam_center_{axis}"]), "pixel")
+        if getattr(request, f"beam_center_{axis}") is not None:
+            _number(detector, f"beam_center_{axis}", float(getattr(request, f"beam_center_{axis}")), "pixel")
     for name in ("count_time", "frame_time"):
-        if request.get(name) is not None:
-            _number(detector, name, float(request[name]), "s")
+        if getattr(request, name) is not None:
+            _number(detector, name, float(getattr(request, name)), "s")
     shape = tuple(int(n) for n in images.shape[1:])
     mask = detector.create_dataset("pixel_mask", data=gap_mask(config, shape), compression="gzip",
                                    compression_opts=GZIP_LEVEL)  # fmt: skip
@@ -160,8 +154,8 @@ def build(
     _modules(detector, config, shape)
 
     sample = _group(entry, "sample", "NXsample")
-    if request.get("sample_name"):
-        _text(sample, "name", str(request["sample_name"]))
+    if request.sample_name:
+        _text(sample, "name", str(request.sample_name))
     _text(sample, "depends_on", ".")
 
 

@@ -198,6 +198,12 @@ class CreatedFile:
             os.close(self.folder_fd)
             self.folder_fd = None
 
+    def close(self) -> None:
+        """Close the file's own descriptor (HDF5 keeps its own while it has the file open)."""
+        if self.fd >= 0:
+            os.close(self.fd)
+            self.fd = -1
+
 
 def create_output_file(target: OutputPath, uid: int, mode: int = 0o666) -> CreatedFile:
     """Create the file as ``uid`` (``O_EXCL``, no link followed anywhere below the data root)."""

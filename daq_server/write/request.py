@@ -1,22 +1,28 @@
-"""Validation of a write request (``output_file``, ``n_images``, ``run_id``, optional ``gated``,
-``image_statistics`` and NXmx fields).
+"""The write request, validated once and then passed whole: from the REST endpoint through the writer
+driver to the writer process, which creates its file.
 
 Rules of the original server plus ours: the file must be new (nothing already written is
 ever overwritten) and lie inside the server's data root, reached without following a
 symbolic link (see ``daq_server.write.output_file``); numbers are bounded.
+
+:class:`WriteRequest` is what the user asked; :class:`WriteTarget` is one file a writer process writes for
+it: the request itself, plus what the server adds (the detector config, the image geometry, the
+compression, and which share of the images when several processes write one acquisition).
 """
 
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass, field
-from pathlib import Path
+from dataclasses import dataclass
+from pathlib import Path, PurePath
 from typing import Annotated
 
+import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, StrictBool, ValidationError, create_model, field_validator
 
+from daq_server.config import DaqConfig
 from daq_server.write.nexus_layout import REQUEST_FIELDS as NEXUS_FIELDS
-from daq_server.write.output_file import MAX_PATH_BYTES, OutputPathError, check_creatable, split_output_path
+from daq_server.write.output_file import MAX_PATH_BYTES, OutputPath, OutputPathError, check_creatable, split_output_path
 
 MAX_N_IMAGES = 2**31 - 1
 MAX_RUN_ID = 2**63 - 1
@@ -26,22 +32,86 @@ class RequestError(ValueError):
     """A write request that cannot be accepted; the message says why."""
 
 
+def _nexus_field(kind: type, unit: str) -> tuple:
+    if kind is str:
+        return Annotated[str, Field(max_length=1000)] | None, None
+    return Annotated[float, Field(allow_inf_nan=False, description=unit)] | None, None
+
+
+NexusValues = create_model(
+    "NexusValues",
+    __config__=ConfigDict(extra="forbid", frozen=True),
+    __doc__="Optional NXmx values of a write request (``daq_server.write.nexus_layout.REQUEST_FIELDS``), None "
+    "where not given.",
+    **{name: _nexus_field(kind, unit) for name, (kind, unit) in NEXUS_FIELDS.items()},
+)
+
+
 @dataclass(frozen=True)
 class WriteRequest:
-    output_file: str
+    """A validated write request."""
+
+    output: OutputPath
+    """The new file: inside the data root, reached without following a symbolic link."""
     n_images: int
     run_id: int
-    data_root: str | None = None
-    """The trusted folder the file is created below (no symbolic link followed under it)."""
-    nexus: dict = field(default_factory=dict)
-    """Optional NXmx values given with the request (keys of ``daq_server.write.nexus_layout.REQUEST_FIELDS``)."""
+    nexus: NexusValues = NexusValues()
+    """Optional NXmx values given with the request."""
     gated: bool = False
     """Write only the images software triggers ask for (``POST /writer/trigger``), not every image."""
     image_statistics: bool = False
     """Compute, store and report each image's sum and maximum (``daq_server.write.image_statistics``)."""
 
+    @property
+    def output_file(self) -> str:
+        return self.output.path
+
     def info(self) -> dict:
+        """The ``info`` object of the status and the log."""
         return {"n_images": self.n_images, "output_file": self.output_file, "run_id": self.run_id}
+
+
+@dataclass(frozen=True)
+class Share:
+    """Images ``index``, ``index + count``, ``index + 2 count`` … of an acquisition that ``count`` writer
+    processes write together, each into a part file of its own (``output``, named by the file layout)."""
+
+    index: int
+    count: int
+    output: OutputPath
+
+
+@dataclass(frozen=True)
+class WriteTarget:
+    """One file a writer process writes: the request whole, and what the server adds to it."""
+
+    request: WriteRequest
+    config: DaqConfig
+    shape: tuple[int, int]
+    dtype: str
+    compression: str = "none"
+    share: Share | None = None
+    """None: this file holds every image of the acquisition."""
+
+    @property
+    def output(self) -> OutputPath:
+        """Where this file goes: the requested file, or its part."""
+        return self.request.output if self.share is None else self.share.output
+
+    @property
+    def n_images(self) -> int:
+        """Images this file is to hold."""
+        if self.share is None:
+            return self.request.n_images
+        return len(range(self.share.index, self.request.n_images, self.share.count))
+
+    @property
+    def user_id(self) -> int:
+        return self.config.writer_user_id
+
+    @property
+    def image_bytes(self) -> int:
+        return self.shape[0] * self.shape[1] * np.dtype(self.dtype).itemsize
 
 
 class _WriteRequestCore(BaseModel):
@@ -72,12 +142,6 @@ class _WriteRequestCore(BaseModel):
         if isinstance(value, bool):
             raise ValueError(f"must be an integer, not {value!r}")
         return value
-
-
-def _nexus_field(kind: type, unit: str) -> tuple:
-    if kind is str:
-        return Annotated[str, Field(max_length=1000)] | None, None
-    return Annotated[float, Field(allow_inf_nan=False, description=unit)] | None, None
 
 
 WriteRequestBody = create_model(
@@ -122,22 +186,20 @@ def parse_write_request(body: object, data_root: Path, writer_user_id: int) -> W
     run_id = parsed.run_id if parsed.run_id is not None else time.time_ns()
     output_file = parsed.output_file
     try:
-        target = split_output_path(output_file, data_root)
+        output = split_output_path(output_file, data_root)
     except OutputPathError as error:
         raise RequestError(str(error)) from None
-    if not Path(target.name).suffix or output_file.endswith("/"):
+    if not PurePath(output.name).suffix or output_file.endswith("/"):
         raise RequestError(f"output_file must name a file with an extension (e.g. .h5), not '{output_file}'")
     try:
-        check_creatable(target, writer_user_id)
+        check_creatable(output, writer_user_id)
     except OutputPathError as error:
         raise RequestError(str(error)) from None
-    nexus = {name: getattr(parsed, name) for name in NEXUS_FIELDS if getattr(parsed, name) is not None}
     return WriteRequest(
-        output_file=target.path,
+        output=output,
         n_images=parsed.n_images,
         run_id=run_id,
-        data_root=target.root,
-        nexus=nexus,
+        nexus=NexusValues(**{name: getattr(parsed, name) for name in NEXUS_FIELDS}),
         gated=parsed.gated,
         image_statistics=parsed.image_statistics,
     )

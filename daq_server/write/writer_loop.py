@@ -109,7 +109,8 @@ class WriterLoop:
             return
         try:
             self.writer = ImageWriter(target, compression_threads)
-        except (OSError, ValueError, RuntimeError, MemoryError) as error:
+        except Exception as error:  # a file that cannot be made refuses this acquisition, never ends the process
+            logging.getLogger("daq_server.write.writer_loop").exception("opening %s failed", target.output.path)
             self.conn.send(("refused", describe_error(error)))
             return
         self.failed, self.reported = False, -1

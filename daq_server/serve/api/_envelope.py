@@ -9,11 +9,18 @@ from functools import wraps
 from flask import Flask, current_app, jsonify, request
 from werkzeug.exceptions import BadRequest, HTTPException
 
+from daq_server.serve.api.backend import DaqBackend
 from daq_server.serve.errors import AdminError
 from daq_server.serve.service import DaqService
 
 
-def service() -> DaqService:
+def service() -> DaqBackend:
+    """The DAQ this app serves (the server's service, or the coordinator)."""
+    return current_app.config["service"]
+
+
+def daq_service() -> DaqService:
+    """The server's own service, for the resources only a receiver host has (simulator, preview, gate)."""
     return current_app.config["service"]
 
 

@@ -11,7 +11,7 @@ from typing import Annotated
 from flask import Blueprint
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from daq_server.serve.api._envelope import answer, json_body, service
+from daq_server.serve.api._envelope import answer, daq_service, json_body
 from daq_server.serve.errors import AdminError
 
 blueprint = Blueprint("gate", __name__, url_prefix="/writer")
@@ -39,4 +39,4 @@ def trigger():
         item = error.errors()[0]
         field = ".".join(str(p) for p in item["loc"]) or "body"
         raise AdminError(f"{field}: {item['msg']}, not {str(item.get('input'))[:40]!r}") from None
-    return service().trigger_writer(parsed.n_images)
+    return daq_service().trigger_writer(parsed.n_images)

@@ -11,7 +11,7 @@ import threading
 
 from flask import Blueprint, Response, jsonify, request
 
-from daq_server.serve.api._envelope import service
+from daq_server.serve.api._envelope import daq_service
 
 blueprint = Blueprint("live", __name__, url_prefix="/daq")
 BOUNDARY = "std-daq-live"
@@ -21,7 +21,7 @@ _streams = threading.BoundedSemaphore(MAX_LIVE_STREAMS)
 
 @blueprint.get("/live")
 def live():
-    preview = service().preview
+    preview = daq_service().preview
     limit = request.args.get("n_frames", default=0, type=int)
     if not _streams.acquire(blocking=False):
         response = jsonify(

@@ -13,7 +13,7 @@ from pathlib import Path
 
 from flask import Blueprint, Response, jsonify, request, send_from_directory
 
-from daq_server.serve.api._envelope import service
+from daq_server.serve.api._envelope import daq_service
 from daq_server.serve.preview_render import SCALES, render
 
 STATIC = Path(__file__).resolve().parent.parent / "static"
@@ -36,7 +36,7 @@ def latest_image():
     scale = request.args.get("scale", "linear")
     if scale not in SCALES:
         return jsonify({"status": "error", "message": f"scale must be one of {', '.join(SCALES)}, not {scale!r}"}), 400
-    frame, pixels = service().preview.latest()
+    frame, pixels = daq_service().preview.latest()
     image = render(pixels, scale)
     response = Response(image.png, mimetype="image/png")
     response.headers["X-Frame-Number"] = "" if frame is None else str(frame)

@@ -14,7 +14,7 @@ from typing import Annotated, Literal
 from flask import Blueprint, request
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from daq_server.serve.api._envelope import answer, json_body, service
+from daq_server.serve.api._envelope import answer, daq_service, json_body
 from daq_server.serve.errors import AdminError
 from sim.detector import CONTENTS
 
@@ -68,16 +68,16 @@ def _body(model: type[BaseModel], route: str, from_query: bool = False) -> BaseM
 @blueprint.get("/status")
 @answer("simulator", "Simulated detector status.")
 def status():
-    return service().simulator.status()
+    return daq_service().simulator.status()
 
 
 @blueprint.post("/start")
 @answer("simulator", "Simulated detector started.")
 def start():
     body = _body(SimulationStartBody, "start", from_query=True)
-    simulator = service().simulator
+    simulator = daq_service().simulator
     return simulator.start(
-        service().get_config(), body.rate_hz, body.n_images, content=body.content, trigger_mode=body.trigger_mode
+        daq_service().get_config(), body.rate_hz, body.n_images, content=body.content, trigger_mode=body.trigger_mode
     )
 
 
@@ -87,10 +87,10 @@ def trigger():
     """Software trigger: JSON body ``{"n_images": 1, "rate_hz": 100}`` (both optional); the frames are sent
     before the answer."""
     body = _body(SimulationTriggerBody, "trigger")
-    return service().simulator.trigger(service().get_config(), n_images=body.n_images, rate_hz=body.rate_hz)
+    return daq_service().simulator.trigger(daq_service().get_config(), n_images=body.n_images, rate_hz=body.rate_hz)
 
 
 @blueprint.post("/stop")
 @answer("simulator", "Simulated detector stopped.")
 def stop():
-    return service().simulator.stop()
+    return daq_service().simulator.stop()

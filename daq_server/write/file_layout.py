@@ -1,0 +1,292 @@
+"""The one home of the output file layout (``../shared/spec/hdf5-layout.md``): dataset paths, the ``/entry``
+attributes, the single writer's file, and both kinds of master file. Every HDF5 file the project writes is
+created here, through the symlink-safe ``output_file.create_output_file``, as ``writer_user_id``.
+
+* The file of one writer: ``/entry/data/data`` holds the images, one chunk per image, and beside it one
+  entry per image in each of :data:`PER_IMAGE` (and, when the request asks for them, ``image_sum`` and
+  ``image_max``). The NeXus/NXmx description around them comes from ``nexus_layout``.
+* A master over writer processes: ``n`` processes write every ``n``-th image into part files; the master's
+  ``/entry/data/data`` is a virtual dataset whose image *k* is image *k div n* of part *k mod n*.
+* A master over receiver hosts (scale-out): each host writes the images of its modules into a part file;
+  the master's images are the whole detector, joined by ``image_id`` (the detector's frame number).
+
+Parts follow one naming rule, :func:`part_output`: ``<stem>.part<i><suffix>`` next to the master, named in
+it relative to it (the folder can be moved as a whole); a host's part written by several processes has
+parts of its own by the same rule.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import dataclass, replace
+
+import h5py
+import hdf5plugin
+import numpy as np
+
+from daq_server import __version__
+from daq_server.config import as_dict
+from daq_server.write import nexus_layout
+from daq_server.write.image_statistics import ImageStatistics
+from daq_server.write.output_file import CreatedFile, OutputPath, OutputPathError, create_output_file
+from daq_server.write.request import Share, WriteRequest, WriteTarget
+
+IMAGES = "/entry/data/data"
+DATA_GROUP = "/entry/data"
+DETECTOR = "/entry/instrument/detector"
+PER_IMAGE: dict[str, tuple[type, dict]] = {
+    "image_id": (np.uint64, {"description": "the detector's frame number"}),
+    "n_missing_packets": (np.uint32, {"description": "packets of the image that never arrived"}),
+    "is_good_frame": (bool, {"description": "true when no packet of the image was lost"}),
+    "timestamp": (np.float64, {"units": "s", "description": "unix time the image's first packet arrived"}),
+}
+"""The per-image datasets of ``/entry/data`` (name -> dtype, attributes), one entry per image."""
+STATISTICS = ("image_sum", "image_max")
+"""Per-image datasets present when the request asked for image statistics."""
+METADATA_CHUNK = 4096
+"""Entries per chunk of the per-image datasets."""
+
+
+class LayoutError(OSError):
+    """A file of the layout cannot be made (a part unreadable, the name taken); the message says why."""
+
+
+def part_output(output: OutputPath, index: int) -> OutputPath:
+    """Part ``index`` of ``output``: ``<stem>.part<index><suffix>`` in the same folder."""
+    stem, dot, suffix = output.name.rpartition(".")
+    name = f"{stem}.part{index}.{suffix}" if dot and stem else f"{output.name}.part{index}"
+    return OutputPath(root=output.root, folders=output.folders, name=name)
+
+
+def share_targets(target: WriteTarget, n: int) -> list[WriteTarget]:
+    """What each of ``n`` writer processes writes: ``target`` itself for one, else every n-th image into a part."""
+    if n == 1:
+        return [target]
+    return [replace(target, share=Share(i, n, part_output(target.output, i))) for i in range(n)]
+
+
+def entry_attributes(request: WriteRequest, config: dict) -> dict:
+    """The ``/entry`` attributes every file of an acquisition carries (``config``: the detector config)."""
+    return {
+        "NX_class": "NXentry",
+        "run_id": request.run_id,
+        "detector_name": config["detector_name"],
+        "detector_type": config["detector_type"],
+        "software_version": __version__,
+        "config": json.dumps(config),
+        "n_images_requested": request.n_images,
+    }
+
+
+def _summary_attributes(entry: h5py.Group, summary: dict | None) -> None:
+    for key, value in (summary or {}).items():
+        entry.attrs[str(key)] = value if isinstance(value, str | int | float | bool) else json.dumps(value)
+
+
+def _create(output: OutputPath, uid: int) -> CreatedFile:
+    try:
+        return create_output_file(output, uid)
+    except OutputPathError as error:
+        raise LayoutError(str(error)) from None
+
+
+@dataclass
+class FileDatasets:
+    """The growing datasets of a writer's file."""
+
+    images: h5py.Dataset
+    per_image: dict[str, h5py.Dataset]
+    statistics: ImageStatistics | None
+
+
+# ---- the file of one writer ----------------------------------------------------------------------
+def create_file(target: WriteTarget) -> CreatedFile:
+    """Create the (empty) file of ``target``; LayoutError if it cannot be."""
+    return _create(target.output, target.user_id)
+
+
+def create_layout(file: h5py.File, target: WriteTarget, start_time: float) -> FileDatasets:
+    """Groups, attributes and the (empty, growing) datasets of a new file; nothing may be added once the
+    file is in SWMR mode."""
+    config = as_dict(target.config)
+    entry = file.create_group("entry")
+    entry.attrs.update({**entry_attributes(target.request, config), "start_time": start_time})
+    data = entry.create_group("data")
+    data.attrs.update({"NX_class": "NXdata", "signal": "data"})
+    compression = hdf5plugin.Bitshuffle(cname="lz4") if target.compression == "bitshuffle-lz4" else {}
+    images = data.create_dataset(
+        "data", shape=(0, *target.shape), maxshape=(None, *target.shape), chunks=(1, *target.shape),
+        dtype=target.dtype, **compression,
+    )  # fmt: skip
+    chunk = (min(max(target.n_images, 1), METADATA_CHUNK),)
+    per_image = {}
+    for name, (dtype, attributes) in PER_IMAGE.items():
+        per_image[name] = data.create_dataset(name, shape=(0,), maxshape=(None,), chunks=chunk, dtype=dtype)
+        per_image[name].attrs.update(attributes)
+    statistics = ImageStatistics(data, np.dtype(target.dtype), chunk[0]) if target.request.image_statistics else None
+    nexus_layout.build(file, images, config, target.request.nexus, start_time, config.get("nexus") or {})
+    return FileDatasets(images, per_image, statistics)
+
+
+def finish(file: h5py.File, n_written: int, summary: dict | None) -> h5py.Group:
+    """At close, in a file open for writing (not in SWMR mode): the stop time, the images written, the
+    ``summary`` items as ``/entry`` attributes (nested values as JSON text). Returns the detector group."""
+    entry = file["entry"]
+    entry.attrs["stop_time"] = time.time()
+    entry.attrs["n_images_written"] = n_written
+    nexus_layout.finish(entry, float(entry.attrs["stop_time"]))
+    _summary_attributes(entry, summary)
+    return file[DETECTOR]
+
+
+# ---- a master over writer processes -----------------------------------------------------------------
+def reserve_master(target: WriteTarget) -> CreatedFile:
+    """Create the (empty) master file now: the same checks as a single file (data root, no link, new)."""
+    created = _create(target.request.output, target.user_id)
+    created.close_folder()
+    return created
+
+
+def write_writers_master(
+    created: CreatedFile, target: WriteTarget, parts: list[WriteTarget], summary: dict | None
+) -> int:
+    """Fill the master file over the closed ``parts`` (one per writer process); returns the images it shows.
+    LayoutError if a part cannot be read (the message names it)."""
+    joined = (*PER_IMAGE, *STATISTICS)
+    columns: list[dict[str, np.ndarray]] = []
+    counts = []
+    for part in parts:
+        try:
+            with h5py.File(part.output.path, "r") as f:
+                data = f[DATA_GROUP]
+                n = min(data["data"].shape[0], data["image_id"].shape[0])
+                counts.append(n)
+                columns.append({key: data[key][:n] for key in joined if key in data})
+        except (OSError, KeyError) as error:
+            raise LayoutError(f"part file {part.output.path} cannot be read: {error}") from None
+    n_parts = len(parts)
+    # image k is in part k mod n: the master shows the images up to the first one a part lacks
+    total = min(count * n_parts + i for i, count in enumerate(counts))
+    height, width = target.shape
+    layout = h5py.VirtualLayout(shape=(total, height, width), dtype=np.dtype(target.dtype))
+    for i, part in enumerate(parts):
+        mine = len(range(i, total, n_parts))
+        if mine:
+            source = h5py.VirtualSource(part.output.name, IMAGES, shape=(counts[i], height, width))
+            layout[i:total:n_parts] = source[:mine]
+    config = as_dict(target.config)
+    with created.open_hdf5(mode="w", libver="latest") as f:
+        entry = f.create_group("entry")
+        stop = time.time()
+        entry.attrs.update(
+            {
+                **entry_attributes(target.request, config),
+                "n_images_written": total,
+                "stop_time": stop,
+                "parts": json.dumps([part.output.name for part in parts]),
+            }
+        )
+        _summary_attributes(entry, summary)
+        data = entry.create_group("data")
+        data.attrs.update({"NX_class": "NXdata", "signal": "data"})
+        images = data.create_virtual_dataset("data", layout, fillvalue=0)
+        for key in joined:
+            if all(key in c for c in columns):
+                values = np.empty(total, dtype=columns[0][key].dtype)
+                for i, c in enumerate(columns):
+                    values[i::n_parts] = c[key][: len(range(i, total, n_parts))]
+                data.create_dataset(key, data=values)
+                data[key].attrs.update(PER_IMAGE.get(key, (None, {}))[1])
+        nexus_layout.build(f, images, config, target.request.nexus, stop, config.get("nexus") or {})
+        nexus_layout.finish(entry, stop)
+    return total
+
+
+# ---- a master over receiver hosts ---------------------------------------------------------------------
+@dataclass(frozen=True)
+class HostPart:
+    """A receiver host's part file of a scale-out acquisition and where its box lies in the whole image."""
+
+    output: OutputPath
+    host: str
+    first_module: int
+    last_module: int
+    top: int
+    left: int
+    height: int
+    width: int
+
+
+def _runs(rows: list[int]) -> list[tuple[int, int, int]]:
+    """(master row, part row, length) of each stretch where both advance by one."""
+    runs: list[tuple[int, int, int]] = []
+    for k, row in enumerate(rows):
+        if runs and runs[-1][1] + runs[-1][2] == row and runs[-1][0] + runs[-1][2] == k:
+            runs[-1] = (runs[-1][0], runs[-1][1], runs[-1][2] + 1)
+        else:
+            runs.append((k, row, 1))
+    return runs
+
+
+def write_hosts_master(request: WriteRequest, config: dict, parts: list[HostPart]) -> int:
+    """Create ``request``'s file as the master over the hosts' ``parts``; returns the number of whole
+    images: the first ``n_images`` frames every part holds, in the first part's order (a part may hold a
+    few more). ``n_missing_packets`` is summed over the parts, ``is_good_frame`` true when true in every
+    part, ``timestamp`` the earliest arrival. LayoutError if a part cannot be read or the file made."""
+    metadata = []
+    dtype = None
+    for part in parts:
+        try:
+            with h5py.File(part.output.path, "r") as f:
+                data = f[DATA_GROUP]
+                dtype = data["data"].dtype
+                n = min(data["data"].shape[0], data["image_id"].shape[0])
+                metadata.append({key: data[key][:n] for key in ("image_id", "n_missing_packets", "timestamp")})
+        except (OSError, KeyError) as error:
+            raise LayoutError(f"part file {part.output.path} of host {part.host} cannot be read: {error}") from None
+    rows = [{int(image_id): row for row, image_id in enumerate(m["image_id"])} for m in metadata]
+    common = [int(i) for i in metadata[0]["image_id"] if all(int(i) in r for r in rows[1:])][: request.n_images]
+    n = len(common)
+    height, width = int(config["image_pixel_height"]), int(config["image_pixel_width"])
+    layout = h5py.VirtualLayout(shape=(n, height, width), dtype=dtype, maxshape=(n, height, width))
+    for p, part_rows, m in zip(parts, rows, metadata, strict=True):
+        source = h5py.VirtualSource(p.output.name, IMAGES, shape=(len(m["image_id"]), p.height, p.width))
+        for master_row, part_row, length in _runs([part_rows[i] for i in common]):
+            box = (
+                slice(master_row, master_row + length),
+                slice(p.top, p.top + p.height),
+                slice(p.left, p.left + p.width),
+            )
+            layout[box] = source[part_row : part_row + length]
+    picked = [np.array([r[i] for i in common], dtype=np.int64) for r in rows]
+    n_missing = sum((m["n_missing_packets"][k].astype(np.uint64) for m, k in zip(metadata, picked, strict=True)))
+    timestamps = np.min([m["timestamp"][k] for m, k in zip(metadata, picked, strict=True)], axis=0)
+    created = _create(request.output, int(config.get("writer_user_id", 0)))
+    try:
+        with created.open_hdf5(mode="w", libver="latest") as f:
+            entry = f.create_group("entry")
+            hosts = [{"file": p.output.name, "host": p.host, "modules": [p.first_module, p.last_module]} for p in parts]
+            entry.attrs.update(
+                {**entry_attributes(request, config), "n_images_written": n, "stop_time": time.time(),
+                 "parts": json.dumps(hosts)}
+            )  # fmt: skip
+            data = entry.create_group("data")
+            data.attrs.update({"NX_class": "NXdata", "signal": "data"})
+            data.create_virtual_dataset("data", layout, fillvalue=0)
+            values = {
+                "image_id": np.array(common, dtype=np.uint64),
+                "n_missing_packets": np.asarray(n_missing, dtype=np.uint32).reshape(n),
+                "is_good_frame": np.asarray(n_missing, dtype=np.uint64).reshape(n) == 0,
+                "timestamp": np.asarray(timestamps, dtype=np.float64).reshape(n),
+            }
+            for key, column in values.items():
+                data.create_dataset(key, data=column)
+                data[key].attrs.update(PER_IMAGE[key][1])
+    except BaseException:
+        created.remove()
+        raise
+    finally:
+        created.close_folder()
+        created.close()
+    return n
