@@ -4,7 +4,7 @@ created here, through the symlink-safe ``output_file.create_output_file``, as ``
 
 * The file of one writer: ``/entry/data/data`` holds the images, one chunk per image, and beside it one
   entry per image in each of :data:`PER_IMAGE` (and, when the request asks for them, ``image_sum`` and
-  ``image_max``). The NeXus/NXmx description around them comes from ``nexus_layout``.
+  ``image_max``). The NeXus/NXmx description around them comes from ``nxmx``.
 * A master over writer processes: ``n`` processes write every ``n``-th image into part files; the master's
   ``/entry/data/data`` is a virtual dataset whose image *k* is image *k div n* of part *k mod n*.
 * A master over receiver hosts (scale-out): each host writes the images of its modules into a part file;
@@ -27,7 +27,7 @@ import numpy as np
 
 from daq_server import __version__
 from daq_server.config import as_dict
-from daq_server.write import nexus_layout
+from daq_server.write import nxmx
 from daq_server.write.image_statistics import ImageStatistics
 from daq_server.write.output_file import CreatedFile, OutputPath, OutputPathError, create_output_file
 from daq_server.write.request import Share, WriteRequest, WriteTarget
@@ -125,7 +125,7 @@ def create_layout(file: h5py.File, target: WriteTarget, start_time: float) -> Fi
         per_image[name] = data.create_dataset(name, shape=(0,), maxshape=(None,), chunks=chunk, dtype=dtype)
         per_image[name].attrs.update(attributes)
     statistics = ImageStatistics(data, np.dtype(target.dtype), chunk[0]) if target.request.image_statistics else None
-    nexus_layout.build(file, images, config, target.request.nexus, start_time, config.get("nexus") or {})
+    nxmx.build(file, images, config, target.request.nexus, start_time, config.get("nexus") or {})
     return FileDatasets(images, per_image, statistics)
 
 
@@ -135,7 +135,7 @@ def finish(file: h5py.File, n_written: int, summary: dict | None) -> h5py.Group:
     entry = file["entry"]
     entry.attrs["stop_time"] = time.time()
     entry.attrs["n_images_written"] = n_written
-    nexus_layout.finish(entry, float(entry.attrs["stop_time"]))
+    nxmx.finish(entry, float(entry.attrs["stop_time"]))
     _summary_attributes(entry, summary)
     return file[DETECTOR]
 
@@ -198,8 +198,8 @@ def write_writers_master(
                     values[i::n_parts] = c[key][: len(range(i, total, n_parts))]
                 data.create_dataset(key, data=values)
                 data[key].attrs.update(PER_IMAGE.get(key, (None, {}))[1])
-        nexus_layout.build(f, images, config, target.request.nexus, stop, config.get("nexus") or {})
-        nexus_layout.finish(entry, stop)
+        nxmx.build(f, images, config, target.request.nexus, stop, config.get("nexus") or {})
+        nxmx.finish(entry, stop)
     return total
 
 

@@ -3,7 +3,7 @@
 ``/entry/data/data`` holds the images, one chunk per image; beside it one entry per image in
 ``image_id``, ``n_missing_packets``, ``is_good_frame`` and ``timestamp`` (and, when the request asks for
 them, ``image_sum`` and ``image_max``: ``image_statistics``). The NeXus/NXmx description around them
-comes from ``nexus_layout``; the pixels of lost packets are noted per image for the pixel mask
+comes from ``nxmx``; the pixels of lost packets are noted per image for the pixel mask
 (``pixel_mask``), which the close writes.
 
 Live files: the file is written in HDF5 SWMR mode, so readers may open it with ``swmr=True`` while it

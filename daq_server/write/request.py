@@ -21,7 +21,7 @@ import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, StrictBool, ValidationError, create_model, field_validator
 
 from daq_server.config import DaqConfig
-from daq_server.write.nexus_layout import REQUEST_FIELDS as NEXUS_FIELDS
+from daq_server.write.nxmx import REQUEST_FIELDS as NEXUS_FIELDS
 from daq_server.write.output_file import MAX_PATH_BYTES, OutputPath, OutputPathError, check_creatable, split_output_path
 
 MAX_N_IMAGES = 2**31 - 1
@@ -41,8 +41,7 @@ def _nexus_field(kind: type, unit: str) -> tuple:
 NexusValues = create_model(
     "NexusValues",
     __config__=ConfigDict(extra="forbid", frozen=True),
-    __doc__="Optional NXmx values of a write request (``daq_server.write.nexus_layout.REQUEST_FIELDS``), None "
-    "where not given.",
+    __doc__="Optional NXmx values of a write request (``daq_server.write.nxmx.REQUEST_FIELDS``), None where not given.",
     **{name: _nexus_field(kind, unit) for name, (kind, unit) in NEXUS_FIELDS.items()},
 )
 
