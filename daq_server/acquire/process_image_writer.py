@@ -16,7 +16,8 @@ import os
 import threading
 import time
 
-from daq_server.acquire.writer_pool import WriterPool, WriterProcessError
+from daq_server.acquire.writer_pool import WriterPool
+from daq_server.acquire.writer_process import WriterProcessError
 from daq_server.receive.image_source import ReceivedImage
 from daq_server.write import file_layout
 from daq_server.write.crash_recovery import release_crashed_file
