@@ -46,6 +46,28 @@ NexusValues = create_model(
 )
 
 
+RunKey = Annotated[str, Field(pattern=r"^[A-Za-z_][A-Za-z0-9_.-]{0,63}$")]
+RunValue = Annotated[str, Field(max_length=1000)] | int | Annotated[float, Field(allow_inf_nan=False)] | bool
+
+
+class RunIdentity(BaseModel):
+    """The run an acquisition belongs to, as the bluesky start document says (the devices send it): written
+    into the file (``/entry/entry_identifier_uuid``, ``entry_identifier``, ``title``, ``/entry/run``), the
+    status and the acquisition log."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    uid: Annotated[str, Field(min_length=1, max_length=128)] | None = None
+    """The run's start-document uid."""
+    scan_id: Annotated[int, Field(ge=-(2**63), le=2**63 - 1)] | None = None
+    plan_name: Annotated[str, Field(max_length=256)] | None = None
+    metadata: Annotated[dict[RunKey, RunValue], Field(max_length=32)] = {}
+    """Further start-document keys (strings, numbers, booleans) that the device's mapping names."""
+
+    def as_json(self) -> dict:
+        return self.model_dump(exclude_none=True, exclude_defaults=False)
+
+
 @dataclass(frozen=True)
 class WriteRequest:
     """A validated write request."""
@@ -60,6 +82,8 @@ class WriteRequest:
     """Write only the images software triggers ask for (``POST /writer/trigger``), not every image."""
     image_statistics: bool = False
     """Compute, store and report each image's sum and maximum (``daq_server.write.image_statistics``)."""
+    run: RunIdentity | None = None
+    """The bluesky run the acquisition belongs to, when a device sent it."""
 
     @property
     def output_file(self) -> str:
@@ -67,7 +91,10 @@ class WriteRequest:
 
     def info(self) -> dict:
         """The ``info`` object of the status and the log."""
-        return {"n_images": self.n_images, "output_file": self.output_file, "run_id": self.run_id}
+        info = {"n_images": self.n_images, "output_file": self.output_file, "run_id": self.run_id}
+        if self.run is not None:
+            info["run"] = self.run.as_json()
+        return info
 
 
 @dataclass(frozen=True)
@@ -126,6 +153,8 @@ class _WriteRequestCore(BaseModel):
     """Stored in the file (default: the time of the request in ns)."""
     gated: StrictBool = False
     """Write only the images that ``POST /writer/trigger`` asks for (honest step scans)."""
+    run: RunIdentity | None = None
+    """The bluesky run: ``{"uid", "scan_id", "plan_name", "metadata": {key: value}}`` (all optional)."""
     image_statistics: Annotated[
         StrictBool,
         Field(
@@ -201,4 +230,5 @@ def parse_write_request(body: object, data_root: Path, writer_user_id: int) -> W
         nexus=NexusValues(**{name: getattr(parsed, name) for name in NEXUS_FIELDS}),
         gated=parsed.gated,
         image_statistics=parsed.image_statistics,
+        run=parsed.run,
     )
