@@ -17,7 +17,7 @@ from typing import Annotated
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from daq_server.receive.udp_receiver import MAX_MODULES, check_geometry
-from detectors import DETECTOR_TYPES, STREAM_BIT_DEPTHS, detector_format, stream_dtype
+from detectors import DETECTOR_TYPES, STREAM_BIT_DEPTHS, describe, detector_format, stream_dtype
 
 MAX_USER_ID = 2**31 - 1
 MAX_IMAGE_SIDE = 1 << 16
@@ -33,8 +33,15 @@ NEXUS_CONFIG_FIELDS: dict[str, tuple[type, str]] = {
     "saturation_value": (int, ""),
     "source_name": (str, ""),
     "instrument_name": (str, ""),
+    "incident_wavelength": (float, "angstrom"),
+    "detector_distance": (float, "mm"),
+    "beam_center_x": (float, "pixel"),
+    "beam_center_y": (float, "pixel"),
+    "sample_name": (str, ""),
+    "two_theta": (float, "deg"),
 }
-"""Optional NXmx fields of the detector config: name -> (type, unit of the value)."""
+"""Optional NXmx facts of the detector config: name -> (type, unit of the value). The detector's own facts, and
+beamline defaults (wavelength, distance, beam centre, sample name) that a write request's values override."""
 
 
 class ConfigError(ValueError):
@@ -130,9 +137,12 @@ class DaqConfig(BaseModel):
             )
         if self.bsread_address or self.bsread_channel:
             raise ValueError("bsread_address and bsread_channel are for detector_type bsread only")
-        if self.detector_type == "gigafrost":
+        if not describe(self.detector_type).placed_by_module:
             if self.module_positions:
-                raise ValueError("a gigafrost places its 8 streams by quadrant and link: module_positions must be {}")
+                raise ValueError(
+                    f"a {self.detector_type} places its streams by its own rule (quadrant and link): "
+                    "module_positions must be {}"
+                )
         elif set(self.module_positions) != expected:
             raise ValueError(
                 f"module_positions must have exactly the keys 0 … {self.n_modules - 1} "
@@ -208,7 +218,7 @@ def merge_config(current: DaqConfig, changes: dict) -> DaqConfig:
         raise ConfigError(f"Invalid config: unknown field(s) {', '.join(sorted(unknown))}")
     merged = current.model_dump()
     merged.update(changes)
-    if merged["detector_type"] != "bsread":  # leaving bsread: its stream settings go with it
+    if not describe(merged["detector_type"]).streams_whole_images:  # leaving bsread: its stream settings go
         for field in ("bsread_address", "bsread_channel"):
             if field not in changes:
                 merged[field] = None

@@ -2,8 +2,10 @@
 
 UDP detector types (Jungfrau, Eiger, GigaFrost) are described once, in C, in
 ``csrc/detectors/detector_formats.h`` (packet layout, pixel codec, placement); this package reads that
-description through cffi (``detectors._formats``) instead of repeating it. bsread streams carry
-whole images, so only their bit depths are described here.
+description through cffi (``detectors._formats``) instead of repeating it. What only Python needs is here:
+the sensor (pixel size, material, thickness), how a type's images are placed (:class:`DetectorType`) and
+where a module's chips lie (:func:`chip_runs`). bsread streams carry whole images, so only their bit depths
+and placement are described. The rest of the project asks this package; it never names a type itself.
 """
 
 from __future__ import annotations
@@ -26,7 +28,67 @@ DETECTOR_TYPES: tuple[str, ...] = UDP_TYPES + tuple(STREAM_BIT_DEPTHS)
 MAX_MODULES: int = lib.MAX_MODULES
 """Modules (UDP streams) one receiver assembles."""
 
+CHIP_PIXELS: int = lib.CHIP_PIXELS
+"""Side of one readout chip in pixels (a module is a grid of them)."""
+
 _IMAGE_DTYPES = {1: np.uint8, 2: np.uint16, 4: np.uint32}
+
+MODULES, STREAMS, WHOLE_IMAGES = "modules", "streams", "whole images"
+"""How a type's images are placed: each module by its ``module_positions`` (and split over hosts by them);
+by the type's own fixed rule for its streams (``module_positions`` must be {}); or whole images that need no
+placement."""
+
+
+@dataclass(frozen=True)
+class DetectorType:
+    """What the files and the config rules need to know of a detector type beyond its packets."""
+
+    name: str
+    placement: str
+    pixel_size_um: float | None = None
+    """Pixel pitch, when the config does not give one."""
+    sensor_material: str | None = None
+    sensor_thickness_um: float | None = None
+
+    @property
+    def placed_by_module(self) -> bool:
+        """Modules placed by ``module_positions``: they can be split over receiver hosts."""
+        return self.placement == MODULES
+
+    @property
+    def streams_whole_images(self) -> bool:
+        """Images arrive whole (ZeroMQ), not as UDP packets of modules."""
+        return self.placement == WHOLE_IMAGES
+
+
+_TYPES = {
+    "jungfrau": DetectorType("jungfrau", MODULES, 75.0, "Si", 320.0),
+    "eiger": DetectorType("eiger", MODULES, 75.0, "Si", 450.0),
+    "gigafrost": DetectorType("gigafrost", STREAMS, 11.0),
+    "bsread": DetectorType("bsread", WHOLE_IMAGES),
+}
+
+
+def describe(detector_type: str) -> DetectorType:
+    """The description of ``detector_type``; ValueError for an unknown one."""
+    try:
+        return _TYPES[detector_type]
+    except KeyError:
+        raise ValueError(f"unknown detector_type '{detector_type}' (known: {', '.join(DETECTOR_TYPES)})") from None
+
+
+def chip_runs(span: int, module_pixels: int) -> list[tuple[int, int]]:
+    """Where a module's chips lie along one axis of its span in the image: (start, stop) offsets from the
+    span's start. A span larger than the module holds equal gaps between neighbouring chips (the receiver's
+    placement rule, ``csrc/receiver/image_assembly.c``); ValueError if the span cannot hold the module."""
+    chips = max(1, module_pixels // CHIP_PIXELS)
+    extra = span - module_pixels
+    if extra < 0 or (chips == 1 and extra) or (chips > 1 and extra % (chips - 1)):
+        raise ValueError(f"a span of {span} pixels cannot hold a module of {module_pixels}")
+    if chips == 1:
+        return [(0, span)]
+    size, gap = module_pixels // chips, extra // (chips - 1)
+    return [(k * (size + gap), k * (size + gap) + size) for k in range(chips)]
 
 
 def image_dtype(bit_depth: int) -> np.dtype:

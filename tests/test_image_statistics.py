@@ -45,10 +45,10 @@ def test_sum_and_max_of_every_image_lost_pixels_left_out(lossy_eiger):
                     "sum": int(sums[-1]), "max": int(maxima[-1])}  # fmt: skip
     (record,) = eiger.client.get_logs(1)
     assert record["stats"]["last_image"] == last
-    with h5py.File(output, "r") as f:  # the images that lost packets have their own pixel mask
-        mask = f["entry/instrument/detector/pixel_mask"][:]
+    with h5py.File(output, "r") as f:  # the images that lost packets have their lost pixels marked
+        lost = f["entry/data/lost_pixel_mask"][:]
     for i in np.flatnonzero(missing):
-        assert np.array_equal((mask[i] & 2) != 0, (images[i] == MISSING) & ((mask[i] & 1) == 0)), i
+        assert np.array_equal(lost[i] == 1, images[i] == MISSING), i
 
 
 def test_last_image_is_null_until_the_first_image_and_absent_when_not_asked_for(daq):

@@ -64,7 +64,9 @@ def test_file_is_nxmx_with_a_default_chain_to_the_images(sending):
     assert "Total number of errors: 0" in report, report[-2000:]
 
 
-def test_optional_fields_left_out_and_bad_ones_refused(sending):
+def test_values_not_given_are_said_unknown_and_the_file_still_validates(sending):
+    """Valid by default: a request with no NXmx values still gives a file nxvalidate accepts, and what is not
+    known says so (NaN with a note), never a made-up number; bad values are refused."""
     daq = sending
     answer = requests.post(
         daq.url + "/writer/write_async", json={"output_file": str(daq.data_root / "bad.h5"), "n_images": 2,
@@ -77,9 +79,14 @@ def test_optional_fields_left_out_and_bad_ones_refused(sending):
     daq.client.start_writer_sync({"output_file": str(output), "n_images": 2})
     with h5py.File(output, "r") as f:
         detector = f["entry/instrument/detector"]
-        assert "distance" not in detector and "beam_center_x" not in detector
-        assert "incident_wavelength" not in f["entry/instrument/beam"]
-        assert "name" not in f["entry/sample"]
+        assert np.isnan(detector["distance"][()]) and "unknown" in detector["distance"].attrs["note"]
+        wavelength = f["entry/instrument/beam/incident_wavelength"]
+        assert np.isnan(wavelength[()]) and "unknown" in wavelength.attrs["note"]
+        assert (detector["beam_center_x"][()], detector["beam_center_y"][()]) == (512.0, 512.0)
+        assert "centre" in detector["beam_center_x"].attrs["note"]
+        assert text(f["entry/sample/name"]) == "unknown"
+    report = nxvalidate_report(output)
+    assert "Total number of errors: 0" in report, report[-2000:]
 
 
 READER = r"""
@@ -123,7 +130,9 @@ def test_a_second_process_reads_the_file_while_it_is_written(sending):
         assert 0 < n < 100_000 and f["entry/data/data"].shape[0] == f["entry/data/image_id"].shape[0] == n
 
 
-def test_close_writes_a_summary_as_entry_attributes(tmp_path):
+def test_close_writes_the_receiver_counters_as_entry_attributes_with_a_reader_open(tmp_path):
+    """The close writes in place, in SWMR mode: a reader holding the file open does not stop it, and sees
+    the counters (only the receiver's counters are kept) and the end time once it refreshes."""
     from conftest import write_target
 
     from daq_server.write.hdf5_writer import Hdf5Writer
@@ -132,11 +141,16 @@ def test_close_writes_a_summary_as_entry_attributes(tmp_path):
     target = write_target(tmp_path / "s.h5", 3, (512, 1024), np.uint16, jungfrau_config(1, 50000), run_id=7)
     writer = Hdf5Writer(target)
     writer.write(np.ones((512, 1024), np.uint16), 11, 0, 1.0)
-    writer.close(summary={"packets_lost": 4, "per_module": {"0": 4}})
+    with h5py.File(tmp_path / "s.h5", "r", swmr=True) as reader:
+        assert text(reader["entry/end_time"]) == ""  # not ended yet
+        writer.close(summary={"packets_lost": 4, "images_incomplete": 1, "per_module": {"0": 4}})
+        reader["entry/end_time"].refresh()
+        assert text(reader["entry/end_time"]).startswith(time.strftime("%Y", time.gmtime()))
     with h5py.File(tmp_path / "s.h5", "r") as f:
-        assert f["entry"].attrs["packets_lost"] == 4
-        assert json.loads(f["entry"].attrs["per_module"]) == {"0": 4}
-        assert f["entry/data/data"].shape == (1, 512, 1024) and f["entry"].attrs["n_images_written"] == 1
+        entry = f["entry"]
+        assert entry.attrs["packets_lost"] == 4 and entry.attrs["images_incomplete"] == 1
+        assert entry.attrs["packets_duplicate"] == 0 and "per_module" not in entry.attrs
+        assert f["entry/data/data"].shape == (1, 512, 1024) and entry.attrs["n_images_written"] == 1
 
 
 def trigger(daq, body=None):

@@ -74,6 +74,7 @@ class ProcessImageWriter:
                     _remove_quietly(self._targets[i].output.path)
             if self._master is not None:
                 self._master.remove()
+                self._master.close_folder()
                 self._master.close()
             raise WriterProcessError(refused[0])
 

@@ -27,7 +27,7 @@ _TYPES = {"uint8": 8, "uint16": 16, "uint32": 32}
 class BsreadReceiver:
     def __init__(self, config: dict, n_slots: int = 64):
         self.shape = (int(config["image_pixel_height"]), int(config["image_pixel_width"]))
-        self.dtype = detectors.stream_dtype("bsread", int(config["bit_depth"]))
+        self.dtype = detectors.stream_dtype(config["detector_type"], int(config["bit_depth"]))
         self.image_bytes = self.shape[0] * self.shape[1] * self.dtype.itemsize
         self.n_slots = n_slots
         self._address = config["bsread_address"]

@@ -14,6 +14,7 @@ from pathlib import Path
 
 from daq_server.config import ConfigError, ConfigStore, DaqConfig, as_dict, validate_config
 from daq_server.serve.limits import int_ranges
+from detectors import describe
 
 
 @dataclass(frozen=True)
@@ -51,7 +52,7 @@ def parse_modules(text: str) -> list[int]:
 
 def plan_part(config: DaqConfig, modules: list[int]) -> Part:
     """The part of ``config`` that ``modules`` make; ConfigError if they cannot be one host's."""
-    if config.detector_type in ("gigafrost", "bsread") or not config.module_positions:
+    if not describe(config.detector_type).placed_by_module or not config.module_positions:
         raise ConfigError(f"a {config.detector_type} cannot be split over hosts: only modules with positions can")
     if not modules or modules[0] < 0 or modules[-1] >= config.n_modules:
         raise ConfigError(f"modules must lie within 0 … {config.n_modules - 1}, not {modules}")

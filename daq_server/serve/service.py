@@ -31,6 +31,7 @@ from daq_server.serve.simulation import BuiltInSimulator
 from daq_server.serve.stats import StatsSampler
 from daq_server.write.hdf5_writer import COMPRESSIONS
 from daq_server.write.request import parse_write_request
+from detectors import describe
 from std_daq_client.acquisitions import WriterState
 
 _log = logging.getLogger("daq_server.serve.service")
@@ -219,7 +220,7 @@ class DaqService:
 
     def _open_receiver(self, config: dict) -> ImageSource:
         """The C UDP receiver, or the ZeroMQ receiver of a bsread stream."""
-        if config["detector_type"] == "bsread":
+        if describe(config["detector_type"]).streams_whole_images:
             return BsreadReceiver(config)
         self._ring_note = ""
         if self.options.writer_processes > 0:

@@ -27,9 +27,11 @@ import numpy as np
 
 from daq_server import __version__
 from daq_server.config import as_dict
+from daq_server.receive.image_source import RECEIVER_COUNTERS
 from daq_server.write import nxmx
 from daq_server.write.image_statistics import ImageStatistics
 from daq_server.write.output_file import CreatedFile, OutputPath, OutputPathError, create_output_file
+from daq_server.write.pixel_mask import GZIP_LEVEL, LOST_DESCRIPTION
 from daq_server.write.request import Share, WriteRequest, WriteTarget
 
 IMAGES = "/entry/data/data"
@@ -44,6 +46,10 @@ PER_IMAGE: dict[str, tuple[type, dict]] = {
 """The per-image datasets of ``/entry/data`` (name -> dtype, attributes), one entry per image."""
 STATISTICS = ("image_sum", "image_max")
 """Per-image datasets present when the request asked for image statistics."""
+LOST_PIXEL_MASK = "/entry/data/lost_pixel_mask"
+"""Per image, the pixels of lost packets (``daq_server.write.pixel_mask``)."""
+SUMMARY = RECEIVER_COUNTERS
+"""The acquisition's receiver counters, ``/entry`` attributes written at close."""
 METADATA_CHUNK = 4096
 """Entries per chunk of the per-image datasets."""
 
@@ -98,6 +104,7 @@ class FileDatasets:
     images: h5py.Dataset
     per_image: dict[str, h5py.Dataset]
     statistics: ImageStatistics | None
+    lost_pixels: h5py.Dataset
 
 
 # ---- the file of one writer ----------------------------------------------------------------------
@@ -112,6 +119,9 @@ def create_layout(file: h5py.File, target: WriteTarget, start_time: float) -> Fi
     config = as_dict(target.config)
     entry = file.create_group("entry")
     entry.attrs.update({**entry_attributes(target.request, config), "start_time": start_time})
+    # what the close writes, made now: nothing can be added in SWMR mode, and the file is never reopened
+    entry.attrs.update({"stop_time": 0.0, "n_images_written": np.int64(0)})
+    entry.attrs.update({key: np.int64(0) for key in SUMMARY})
     data = entry.create_group("data")
     data.attrs.update({"NX_class": "NXdata", "signal": "data"})
     compression = hdf5plugin.Bitshuffle(cname="lz4") if target.compression == "bitshuffle-lz4" else {}
@@ -125,27 +135,33 @@ def create_layout(file: h5py.File, target: WriteTarget, start_time: float) -> Fi
         per_image[name] = data.create_dataset(name, shape=(0,), maxshape=(None,), chunks=chunk, dtype=dtype)
         per_image[name].attrs.update(attributes)
     statistics = ImageStatistics(data, np.dtype(target.dtype), chunk[0]) if target.request.image_statistics else None
-    nxmx.build(file, images, config, target.request.nexus, start_time, config.get("nexus") or {})
-    return FileDatasets(images, per_image, statistics)
+    lost = data.create_dataset(
+        "lost_pixel_mask", shape=(0, *target.shape), maxshape=(None, *target.shape), chunks=(1, *target.shape),
+        dtype=np.uint8, compression="gzip", compression_opts=GZIP_LEVEL,
+    )  # fmt: skip
+    lost.attrs["description"] = LOST_DESCRIPTION
+    nxmx.build(file, images, config, target.request, start_time)
+    return FileDatasets(images, per_image, statistics, lost)
 
 
-def finish(file: h5py.File, n_written: int, summary: dict | None) -> h5py.Group:
-    """At close, in a file open for writing (not in SWMR mode): the stop time, the images written, the
-    ``summary`` items as ``/entry`` attributes (nested values as JSON text). Returns the detector group."""
+def finish(file: h5py.File, n_written: int, summary: dict | None) -> None:
+    """At close, in place (the file may be in SWMR mode, readers open): the stop and end time, the images
+    written, the counters of :data:`SUMMARY` given in ``summary`` (other keys are not kept)."""
     entry = file["entry"]
-    entry.attrs["stop_time"] = time.time()
-    entry.attrs["n_images_written"] = n_written
-    nxmx.finish(entry, float(entry.attrs["stop_time"]))
-    _summary_attributes(entry, summary)
-    return file[DETECTOR]
+    stop = time.time()
+    entry.attrs.modify("stop_time", stop)
+    entry.attrs.modify("n_images_written", np.int64(n_written))
+    for key in SUMMARY:
+        if key in (summary or {}):
+            entry.attrs.modify(key, np.int64(summary[key]))
+    nxmx.finish(entry, stop)
 
 
 # ---- a master over writer processes -----------------------------------------------------------------
 def reserve_master(target: WriteTarget) -> CreatedFile:
-    """Create the (empty) master file now: the same checks as a single file (data root, no link, new)."""
-    created = _create(target.request.output, target.user_id)
-    created.close_folder()
-    return created
+    """Create the (empty) master file now, under its temporary name: the same checks as a single file (data
+    root, no link, a new name); :func:`write_writers_master` fills it and gives it its name."""
+    return _create(target.request.output, target.user_id)
 
 
 def write_writers_master(
@@ -169,12 +185,14 @@ def write_writers_master(
     # image k is in part k mod n: the master shows the images up to the first one a part lacks
     total = min(count * n_parts + i for i, count in enumerate(counts))
     height, width = target.shape
-    layout = h5py.VirtualLayout(shape=(total, height, width), dtype=np.dtype(target.dtype))
-    for i, part in enumerate(parts):
-        mine = len(range(i, total, n_parts))
-        if mine:
-            source = h5py.VirtualSource(part.output.name, IMAGES, shape=(counts[i], height, width))
-            layout[i:total:n_parts] = source[:mine]
+    layouts = {IMAGES: np.dtype(target.dtype), LOST_PIXEL_MASK: np.dtype(np.uint8)}
+    for path, dtype in layouts.items():
+        layouts[path] = layout = h5py.VirtualLayout(shape=(total, height, width), dtype=dtype)
+        for i, part in enumerate(parts):
+            mine = len(range(i, total, n_parts))
+            if mine:
+                source = h5py.VirtualSource(part.output.name, path, shape=(counts[i], height, width))
+                layout[i:total:n_parts] = source[:mine]
     config = as_dict(target.config)
     with created.open_hdf5(mode="w", libver="latest") as f:
         entry = f.create_group("entry")
@@ -190,7 +208,9 @@ def write_writers_master(
         _summary_attributes(entry, summary)
         data = entry.create_group("data")
         data.attrs.update({"NX_class": "NXdata", "signal": "data"})
-        images = data.create_virtual_dataset("data", layout, fillvalue=0)
+        images = data.create_virtual_dataset("data", layouts[IMAGES], fillvalue=0)
+        data.create_virtual_dataset("lost_pixel_mask", layouts[LOST_PIXEL_MASK], fillvalue=0)
+        data["lost_pixel_mask"].attrs["description"] = LOST_DESCRIPTION
         for key in joined:
             if all(key in c for c in columns):
                 values = np.empty(total, dtype=columns[0][key].dtype)
@@ -198,8 +218,12 @@ def write_writers_master(
                     values[i::n_parts] = c[key][: len(range(i, total, n_parts))]
                 data.create_dataset(key, data=values)
                 data[key].attrs.update(PER_IMAGE.get(key, (None, {}))[1])
-        nxmx.build(f, images, config, target.request.nexus, stop, config.get("nexus") or {})
+        nxmx.build(f, images, config, target.request, stop)
         nxmx.finish(entry, stop)
+    try:
+        created.publish()
+    except OutputPathError as error:
+        raise LayoutError(str(error)) from None
     return total
 
 
@@ -249,16 +273,18 @@ def write_hosts_master(request: WriteRequest, config: dict, parts: list[HostPart
     common = [int(i) for i in metadata[0]["image_id"] if all(int(i) in r for r in rows[1:])][: request.n_images]
     n = len(common)
     height, width = int(config["image_pixel_height"]), int(config["image_pixel_width"])
-    layout = h5py.VirtualLayout(shape=(n, height, width), dtype=dtype, maxshape=(n, height, width))
-    for p, part_rows, m in zip(parts, rows, metadata, strict=True):
-        source = h5py.VirtualSource(p.output.name, IMAGES, shape=(len(m["image_id"]), p.height, p.width))
-        for master_row, part_row, length in _runs([part_rows[i] for i in common]):
-            box = (
-                slice(master_row, master_row + length),
-                slice(p.top, p.top + p.height),
-                slice(p.left, p.left + p.width),
-            )
-            layout[box] = source[part_row : part_row + length]
+    layouts = {IMAGES: dtype, LOST_PIXEL_MASK: np.dtype(np.uint8)}
+    for path, kind in layouts.items():
+        layouts[path] = layout = h5py.VirtualLayout(shape=(n, height, width), dtype=kind)
+        for p, part_rows, m in zip(parts, rows, metadata, strict=True):
+            source = h5py.VirtualSource(p.output.name, path, shape=(len(m["image_id"]), p.height, p.width))
+            for master_row, part_row, length in _runs([part_rows[i] for i in common]):
+                box = (
+                    slice(master_row, master_row + length),
+                    slice(p.top, p.top + p.height),
+                    slice(p.left, p.left + p.width),
+                )
+                layout[box] = source[part_row : part_row + length]
     picked = [np.array([r[i] for i in common], dtype=np.int64) for r in rows]
     n_missing = sum((m["n_missing_packets"][k].astype(np.uint64) for m, k in zip(metadata, picked, strict=True)))
     timestamps = np.min([m["timestamp"][k] for m, k in zip(metadata, picked, strict=True)], axis=0)
@@ -273,7 +299,9 @@ def write_hosts_master(request: WriteRequest, config: dict, parts: list[HostPart
             )  # fmt: skip
             data = entry.create_group("data")
             data.attrs.update({"NX_class": "NXdata", "signal": "data"})
-            data.create_virtual_dataset("data", layout, fillvalue=0)
+            data.create_virtual_dataset("data", layouts[IMAGES], fillvalue=0)
+            data.create_virtual_dataset("lost_pixel_mask", layouts[LOST_PIXEL_MASK], fillvalue=0)
+            data["lost_pixel_mask"].attrs["description"] = LOST_DESCRIPTION
             values = {
                 "image_id": np.array(common, dtype=np.uint64),
                 "n_missing_packets": np.asarray(n_missing, dtype=np.uint32).reshape(n),
@@ -283,6 +311,9 @@ def write_hosts_master(request: WriteRequest, config: dict, parts: list[HostPart
             for key, column in values.items():
                 data.create_dataset(key, data=column)
                 data[key].attrs.update(PER_IMAGE[key][1])
+        created.publish()
+    except OutputPathError as error:
+        raise LayoutError(str(error)) from None
     except BaseException:
         created.remove()
         raise

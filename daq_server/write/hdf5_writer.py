@@ -3,14 +3,15 @@
 ``/entry/data/data`` holds the images, one chunk per image; beside it one entry per image in
 ``image_id``, ``n_missing_packets``, ``is_good_frame`` and ``timestamp`` (and, when the request asks for
 them, ``image_sum`` and ``image_max``: ``image_statistics``). The NeXus/NXmx description around them
-comes from ``nxmx``; the pixels of lost packets are noted per image for the pixel mask
-(``pixel_mask``), which the close writes.
+comes from ``nxmx``, the whole layout from ``file_layout``; the pixels of lost packets are marked per
+image in ``lost_pixel_mask`` at each flush (``pixel_mask``).
 
-Live files: the file is written in HDF5 SWMR mode, so readers may open it with ``swmr=True`` while it
-is written. Every dataset starts empty and grows with the images (the image stack per image, the
-per-image datasets at each flush), so a file left by a crashed server holds what was flushed, not
-the requested size. Attributes cannot be added in SWMR mode: ``close`` reopens the file once to
-stamp the stop time and the acquisition summary.
+Live files: the file is created under a hidden name, laid out, switched to HDF5 SWMR mode and only then
+given its name, so a reader that opens it with ``swmr=True`` the moment it appears succeeds. Every dataset
+starts empty and grows with the images (the image stack per image, the per-image datasets at each flush),
+so a file left by a crashed server holds what was flushed, not the requested size. Nothing can be added in
+SWMR mode, so what the close writes (end time, counters) is made empty at creation and written in place:
+the file is never reopened, and readers holding it open never stand in the close's way.
 
 A full disk never surprises the HDF5 library: the writer keeps disk blocks reserved ahead of
 the file's end (``fallocate`` with ``FALLOC_FL_KEEP_SIZE``: reserved, but the file does not
@@ -43,7 +44,7 @@ import numpy as np
 from daq_server.write import file_layout
 from daq_server.write.file_layout import FileDatasets, LayoutError
 from daq_server.write.image_statistics import ImageStatistics
-from daq_server.write.output_file import CreatedFile
+from daq_server.write.output_file import CreatedFile, OutputPathError
 from daq_server.write.pixel_mask import LostPixels
 from daq_server.write.request import WriteTarget
 from daq_server.write.write_behind import WriteBehind
@@ -124,7 +125,7 @@ class Hdf5Writer:
         try:
             self._file = self._created.open_hdf5(libver="latest")  # SWMR needs the latest format
             self._create_layout()
-            self._file.flush()  # a valid (empty) file on disk from the first moment
+            self._file.flush()  # a valid (empty) file on disk before it has its name
             self._file.swmr_mode = True  # readers may open it with swmr=True from now on
             self._reserve_ahead()
         except (OSError, RuntimeError) as error:  # h5py reports a failed HDF5 write as either
@@ -133,6 +134,11 @@ class Hdf5Writer:
         except Exception:
             self._abandon()
             raise
+        try:  # only now the name: a reader that opens it at once finds it readable (SWMR), not locked
+            self._created.publish()
+        except OutputPathError as error:
+            self._abandon()
+            raise WriterError(str(error)) from None
         self._created.close_folder()
 
     def _create_layout(self) -> None:
@@ -236,6 +242,7 @@ class Hdf5Writer:
                 dataset[start:end] = np.asarray(values, dtype=dataset.dtype)
             if self._statistics is not None:
                 self._statistics.flush(start, end)
+            self._lost.flush(self._datasets.lost_pixels, end)
             self._pending.clear()
             self._flushed = end
         self._file.flush()  # to the page cache for SWMR readers; the file survives a crash of the server
@@ -243,9 +250,9 @@ class Hdf5Writer:
     def close(self, summary: dict | None = None) -> None:
         """Write the metadata, stamp the stop time, close; the datasets hold exactly the images written.
 
-        ``summary`` items become attributes of ``/entry`` (nested values as JSON text). Attributes cannot
-        be added in SWMR mode, so the file is closed and reopened once, without SWMR, to write them.
-        """
+        ``summary`` (the receiver counters of ``file_layout.SUMMARY``) goes into the ``/entry`` attributes made
+        for it at creation. Everything is written in SWMR mode, in place: the file is never reopened, so
+        readers holding it open (``swmr=True``) never block the close."""
         if self._broken:
             self._quarantine()
             raise WriterError(f"the file was left as it was when writing failed ({self._flushed} images recorded)")
@@ -256,25 +263,13 @@ class Hdf5Writer:
             n = self.n_written
             if self.images.shape[0] != n:  # an image whose write failed: not part of the file
                 self.images.resize(n, axis=0)
+            file_layout.finish(self._file, n, summary)
+            self._file.flush()
         finally:
-            self._file.close()
-        try:
-            with self._created.open_hdf5(mode="r+") as file:  # the created file itself, never a swapped path
-                detector = file_layout.finish(file, n, summary)
-                if self._lost:  # some image lost packets: one pixel mask per image
-                    self._lost.write_per_image(detector, n, self._reserve_at_close)
-        finally:
-            self._release_reservation()
-
-    def _reserve_at_close(self, n_bytes: int) -> bool:
-        """Reserve ``n_bytes`` more past the file's end (for what the close adds); False if the disk has no room."""
-        try:
-            reserve(self._fd, os.fstat(self._fd).st_size, n_bytes + METADATA_SLACK_BYTES)
-        except OSError as error:
-            _log.warning("%s: no room for the per-image pixel mask (%s); the gap mask stays", self.target.output.path,
-                         error.strerror)  # fmt: skip
-            return False
-        return True
+            try:
+                self._file.close()
+            finally:
+                self._release_reservation()
 
     def _release_reservation(self) -> None:
         """Blocks reserved past the end of the closed file go back to the file system."""

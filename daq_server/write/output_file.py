@@ -10,12 +10,19 @@ swapped meanwhile, the file is created in a real folder inside the data root, or
 
 The HDF5 library then opens the created file through ``/proc/self/fd/<fd>``, which names the
 open file itself, not a path that could be swapped.
+
+The file is created under a hidden temporary name (``.std_daq.<random>.tmp``) in its folder and given its
+name by :meth:`CreatedFile.publish` once it is readable (``renameat2`` with ``RENAME_NOREPLACE``, so a file
+that took the name meanwhile is never replaced): a reader that opens the file the moment its name appears
+finds a complete HDF5 file, never one the writer still holds locked.
 """
 
 from __future__ import annotations
 
+import ctypes
 import errno
 import os
+import secrets
 import stat
 import time
 from collections.abc import Iterator
@@ -30,6 +37,8 @@ MAX_NAME_BYTES = 255
 MAX_PATH_BYTES = 4095
 _DIR_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
 _FILE_FLAGS = os.O_RDWR | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC
+_RENAME_NOREPLACE = 1
+_libc = ctypes.CDLL(None, use_errno=True)
 
 
 class OutputPathError(ValueError):
@@ -161,6 +170,8 @@ class CreatedFile:
     folder_fd: int | None
     device: int
     inode: int
+    temporary_name: str | None = None
+    """The hidden name the file has until :meth:`publish` gives it ``target.name`` (None: it has it)."""
 
     @property
     def proc_path(self) -> str:
@@ -181,15 +192,34 @@ class CreatedFile:
                 time.sleep(0.001 * (attempt + 1))
         raise AssertionError("unreachable")
 
+    def publish(self) -> None:
+        """Give the file its name (atomically, never replacing a file that took the name meanwhile);
+        OutputPathError if the name is taken (the file is removed then)."""
+        if self.temporary_name is None:
+            return
+        if self.folder_fd is None:
+            raise OutputPathError(f"{self.target.path}: its folder was closed before the file got its name")
+        try:
+            with as_file_user(self.uid):
+                _rename_noreplace(self.folder_fd, self.temporary_name, self.target.name)
+        except FileExistsError:
+            self.remove()
+            raise OutputPathError(f"output_file {self.target.path} exists already; choose a new file name") from None
+        except OSError as error:
+            self.remove()
+            raise OutputPathError(f"Cannot give {self.target.path} its name: {error.strerror}") from None
+        self.temporary_name = None
+
     def remove(self) -> None:
         """Remove the file, if its name in its folder still holds it (never another file)."""
         if self.folder_fd is None:
             return
+        name = self.temporary_name or self.target.name
         try:
             with as_file_user(self.uid):
-                info = os.stat(self.target.name, dir_fd=self.folder_fd, follow_symlinks=False)
+                info = os.stat(name, dir_fd=self.folder_fd, follow_symlinks=False)
                 if (info.st_dev, info.st_ino) == (self.device, self.inode):
-                    os.unlink(self.target.name, dir_fd=self.folder_fd)
+                    os.unlink(name, dir_fd=self.folder_fd)
         except OSError:
             pass  # moved or removed meanwhile: nothing of ours is left under that name
 
@@ -205,14 +235,34 @@ class CreatedFile:
             self.fd = -1
 
 
+def _rename_noreplace(folder_fd: int, old: str, new: str) -> None:
+    """``renameat2(RENAME_NOREPLACE)`` within one folder; where the file system has no such rename, a hard
+    link and an unlink (equally atomic: the link fails if the name exists)."""
+    if _libc.renameat2(folder_fd, old.encode(), folder_fd, new.encode(), _RENAME_NOREPLACE) == 0:
+        return
+    code = ctypes.get_errno()
+    if code not in (errno.EINVAL, errno.ENOSYS, errno.EOPNOTSUPP):
+        raise OSError(code, os.strerror(code))
+    os.link(old, new, src_dir_fd=folder_fd, dst_dir_fd=folder_fd, follow_symlinks=False)
+    os.unlink(old, dir_fd=folder_fd)
+
+
 def create_output_file(target: OutputPath, uid: int, mode: int = 0o666) -> CreatedFile:
-    """Create the file as ``uid`` (``O_EXCL``, no link followed anywhere below the data root)."""
+    """Create the file as ``uid`` (``O_EXCL``, no link followed anywhere below the data root), under a hidden
+    temporary name until :meth:`CreatedFile.publish`; OutputPathError if its name is taken already."""
+    temporary = f".std_daq.{secrets.token_hex(8)}.tmp"
     try:
         with open_folder(target, uid) as folder, as_file_user(uid):
             try:
-                fd = os.open(target.name, _FILE_FLAGS, mode, dir_fd=folder)
+                os.stat(target.name, dir_fd=folder, follow_symlinks=False)
+            except FileNotFoundError:
+                pass
+            else:
+                raise OutputPathError(f"output_file {target.path} exists already; choose a new file name")
+            try:
+                fd = os.open(temporary, _FILE_FLAGS, mode, dir_fd=folder)
             except FileExistsError:
-                raise OutputPathError(f"output_file {target.path} exists already; choose a new file name") from None
+                raise OutputPathError(f"Cannot create {target.path}: a temporary name was taken") from None
             except OSError as error:
                 if error.errno in (errno.EACCES, errno.EPERM):
                     who = f"User id {uid}" if uid > 0 else "The server"
@@ -222,4 +272,4 @@ def create_output_file(target: OutputPath, uid: int, mode: int = 0o666) -> Creat
     except FileOwnerError as error:
         raise OutputPathError(str(error)) from None
     info = os.fstat(fd)
-    return CreatedFile(target=target, uid=uid, fd=fd, folder_fd=folder_fd, device=info.st_dev, inode=info.st_ino)
+    return CreatedFile(target, uid, fd, folder_fd, info.st_dev, info.st_ino, temporary_name=temporary)

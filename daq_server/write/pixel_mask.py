@@ -1,40 +1,47 @@
-"""The NXmx pixel mask: the gap pixels of the whole file and, per image, the pixels of lost packets.
+"""The NXmx pixel mask, and the per-image mask of lost packets.
 
-Bits of ``/entry/instrument/detector/pixel_mask`` (NXmx numbering):
+``/entry/instrument/detector/pixel_mask`` is one 2-D ``uint32`` image for the whole file (NXmx numbering):
 
-* bit 0 (value 1, :data:`GAP_PIXEL`): a gap, no module covers the pixel;
-* bit 1 (value 2, :data:`LOST_PIXEL`): no valid data in this image, the packet carrying it was lost
-  (the receiver filled it with the missing value, every bit set).
+* bit 0 (value 1, :data:`GAP_PIXEL`): a gap, no sensor behind the pixel (between modules, between chips);
+* bit 1 (value 2, :data:`DEAD_PIXEL`), bit 4 (value 16, :data:`NOISY_PIXEL`): where a calibration says so
+  (e.g. a Jungfrau pedestal).
 
-A file whose images lost no packet keeps one 2D ``(height, width)`` mask for every image. Otherwise the
-close replaces it by a per-image ``(n_images, height, width)`` mask. While writing, only the images with
-``n_missing_packets > 0`` are looked at (:meth:`LostPixels.note`), and only the runs of their missing
-pixels are kept; at close the mask is written one gzip chunk per image, every good image sharing one
-pre-compressed chunk of the gap mask (``write_direct_chunk``), so a file of 100k images closes in about
-a second, and a lossy image's chunk recompresses only the bands with lost pixels (:class:`MaskChunks`).
+Pixels of lost packets differ from image to image, so they are kept apart, in ``/entry/data/lost_pixel_mask``
+(the file layout's ``LOST_PIXEL_MASK``): ``uint8``, shape ``(n_images, height, width)``, 1 where the image's
+packet carrying the pixel was lost (the receiver filled it with every bit set). Only images that lost packets
+have a chunk there; the others read as zeros and cost nothing. While writing, only the images with
+``n_missing_packets > 0`` are looked at (:meth:`LostPixels.note`), and only the runs of their missing pixels
+are kept until the next flush writes their chunks, each one zlib stream assembled from row bands of zeros
+compressed once, recompressing only the bands with lost pixels (:class:`MaskChunks`).
 """
 
 from __future__ import annotations
 
 import zlib
-from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 
 import h5py
 import numpy as np
 
 GAP_PIXEL = 1
-"""NXmx pixel_mask bit 0: a gap between modules (no sensor behind the pixel)."""
-
-LOST_PIXEL = 2
-"""NXmx pixel_mask bit 1 ("dead"): no valid data in this image, the packet carrying the pixel was lost."""
+"""NXmx pixel_mask bit 0: a gap (between modules or chips: no sensor behind the pixel)."""
+DEAD_PIXEL = 2
+"""NXmx pixel_mask bit 1: dead, as a calibration found."""
+NOISY_PIXEL = 16
+"""NXmx pixel_mask bit 4: noisy, as a calibration found."""
+LOST = 1
+"""Value of a pixel of ``lost_pixel_mask`` whose packet was lost in that image."""
 
 DESCRIPTION = (
-    "NXmx pixel_mask bits: bit 0 (value 1) gap between modules, no sensor behind the pixel; "
-    "bit 1 (value 2) no valid data in this image: the packet carrying it was lost. "
-    "Shape (height, width) when no image lost a packet, else one mask per image (image, height, width)."
+    "NXmx pixel_mask bits: bit 0 (value 1) gap, no sensor behind the pixel (between modules or chips); "
+    "bit 1 (value 2) dead and bit 4 (value 16) noisy, where a calibration says so. One mask for every image; "
+    "pixels of lost packets, which differ per image, are in /entry/data/lost_pixel_mask."
 )
 """The ``description`` attribute of the pixel mask."""
+LOST_DESCRIPTION = (
+    "1 where the packet carrying the pixel was lost in that image (the pixel holds no data: every bit set), "
+    "0 elsewhere; images that lost no packet have no chunk and read as zeros"
+)
 
 GZIP_LEVEL = 4
 """Compression level the mask datasets declare (h5py's default for gzip)."""
@@ -63,37 +70,35 @@ def _segment(values: np.ndarray, level: int = 1) -> bytes:
 
 
 class MaskChunks:
-    """Per-image chunks of the pixel mask as HDF5's gzip filter stores them (one zlib stream each),
-    assembled from row bands of the gap mask compressed once.
+    """Chunks of ``lost_pixel_mask`` as HDF5's gzip filter stores them (one zlib stream each), assembled
+    from row bands of zeros compressed once.
 
-    zlib itself has no call that recompresses part of a stream, so the stream is put together here
-    from its documented pieces (RFC 1950/1951): a header, one full-flushed deflate segment per band (the
-    gap mask's own, kept; a fresh one only for a band with lost pixels), an empty final block and the
-    Adler-32 of the whole mask. An image with a few lost packets costs a few small compressions and one
-    Adler-32 pass, not the compression of the whole mask.
+    zlib itself has no call that recompresses part of a stream, so the stream is put together here from
+    its documented pieces (RFC 1950/1951): a header, one full-flushed deflate segment per band (the zero
+    band's, kept; a fresh one only for a band with lost pixels), an empty final block and the Adler-32 of
+    the whole mask. An image with a few lost packets costs a few small compressions and one Adler-32 pass,
+    not the compression of the whole mask.
     """
 
-    def __init__(self, gap: np.ndarray) -> None:
-        self.gap = np.ascontiguousarray(gap, dtype="<u4")
-        self.band_size = BAND_ROWS * self.gap.shape[1]
-        flat = self.gap.reshape(-1)
-        self.bands = [flat[start : start + self.band_size] for start in range(0, flat.size, self.band_size)]
-        self.segments = [_segment(band, 9) for band in self.bands]  # kept: the smallest
-        self.good = self.assemble({})
-        """The chunk of every image that lost nothing: the gap mask."""
+    def __init__(self, shape: tuple[int, int]) -> None:
+        self.shape = shape
+        self.size = shape[0] * shape[1]
+        self.band_size = BAND_ROWS * shape[1]
+        self.bands = [np.zeros(min(self.band_size, self.size - start), np.uint8)
+                      for start in range(0, self.size, self.band_size)]  # fmt: skip
+        self.segments = {len(band): _segment(band, 9) for band in self.bands}  # kept: the smallest
 
     def assemble(self, changed: dict[int, np.ndarray]) -> bytes:
-        """The zlib stream of the mask whose bands are the gap mask's except ``changed`` (index -> band)."""
+        """The zlib stream of the mask whose bands are zeros except ``changed`` (index -> band)."""
         adler, segments = 1, []
         for k, band in enumerate(self.bands):
             band = changed.get(k, band)
-            segments.append(_segment(band) if k in changed else self.segments[k])
+            segments.append(_segment(band) if k in changed else self.segments[len(band)])
             adler = zlib.adler32(band, adler)
         return _ZLIB_HEADER + b"".join(segments) + _FINAL_BLOCK + adler.to_bytes(4, "big")
 
     def with_lost(self, runs: np.ndarray) -> bytes:
-        """The chunk of an image whose pixels ``runs`` ((start, stop) flat indices) were lost: the gap
-        mask plus LOST_PIXEL on those that are not gap pixels."""
+        """The chunk of an image whose pixels ``runs`` ((start, stop) flat indices) were lost."""
         if len(runs) > MANY_RUNS:  # much of the image lost: one vectorised pass and one stream are faster
             return zlib.compress(self._whole_mask(runs), 1)
         changed: dict[int, np.ndarray] = {}
@@ -104,27 +109,23 @@ class MaskChunks:
                 band = changed.get(k)
                 if band is None:
                     band = changed[k] = self.bands[k].copy()
-                first, last = start - k * self.band_size, end - k * self.band_size
-                piece = band[first:last]  # a gap pixel is never lost (the receiver leaves it 0 anyway)
-                np.bitwise_or(piece, np.uint32(LOST_PIXEL), out=piece, where=self.bands[k][first:last] == 0)
+                band[start - k * self.band_size : end - k * self.band_size] = LOST
                 start = end
         if 2 * len(changed) > len(self.bands):  # lost packets spread over the image: one stream is faster
             return zlib.compress(np.concatenate([changed.get(k, b) for k, b in enumerate(self.bands)]), 1)
         return self.assemble(changed)
 
     def _whole_mask(self, runs: np.ndarray) -> np.ndarray:
-        """The gap mask plus LOST_PIXEL on ``runs``, flat, in one pass (starts and stops are distinct:
-        runs are separated by valid pixels)."""
-        steps = np.zeros(self.gap.size + 1, dtype=np.int8)
+        """LOST on ``runs``, flat, in one pass (starts and stops are distinct: runs are separated by valid
+        pixels)."""
+        steps = np.zeros(self.size + 1, dtype=np.int8)
         steps[runs[:, 0]] = 1
         steps[runs[:, 1]] = -1
-        mask = self.gap.reshape(-1).copy()
-        lost = np.cumsum(steps[:-1], dtype=np.int8).view(bool) & (mask == 0)  # never a gap pixel
-        return np.bitwise_or(mask, np.uint32(LOST_PIXEL), out=mask, where=lost)
+        return np.cumsum(steps[:-1], dtype=np.int8).view(np.uint8) * np.uint8(LOST)
 
 
 class LostPixels:
-    """The pixels of lost packets of the images written so far, as runs of flat pixel indices.
+    """The pixels of lost packets of the images written since the last flush, as runs of flat indices.
 
     Parameters
     ----------
@@ -135,7 +136,8 @@ class LostPixels:
     def __init__(self, dtype: np.dtype | type) -> None:
         self.missing_value = missing_value(dtype)
         self.runs: dict[int, np.ndarray] = {}
-        """Image index -> (start, stop) rows of flat pixel indices holding the missing value."""
+        """Image index -> (start, stop) rows of flat pixel indices holding the missing value (not yet written)."""
+        self._chunks: MaskChunks | None = None
 
     def __bool__(self) -> bool:
         return bool(self.runs)
@@ -152,34 +154,17 @@ class LostPixels:
             self.runs[index] = edges.astype(np.int64).reshape(-1, 2)
         return missing
 
-    def write_per_image(self, detector: h5py.Group, n_images: int, reserve: Callable[[int], bool]) -> bool:
-        """Replace ``detector/pixel_mask`` (2D, the gap mask) by one mask per image of the ``n_images``.
-
-        ``reserve(n_bytes)`` makes room on the disk first; when it says no, the 2D mask stays.
-        The file must be open for writing, not in SWMR mode. Returns whether the mask was replaced.
-        """
-        lost = sorted(i for i in self.runs if i < n_images)
-        gap = detector["pixel_mask"][()]
-        if not lost or gap.ndim != 2:
-            return False
-        maker = MaskChunks(gap)
-        good = maker.good
+    def flush(self, dataset: h5py.Dataset, n_images: int) -> None:
+        """Grow ``lost_pixel_mask`` to ``n_images`` and write the chunks of the images noted since the last
+        flush (valid in SWMR mode: only existing datasets are written)."""
+        dataset.resize(n_images, axis=0)
+        if not self.runs:
+            return
+        if self._chunks is None:
+            self._chunks = MaskChunks(tuple(dataset.shape[1:]))
+        maker, lost = self._chunks, sorted(i for i in self.runs if i < n_images)
         with ThreadPoolExecutor(max_workers=2) as pool:  # zlib and numpy release the GIL
-            compressed = pool.map(lambda i: maker.with_lost(self.runs[i]), lost)
-            chunks = dict(zip(lost, compressed, strict=True))
-        needed = (n_images - len(chunks)) * len(good) + sum(len(c) for c in chunks.values()) + 64 * n_images
-        if not reserve(needed):
-            return False
-        del detector["pixel_mask"]
-        dataset = detector.create_dataset(
-            "pixel_mask",
-            shape=(n_images, *gap.shape),
-            dtype=np.uint32,
-            chunks=(1, *gap.shape),
-            compression="gzip",
-            compression_opts=GZIP_LEVEL,
-        )
-        for i in range(n_images):
-            dataset.id.write_direct_chunk((i, 0, 0), chunks.get(i, good))
-        dataset.attrs["description"] = DESCRIPTION
-        return True
+            chunks = pool.map(lambda i: maker.with_lost(self.runs[i]), lost)
+            for i, chunk in zip(lost, chunks, strict=True):
+                dataset.id.write_direct_chunk((i, 0, 0), chunk)
+        self.runs.clear()
