@@ -52,13 +52,13 @@ def test_the_server_answers_control_while_a_thousand_connections_hang(tmp_path):
             assert control_answers(daq.url) == ["GET /writer/status 200 ok", "POST /writer/stop 200 ok"]
         # the idle ones are closed by the server after its idle timeout: the kernel sees them end
         wait_for(lambda: sum(_closed_by_peer(s) for s in held[:20]) == 20, timeout=60)
-    finally:
         for s in held:
             s.close()
-    try:
         status, _ = daq.acquire("after.h5", 5)
         assert status["acquisition"]["message"] == "Completed."
     finally:
+        for s in held:
+            s.close()
         daq.stop()
 
 

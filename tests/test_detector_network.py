@@ -6,6 +6,8 @@ from __future__ import annotations
 import json
 import socket
 import struct
+import subprocess
+import sys
 import time
 
 import h5py
@@ -72,6 +74,12 @@ def test_a_second_server_on_the_same_ports_refuses_and_the_owner_keeps_every_ima
         assert deployment["status"] == "FAILED"
         assert port in deployment["message"] and str(second.config_file) in deployment["message"]
         assert "pid " in deployment["message"], "names the process that holds the port"
+        status = second.client.get_status()  # the truth about readiness: not READY, and why
+        assert status["state"] == "ERROR" and port in status["reason"]
+        cli = subprocess.run([sys.executable, "-c", "from std_daq_client.cli import get_status; get_status()",
+                              "--url-base", second.url], capture_output=True, text=True, timeout=60)  # fmt: skip
+        assert cli.returncode == 5 and '"ERROR"' in cli.stdout, cli.stdout + cli.stderr
+        assert second.client.stop_writer()["state"] == "ERROR", "a stop cannot make a server without receiver ready"
         with pytest.raises(Exception, match=port):
             second.client.start_writer_async({"output_file": str(second.data_root / "x.h5"), "n_images": 5})
         assert not list(second.data_root.iterdir()), "a refused request leaves nothing"
@@ -84,6 +92,7 @@ def test_a_second_server_on_the_same_ports_refuses_and_the_owner_keeps_every_ima
         new_port = free_udp_ports(1)
         second.client.set_config({"start_udp_port": new_port})
         assert second.client.get_deployment_status()["status"] == "SUCCESS"
+        assert second.client.get_status()["state"] == "READY"
     finally:
         second.stop()
         owner.stop()

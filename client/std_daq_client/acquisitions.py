@@ -9,6 +9,8 @@ Writer state (``status["state"]``)::
     READY    a write request is accepted
     WRITING  an acquisition runs
     UNKNOWN  the server stopped during an acquisition; ``stop`` resets it to READY
+    ERROR    the DAQ cannot acquire (its receiver did not start: ``status["reason"]`` says why); writes are
+             refused until a config change (or a restart) brings the receiver up
 
 Acquisition state (``status["acquisition"]["state"]``)::
 
@@ -31,6 +33,7 @@ class WriterState:
     READY = "READY"
     WRITING = "WRITING"
     UNKNOWN = "UNKNOWN"
+    ERROR = "ERROR"
     BUSY = (WRITING, UNKNOWN)
     """Not ready for a write request: an acquisition runs, or one was cut short by a server restart."""
 

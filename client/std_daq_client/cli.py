@@ -20,6 +20,7 @@ from typing import Any
 from ._client import TOKEN_ENV_VAR, StdDaqClient
 from ._exceptions import StdDaqAdminException
 from ._write_sync import EXIT_FAILED, EXIT_INCOMPLETE, write_and_follow
+from .acquisitions import WriterState
 
 DEFAULT_URL_BASE = "http://localhost:5000"
 URL_ENV_VAR = "STD_DAQ_API_URL"
@@ -122,9 +123,23 @@ def _write_request(args: argparse.Namespace) -> dict[str, Any]:
     return request
 
 
+EXIT_NOT_READY_TO_ACQUIRE = 5
+"""std_cli_get_status: the writer is in state ERROR: the DAQ cannot acquire (``reason`` in the status says why)."""
+
+
 def get_status() -> None:
     """std_cli_get_status"""
-    _run("Print the DAQ status (writer state and last acquisition).", lambda c, a: c.get_status())
+
+    def call(client: StdDaqClient, args: argparse.Namespace) -> _Outcome:
+        status = client.get_status()
+        return _Outcome(status, EXIT_NOT_READY_TO_ACQUIRE if status.get("state") == WriterState.ERROR else 0)
+
+    _run(
+        "Print the DAQ status (writer state and last acquisition).",
+        call,
+        epilog=f"exit status: 0 the status was read; {EXIT_NOT_READY_TO_ACQUIRE} the writer is in state ERROR (the "
+        "DAQ cannot acquire, its 'reason' says why); 1 the server could not be asked",
+    )
 
 
 def get_config() -> None:

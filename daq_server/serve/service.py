@@ -268,10 +268,16 @@ class DaqService:
             raise AdminError(str(error)) from None
 
     def stop_writer(self) -> dict:
-        return self.driver.stop()
+        self.driver.stop()
+        return self.status()
 
     def status(self) -> dict:
-        return self.driver.status()
+        """The writer's status; ERROR with the ``reason`` while no receiver runs (it did not start)."""
+        status = self.driver.status()
+        if self._receiver is None and status["state"] == WriterState.READY:
+            reason = self._deployment.get("message") or "the receiver is not running"
+            status = {**status, "state": WriterState.ERROR, "reason": reason}
+        return status
 
     # ---- stats and logs ---------------------------------------------------------------------
     def _counters(self) -> tuple[int, int, int, int]:

@@ -50,6 +50,7 @@ async function showStatus() {
   const status = await payload("/writer/status", "writer");
   const acq = status.acquisition;
   setState("writer-state", status.state);
+  $("writer-reason").textContent = status.reason || "";
   setState("acq-state", acq.state);
   $("acq-message").textContent = acq.message;
   $("acq-file").textContent = acq.info.output_file || "-";
