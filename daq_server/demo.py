@@ -57,7 +57,7 @@ def main(argv: list[str] | None = None) -> None:
     if args.n_images < 1:
         parser.error("--n-images must be 1 or more")
 
-    workdir = args.workdir or Path(tempfile.mkdtemp(prefix="std_daq_demo_"))
+    workdir = (args.workdir or Path(tempfile.mkdtemp(prefix="std_daq_demo_"))).resolve()
     try:
         _run_demo(args, workdir)
     finally:
@@ -87,12 +87,12 @@ def _run_demo(args: argparse.Namespace, workdir: Path) -> None:
     server_cmd = [sys.executable, "-m", "daq_server.serve.cli", "--config", str(config_file), "--port", str(port),
                   "--data-root", str(data_root), "--udp-address", "127.0.0.1", "--log-level", "WARNING"]  # fmt: skip
     sim_cmd = [sys.executable, "-m", "sim.cli", "--config", str(config_file), "--rate", str(args.rate)]
-    server = subprocess.Popen(server_cmd)
+    server = subprocess.Popen(server_cmd, cwd=workdir)  # never a source tree's copy of the package
     detector = None
     try:
         client = StdDaqClient(url)
         _wait_for_server(client, server)
-        detector = subprocess.Popen(sim_cmd, stdout=subprocess.DEVNULL)
+        detector = subprocess.Popen(sim_cmd, stdout=subprocess.DEVNULL, cwd=workdir)
         output_file = data_root / "demo_run.h5"
         print(f"acquiring {args.n_images} images from the simulated detector at {args.rate:g} Hz ...")
         status = client.start_writer_sync({"output_file": str(output_file), "n_images": args.n_images})

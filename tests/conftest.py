@@ -93,6 +93,8 @@ class RunningDaq:
     max_file_bytes: int | None = None  # RLIMIT_FSIZE of the server: a disk that fills up
     wrapper: list[str] = field(default_factory=list)  # a command that runs the server (e.g. setpriv)
     new_session: bool = False  # the server leads its own session (as under systemd or setsid)
+    program: list[str] = field(default_factory=lambda: [sys.executable, "-m", "daq_server.serve.cli"])
+    cwd: Path | None = None  # the server's working folder (default: the test's)
 
     @property
     def url(self) -> str:
@@ -115,13 +117,14 @@ class RunningDaq:
         if write_config:
             self.config_file.write_text(json.dumps(self.config))
         cmd = [
-            *self.wrapper, sys.executable, "-m", "daq_server.serve.cli", "--config", str(self.config_file),
+            *self.wrapper, *self.program, "--config", str(self.config_file),
             "--port", str(self.port),
             "--data-root", str(self.data_root), "--udp-address", "127.0.0.1", "--ring-mb", str(RING_MB),
             *self.extra_args,
         ]  # fmt: skip
         self.log = open(self.workdir / "server.log", "a")
-        self.proc = subprocess.Popen(cmd, stdout=self.log, stderr=subprocess.STDOUT, preexec_fn=self._limits)
+        self.proc = subprocess.Popen(cmd, stdout=self.log, stderr=subprocess.STDOUT, preexec_fn=self._limits,
+                                     cwd=self.cwd)  # fmt: skip
         deadline = time.monotonic() + 20
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:

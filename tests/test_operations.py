@@ -3,6 +3,7 @@
 import os
 import shutil
 import statistics
+import sys
 import tempfile
 import time
 from pathlib import Path
@@ -108,3 +109,22 @@ def test_writer_user_id_without_root_is_a_clear_error(daq):
     daq.client.set_config({"writer_user_id": os.geteuid() + 1})
     with pytest.raises(StdDaqAdminException, match="not root"):
         daq.client.start_writer_async({"output_file": str(daq.data_root / "x.h5"), "n_images": 2})
+
+
+def test_a_server_started_inside_a_copy_of_the_source_tree_runs_the_installed_package(tmp_path):
+    """As after ``git clone; pip install .; std_daq_server …`` in the clone: the working folder holds the
+    package's sources without their compiled modules; the server and its writer processes must import the
+    installed package, not that copy."""
+    source = tmp_path / "clone"
+    for package in ("daq_server", "sim", "detectors"):
+        shutil.copytree(Path(__file__).parent.parent / package, source / package,
+                        ignore=shutil.ignore_patterns("*.so", "__pycache__"))  # fmt: skip
+    program = [str(Path(sys.executable).parent / "std_daq_server")]
+    daq = RunningDaq(tmp_path / "daq", jungfrau_config(1), program=program, cwd=source).start()
+    try:
+        status, output = daq.acquire("installed.h5", 10)
+        assert status["acquisition"]["message"] == "Completed.", status["acquisition"]["message"]
+        with h5py.File(output, "r") as f:
+            assert f["entry/data/data"].shape[0] == 10
+    finally:
+        daq.stop()

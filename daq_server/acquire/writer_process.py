@@ -12,6 +12,11 @@ from multiprocessing.connection import Connection
 
 from daq_server.write.hdf5_writer import WriterError
 
+NEUTRAL_FOLDER = "/"
+"""The working folder of child processes: ``python -m`` imports from its working folder first, so a server
+started inside a copy of the source tree would otherwise run the children from that copy (without its
+compiled modules) instead of the installed package. The children use absolute paths only."""
+
 
 class WriterProcessError(WriterError):
     """A writer process failed, died or hung; the message says which and why."""
@@ -26,6 +31,7 @@ class WriterProcess:
             [sys.executable, "-m", "daq_server.write.writer_loop", str(theirs.fileno())],
             pass_fds=(theirs.fileno(),),
             stdin=subprocess.DEVNULL,
+            cwd=NEUTRAL_FOLDER,  # "python -m" puts its working folder first on sys.path: never a source tree
         )
         theirs.close()
         self.index = index
