@@ -30,11 +30,13 @@ def test_kill_during_acquisition_then_restart(sending):
     reset = daq.client.stop_writer()
     assert reset["state"] == "READY"
     # the file written until the kill reads as usual (the restart cleared its open-for-writing mark): flushed
-    # about once a second, it holds the images flushed, not the requested size
+    # about once a second, it holds the images flushed, not the requested size, and the status says how many
     with h5py.File(output, "r") as f:
         assert f["entry/data/data"].shape[1:] == (1024, 1024)
         n = f["entry/data/image_id"].shape[0]
         assert 0 < n < f["entry"].attrs["n_images_requested"]
-        assert f["entry/data/image_id"][0] > 0 and f["entry/data/data"].shape[0] >= n
+        assert f["entry/data/image_id"][0] > 0 and f["entry/data/data"].shape[0] == n
+        assert f["entry"].attrs["n_images_written"] == n
+    assert status["acquisition"]["stats"]["n_write_completed"] == n, "the restarted server read the count from the file"
     after = daq.client.start_writer_sync({"output_file": str(daq.data_root / "after.h5"), "n_images": 3})
     assert after["acquisition"]["message"] == "Completed."

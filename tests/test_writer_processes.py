@@ -59,7 +59,12 @@ def test_killed_writer_process_fails_the_acquisition_not_the_receiver(sending):
 
     before = packets_received(daq)
     wait_for(lambda: packets_received(daq) > before, timeout=10)  # the receiver never stopped counting
-    assert_images_as_sent(daq, output, at_least=20)  # what was written stays readable
+    n_file = assert_images_as_sent(daq, output, at_least=20)  # what was written stays readable
+    said = status["acquisition"]["stats"]["n_write_completed"]
+    with h5py.File(output, "r") as f:  # counts never lie: status, log and file agree
+        assert said == n_file == f["entry/data/data"].shape[0] == f["entry"].attrs["n_images_written"]
+    assert daq.client.get_logs(1)[0]["stats"]["n_write_completed"] == said
+    assert f"with {said} images" in message
 
     again = daq.client.start_writer_sync({"output_file": str(daq.data_root / "after.h5"), "n_images": 10})
     assert again["acquisition"]["message"] == "Completed."
@@ -172,3 +177,20 @@ def test_refused_shared_memory_falls_back_to_writing_in_the_server(tmp_path):
         assert status["acquisition"]["message"] == "Completed."
     finally:
         daq.stop()
+
+
+def test_an_output_folder_removed_during_the_acquisition_fails_it_at_once(sending):
+    """Detected at the next flush (within about a second), FAILED with the reason, nothing written into the void."""
+    daq = sending
+    folder = daq.data_root / "doomed"
+    folder.mkdir()
+    daq.client.start_writer_async({"output_file": str(folder / "gone.h5"), "n_images": 100000})
+    wait_for(lambda: daq.client.get_status()["acquisition"]["stats"]["n_write_completed"] >= 50, timeout=30)
+    for path in folder.iterdir():
+        path.unlink()
+    folder.rmdir()
+    wait_for(lambda: daq.client.get_status()["state"] == "READY", timeout=30)
+    acquisition = daq.client.get_status()["acquisition"]
+    assert acquisition["state"] == "FAILED"
+    assert "was removed" in acquisition["message"] and "gone.h5" in acquisition["message"]
+    assert acquisition["stats"]["n_write_completed"] < 100000

@@ -49,10 +49,11 @@ class Acquisition:
         )
 
     @classmethod
-    def interrupted_by_crash(cls, info: dict | None, note: str = "") -> Acquisition:
+    def interrupted_by_crash(cls, info: dict | None, note: str = "", n_written: int | None = None) -> Acquisition:
         """The acquisition the server was running when it stopped (found from its marker); ``note`` says
-        what became of its file."""
+        what became of its file, ``n_written`` how many images the file records (read from it)."""
         return cls(
+            n_write_completed=n_written or 0,
             recovered_info={**NO_INFO, **(info or {})},
             state=AcquisitionState.FAILED,
             message=f"{Message.ERROR_PREFIX}The server stopped during this acquisition; the file holds the images "

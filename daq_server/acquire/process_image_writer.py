@@ -105,9 +105,13 @@ class ProcessImageWriter:
         """A process died: its images go back to the receiver, its file is made readable again."""
         if answers[i] is None:
             answers[i] = ("refused", reason)
-        if self._closed[i] is None:  # it died with its file open
+        if self._closed[i] is None:  # it died with its file open: the file says how many images it holds
+            opened = answers[i][0] == "opened"
+            recovered = release_crashed_file(self._targets[i].output.path) if opened else None
+            if recovered is not None and recovered.n_images is not None:
+                self._written[i] = recovered.n_images
             self._closed[i] = ("closed", self._written[i], self._last_image[i], {}, reason)
-            note = release_crashed_file(self._targets[i].output.path) if answers[i][0] == "opened" else ""
+            note = recovered.note if recovered is not None else ""
             self._error = (self._error or f"{reason} after {self._written[i]} images.") + note
         for slot in [slot for slot, image in self._held.items() if self._owner(slot) == i]:
             self._held.pop(slot).drop()
@@ -162,6 +166,10 @@ class ProcessImageWriter:
         if wait:
             self._wait_for(lambda: len(self._held) <= keep or self._error is not None, "writing")
         self._raise_if_failed()
+
+    def idle(self) -> None:
+        """No image for a while (the processes record what they wrote on their own): raise a failure."""
+        self.drain()
 
     def close(self, write_pending: bool = True, summary: dict | None = None) -> None:
         """Every process finishes (or, after a failure, drops) its images and closes its file; with

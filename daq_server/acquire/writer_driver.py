@@ -126,8 +126,8 @@ class WriterDriver:
         except (OSError, json.JSONDecodeError):
             info = None
         self._state = UNKNOWN
-        note = release_crashed_file((info or {}).get("output_file") if isinstance(info, dict) else None)
-        self._acquisition = Acquisition.interrupted_by_crash(info, note)
+        recovered = release_crashed_file((info or {}).get("output_file") if isinstance(info, dict) else None)
+        self._acquisition = Acquisition.interrupted_by_crash(info, recovered.note, recovered.n_images)
 
     # ---- receiver attachment --------------------------------------------------------------
     def attach(self, receiver: ImageSource) -> None:
@@ -184,17 +184,17 @@ class WriterDriver:
             self._progress()
 
     def idle(self) -> None:
-        """No image for a while: write what the compressing threads finished."""
+        """No image for a while: write what the compressing threads finished, and record it in the file."""
         with self._lock:
             if self._writer is not None:
-                self._write_finished()
+                self._write_finished(idle=True)
 
-    def _write_finished(self) -> None:
+    def _write_finished(self, idle: bool = False) -> None:
         """Write the images the compressing threads finished. Caller holds the lock."""
         if self._acquisition.state != AcquisitionState.WRITING:
             return
         try:
-            self._writer.drain()
+            self._writer.idle() if idle else self._writer.drain()
         except Exception as error:
             self._write_failed(error)
             return

@@ -225,12 +225,35 @@ class Hdf5Writer:
         self._size_bound += image_bytes
         self._write_behind.advance(self._size_bound)
         now = time.monotonic()
-        if now - self._last_flush > FLUSH_INTERVAL_S or now - self._last_write > SLOW_IMAGE_S:
+        last = self.n_written == self.target.n_images
+        if last or now - self._last_flush > FLUSH_INTERVAL_S or now - self._last_write > SLOW_IMAGE_S:
             self._flush_metadata()
             self._last_flush = now
         self._last_write = now
 
+    def flush_if_quiet(self) -> None:
+        """No image for a while: record what was written (a burst's last images are not left unrecorded)."""
+        if self._flushed < self.n_written and not self._broken and time.monotonic() - self._last_write > SLOW_IMAGE_S:
+            try:
+                self._flush_metadata()
+            except Exception:
+                self._broken = True
+                raise
+            self._last_flush = time.monotonic()
+
+    @property
+    def n_recorded(self) -> int:
+        """Images the file records: their pixels and metadata reached it with the last flush. This is what a
+        crash leaves (``crash_recovery``), so it is what the status reports."""
+        return self._flushed
+
     def _flush_metadata(self) -> None:
+        if os.fstat(self._fd).st_nlink == 0:  # its folder was removed, or the file: writing on would be in vain
+            self._broken = True
+            raise WriterError(
+                f"{self.target.output.path} was removed (or its folder) while it was written: "
+                f"{self._flushed} images had been recorded in it"
+            )
         start, end = self._flushed, self.n_written
         if end > start:
             frames, missing, times = zip(*self._pending, strict=True)
@@ -296,8 +319,11 @@ class Hdf5Writer:
 
 
 def describe_error(error: BaseException) -> str:
-    """One line for the user: ours whole, HDF5's without the pages of detail it appends."""
+    """One line for the user: ours whole; HDF5's first line whole (its reason is in the parentheses, e.g.
+    "Unable to synchronously open file (unable to lock file, errno = 11 …)"), without the pages of
+    detail that may follow."""
     if isinstance(error, WriterError):
         return str(error)
     text = getattr(error, "strerror", None) or str(error)
-    return text.split(" (")[0].splitlines()[0]
+    lines = text.strip().splitlines()
+    return lines[0] if lines else type(error).__name__

@@ -37,7 +37,8 @@ class ImageWriter:
 
     @property
     def n_written(self) -> int:
-        return self.file.n_written
+        """Images the file records (pixels and metadata flushed): what the status reports."""
+        return self.file.n_recorded
 
     @property
     def last_image(self) -> dict | None:
@@ -79,6 +80,11 @@ class ImageWriter:
             finally:
                 self._pool.done(chunk)
                 image.drop()
+
+    def idle(self) -> None:
+        """No image for a while: write what the pool finished and record it in the file."""
+        self.drain()
+        self.file.flush_if_quiet()
 
     def close(self, write_pending: bool = True, summary: dict | None = None) -> None:
         """Write (or, after a failure, drop) the images in flight, stop the pool, close the file with

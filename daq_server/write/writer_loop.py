@@ -90,7 +90,7 @@ class WriterLoop:
 
     def handle(self, message: tuple | None) -> None:
         if message is None:
-            self.guarded(lambda: self.writer.drain())
+            self.guarded(lambda: self.writer.idle())
         elif message[0] == "ring":
             try:
                 self.ring = RingView(*message[1:])
