@@ -142,7 +142,7 @@ def gigafrost_config(width: int, height: int) -> dict:
 @pytest.mark.parametrize(("width", "height"), [(2016, 2016), (624, 400), (96, 12), (6120, 2048)])
 def test_gigafrost_12_bit_streams_assemble_into_quadrants(width, height):
     config = gigafrost_config(width, height)
-    images = receive_from_simulator(config, 4, ring_mb=64, rate_hz=100, first_frame=70_000)
+    images = receive_from_simulator(config, 4, ring_mb=128, rate_hz=100, first_frame=70_000)
     assert [f for f, _, _ in images] == [70_000, 70_001, 70_002, 70_003]
     for frame, n_missing, image in images:
         assert n_missing == 0

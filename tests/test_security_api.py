@@ -121,6 +121,21 @@ def test_a_network_address_where_no_token_can_be_made_refuses_to_start(tmp_path)
     assert "Traceback" not in result.stderr
 
 
+@pytest.mark.parametrize("mode", [0o644, 0o640, 0o604, 0o620])
+def test_a_token_file_others_may_read_or_write_is_refused_as_ssh_refuses_a_key(tmp_path, mode):
+    config_file = tmp_path / "c.json"
+    config_file.write_text(json.dumps(jungfrau_config(1)))
+    token_file = tmp_path / "token"
+    token_file.write_text(TOKEN + "\n")
+    token_file.chmod(mode)
+    cmd = [sys.executable, "-m", "daq_server.serve.cli", "--config", str(config_file), "--data-root", str(tmp_path),
+           "--port", str(free_tcp_port()), "--token-file", str(token_file)]  # fmt: skip
+    result = subprocess.run(cmd, capture_output=True, text=True, timeout=60)
+    assert result.returncode != 0, "refused to start"
+    assert f"mode {mode:04o}" in result.stderr and f"chmod 600 {token_file}" in result.stderr, result.stderr
+    assert "Traceback" not in result.stderr
+
+
 def test_no_auth_serves_a_non_loopback_address_when_asked_to(tmp_path):
     daq = RunningDaq(tmp_path, jungfrau_config(1), extra_args=["--host", "0.0.0.0", "--no-auth"]).start()
     try:
@@ -262,3 +277,19 @@ def test_status_and_stop_answer_however_many_live_streams_are_open(daq):
     finally:
         for s in streams:
             s.close()
+
+
+def test_the_ring_buffer_never_takes_more_than_ring_mb(tmp_path):
+    """A config whose images need more than --ring-mb for the ring's four images is refused with the figure;
+    the ring of an accepted one holds exactly what --ring-mb allows."""
+    daq = RunningDaq(tmp_path, jungfrau_config(1), extra_args=["--ring-mb", "6"]).start()
+    try:
+        before = config(daq)
+        answer = requests.post(daq.url + "/daq/config", json=jungfrau_config(2), timeout=30).json()
+        assert answer["status"] == "error"
+        assert "--ring-mb is 6 MiB" in answer["message"] and "at least 4 images, 8 MiB" in answer["message"]
+        assert config(daq) == before
+        receiver = daq.client.get_deployment_status()["receiver"]
+        assert receiver["ring_images"] == 6 and receiver["ring_bytes"] <= 6 << 20
+    finally:
+        daq.stop()

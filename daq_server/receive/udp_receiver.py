@@ -55,7 +55,7 @@ def _c_config(config: dict, settings: ReceiverSettings, image_bytes: int = 0):
     for i in range(cfg.n_modules):
         for k, value in enumerate(config["module_positions"].get(str(i), ())):
             cfg.module_positions[4 * i + k] = int(value)
-    cfg.n_slots = max(4, settings.ring_bytes // image_bytes) if image_bytes else 4
+    cfg.n_slots = max(1, settings.ring_bytes // image_bytes) if image_bytes else 1  # never more than ring_bytes
     cfg.idle_timeout_ms = settings.idle_timeout_ms
     cfg.stale_timeout_ms = settings.stale_timeout_ms
     cfg.rcvbuf_bytes = settings.rcvbuf_bytes
@@ -94,6 +94,8 @@ class Receiver:
         self.shape = (int(config["image_pixel_height"]), int(config["image_pixel_width"]))
         self.dtype = np.dtype(fmt.dtype)
         self.image_bytes = self.shape[0] * self.shape[1] * self.dtype.itemsize
+        if settings.ring_bytes < 4 * self.image_bytes:  # the server refuses such a config first (limits.check_ring)
+            raise RuntimeError(f"a ring buffer of {settings.ring_bytes >> 20} MiB holds fewer than 4 images")
         cfg = _c_config(config, settings, self.image_bytes)
         cfg.shm_name = shared_memory_name.encode()
         self.shared_memory_name = shared_memory_name

@@ -44,6 +44,10 @@ def check_user_id(uid: int, allowed: tuple[tuple[int, int], ...] | None) -> None
     raise ConfigError(f"Invalid config: writer_user_id {uid} is not allowed by this server (allowed: {shown})")
 
 
+MIN_RING_IMAGES = 4
+"""Fewest images a ring buffer holds (one being written, one being assembled, room for a late module)."""
+
+
 def image_bytes(config: dict) -> int:
     """Bytes of one assembled image of ``config``."""
     if config["detector_type"] in STREAM_BIT_DEPTHS:
@@ -54,11 +58,24 @@ def image_bytes(config: dict) -> int:
 
 
 def receiver_memory_bytes(config: dict, ring_bytes: int) -> int:
-    """Memory the receiver of ``config`` allocates: its ring buffer (at least 4 image slots,
-    as ``daq_server.receive.udp_receiver`` sizes it) plus a few image buffers."""
+    """Memory the receiver of ``config`` allocates: its ring buffer (the images ``ring_bytes`` hold, at least
+    MIN_RING_IMAGES, as ``daq_server.receive.udp_receiver`` sizes it) plus a few image buffers."""
     one = image_bytes(config)
-    slots = max(4, ring_bytes // one)
+    slots = max(MIN_RING_IMAGES, ring_bytes // one)
     return (slots + PREVIEW_IMAGES) * one
+
+
+def check_ring(config: dict, ring_bytes: int) -> None:
+    """ConfigError if ``ring_bytes`` (``--ring-mb``) cannot hold MIN_RING_IMAGES images of ``config``: the
+    ring never takes more than the operator gave it."""
+    one = image_bytes(config)
+    if MIN_RING_IMAGES * one > ring_bytes:
+        raise ConfigError(
+            f"Invalid config: images of {config['image_pixel_width']} x {config['image_pixel_height']} pixels "
+            f"({one / 2**20:.1f} MiB each) need a ring buffer of at least {MIN_RING_IMAGES} images, "
+            f"{MIN_RING_IMAGES * one / 2**20:.0f} MiB; this server's --ring-mb is {ring_bytes / 2**20:.0f} MiB "
+            f"(raise it to {-(-MIN_RING_IMAGES * one // 2**20)} or more)"
+        )
 
 
 def check_memory(config: dict, ring_bytes: int, limit_bytes: int) -> None:

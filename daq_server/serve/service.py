@@ -24,7 +24,7 @@ from daq_server.receive.image_source import RECEIVER_COUNTERS
 from daq_server.receive.udp_ports import describe_port_conflict
 from daq_server.receive.udp_receiver import ImageSource, Receiver, ReceiverSettings
 from daq_server.serve.errors import AdminError
-from daq_server.serve.limits import check_memory, check_user_id
+from daq_server.serve.limits import check_memory, check_ring, check_user_id
 from daq_server.serve.priority import raise_priority
 from daq_server.serve.redis_publisher import RedisPublisher
 from daq_server.serve.simulation import BuiltInSimulator
@@ -156,6 +156,8 @@ class DaqService:
         """ConfigError if the server's options forbid ``config`` (user id, memory)."""
         check_user_id(config.writer_user_id, self.options.allowed_user_ids)
         check_memory(as_dict(config), self.options.receiver.ring_bytes, self.options.memory_limit_bytes)
+        if not describe(config.detector_type).streams_whole_images:  # a bsread source has no ring buffer
+            check_ring(as_dict(config), self.options.receiver.ring_bytes)
 
     def _deploy(self, config: DaqConfig) -> None:
         """(Re)start the receiver for ``config``; records the deployment status."""

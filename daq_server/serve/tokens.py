@@ -20,16 +20,20 @@ _log = logging.getLogger("daq_server.serve.tokens")
 
 
 def read_token(path: Path) -> str:
-    """The token: the file's first line; ValueError if unreadable or too short."""
+    """The token: the file's first line; ValueError if unreadable, too short, or open to other users (as
+    ssh refuses a private key that others may read: whoever can read the token can drive the DAQ)."""
     try:
+        mode = stat.S_IMODE(os.stat(path).st_mode)
         text = path.read_text()
     except (OSError, UnicodeDecodeError) as error:
         raise ValueError(f"cannot read the token file {path}: {error}") from None
+    if mode & 0o077:
+        raise ValueError(
+            f"the token file {path} may be read or written by other users (mode {mode:04o}); run chmod 600 {path}"
+        )
     token = text.splitlines()[0].strip() if text.strip() else ""
     if len(token) < MIN_TOKEN_LENGTH:
         raise ValueError(f"the token in {path} must be at least {MIN_TOKEN_LENGTH} characters on its first line")
-    if stat.S_IMODE(os.stat(path).st_mode) & 0o077:
-        _log.warning("the token file %s is readable by other users; chmod 600 it", path)
     return token
 
 
