@@ -30,7 +30,13 @@ from daq_server.config import as_dict
 from daq_server.receive.image_source import RECEIVER_COUNTERS
 from daq_server.write import nxmx
 from daq_server.write.image_statistics import ImageStatistics
-from daq_server.write.output_file import CreatedFile, OutputPath, OutputPathError, create_output_file
+from daq_server.write.output_file import (
+    CreatedFile,
+    OutputPath,
+    OutputPathError,
+    create_output_file,
+    open_hdf5_below_root,
+)
 from daq_server.write.pixel_mask import GZIP_LEVEL, LOST_DESCRIPTION
 from daq_server.write.request import Share, WriteRequest, WriteTarget
 
@@ -174,12 +180,12 @@ def write_writers_master(
     counts = []
     for part in parts:
         try:
-            with h5py.File(part.output.path, "r") as f:
+            with open_hdf5_below_root(part.output, target.user_id) as f:
                 data = f[DATA_GROUP]
                 n = min(data["data"].shape[0], data["image_id"].shape[0])
                 counts.append(n)
                 columns.append({key: data[key][:n] for key in joined if key in data})
-        except (OSError, KeyError) as error:
+        except (OSError, KeyError, OutputPathError) as error:
             raise LayoutError(f"part file {part.output.path} cannot be read: {error}") from None
     n_parts = len(parts)
     # image k is in part k mod n: the master shows the images up to the first one a part lacks
@@ -262,12 +268,12 @@ def write_hosts_master(request: WriteRequest, config: dict, parts: list[HostPart
     dtype = None
     for part in parts:
         try:
-            with h5py.File(part.output.path, "r") as f:
+            with open_hdf5_below_root(part.output, int(config.get("writer_user_id", 0))) as f:
                 data = f[DATA_GROUP]
                 dtype = data["data"].dtype
                 n = min(data["data"].shape[0], data["image_id"].shape[0])
                 metadata.append({key: data[key][:n] for key in ("image_id", "n_missing_packets", "timestamp")})
-        except (OSError, KeyError) as error:
+        except (OSError, KeyError, OutputPathError) as error:
             raise LayoutError(f"part file {part.output.path} of host {part.host} cannot be read: {error}") from None
     rows = [{int(image_id): row for row, image_id in enumerate(m["image_id"])} for m in metadata]
     common = [int(i) for i in metadata[0]["image_id"] if all(int(i) in r for r in rows[1:])][: request.n_images]

@@ -235,6 +235,26 @@ class CreatedFile:
             self.fd = -1
 
 
+@contextmanager
+def open_hdf5_below_root(target: OutputPath, uid: int) -> Iterator[h5py.File]:
+    """An existing file below the data root opened read-only by HDF5, reached the same way files are created
+    (no link followed, folders and file opened as ``uid``): a swapped folder never makes the server read
+    another file."""
+    try:
+        with open_folder(target, uid) as folder, as_file_user(uid):
+            try:
+                fd = os.open(target.name, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC, dir_fd=folder)
+            except OSError as error:
+                raise OutputPathError(f"Cannot open {target.path}: {error.strerror}") from None
+    except FileOwnerError as error:
+        raise OutputPathError(str(error)) from None
+    try:
+        with h5py.File(f"/proc/self/fd/{fd}", "r") as file:
+            yield file
+    finally:
+        os.close(fd)
+
+
 def _rename_noreplace(folder_fd: int, old: str, new: str) -> None:
     """``renameat2(RENAME_NOREPLACE)`` within one folder; where the file system has no such rename, a hard
     link and an unlink (equally atomic: the link fails if the name exists)."""
