@@ -2,8 +2,10 @@
 by the kernel with that user's file-system identity, so the file is owned by that user.
 
 Linux's ``setfsuid``/``setfsgid`` change the identity used for file access of the *calling
-thread only* (the rest of the server keeps running as root). Python has no binding for them,
-hence ctypes; no library offers this.
+thread only* (the rest of the server keeps its own). Python has no binding for them, hence ctypes;
+no library offers this. They need ``CAP_SETUID`` and ``CAP_SETGID`` -- root has them, and so does a
+service user granted just these (docs/security.rst, ``deploy/systemd``): each switch is checked
+(``setfsuid(-1)`` reports the identity in force), so a server without them refuses clearly.
 """
 
 from __future__ import annotations
@@ -36,16 +38,16 @@ def as_file_user(uid: int) -> Iterator[None]:
     if uid < 1 or uid == os.geteuid():
         yield
         return
-    if os.geteuid() != 0:
-        raise FileOwnerError(
-            f"writer_user_id is {uid} but the server runs as uid {os.geteuid()}, not root: "
-            "it cannot create files for another user"
-        )
     gid = _primary_gid(uid)
     with _lock:  # h5py may open files from other threads; keep identity switches short and serial
         _libc.setfsgid(gid)
         _libc.setfsuid(uid)
         try:
+            if _libc.setfsgid(-1) != gid or _libc.setfsuid(-1) != uid:  # -1 changes nothing, reports the current
+                raise FileOwnerError(
+                    f"writer_user_id is {uid} but the server (uid {os.geteuid()}) may not act as another user: "
+                    "run it as root, or grant it CAP_SETUID and CAP_SETGID (docs/security.rst)"
+                )
             yield
         finally:
             _libc.setfsuid(os.geteuid())

@@ -182,10 +182,14 @@ class CreatedFile:
         """The created file, opened by the HDF5 library through ``proc_path``.
 
         HDF5 checks a name that is a symbolic link by resolving its target by path, which fails
-        (safely) while someone renames the folders on that path; that check is tried again."""
+        (safely) while someone renames the folders on that path; that check is tried again. The open
+        is checked against the file's permissions like any open, so it is made as the file's user (a
+        server without CAP_DAC_OVERRIDE may not write another user's file as itself); HDF5's look at the
+        real path then walks the folders from ``/`` as that user too, so where that user may not pass
+        (a data root inside a private folder) the open is tried once more as the server."""
         for attempt in range(attempts):
             try:
-                return h5py.File(self.proc_path, mode, **kwargs)
+                return _as_user_else_server(self.uid, lambda: h5py.File(self.proc_path, mode, **kwargs))
             except OSError:
                 if attempt == attempts - 1:
                     raise
@@ -249,10 +253,21 @@ def open_hdf5_below_root(target: OutputPath, uid: int) -> Iterator[h5py.File]:
     except FileOwnerError as error:
         raise OutputPathError(str(error)) from None
     try:
-        with h5py.File(f"/proc/self/fd/{fd}", "r") as file:
+        with _as_user_else_server(uid, lambda: h5py.File(f"/proc/self/fd/{fd}", "r")) as file:
             yield file
     finally:
         os.close(fd)
+
+
+def _as_user_else_server(uid: int, open_file):
+    """``open_file()`` as ``uid``; if that fails and ``uid`` is another user, once more as the server."""
+    try:
+        with as_file_user(uid):
+            return open_file()
+    except (OSError, FileOwnerError):
+        if uid < 1 or uid == os.geteuid():
+            raise
+    return open_file()
 
 
 def _rename_noreplace(folder_fd: int, old: str, new: str) -> None:
