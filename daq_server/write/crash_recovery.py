@@ -69,25 +69,7 @@ def _run(command: list[str], owner: dict) -> subprocess.CompletedProcess:
         return subprocess.CompletedProcess(command, 1, "", str(error))
 
 
-def trim(path: str) -> int:
-    """Cut the image stack (and the per-image masks) of a crashed file to the images whose metadata it holds,
-    and record that count; returns it."""
-    import h5py
-    import numpy as np
+if __name__ == "__main__":  # run as the file's owner by release_crashed_file
+    from daq_server.write.file_layout import trim_crashed_file
 
-    from daq_server.write.file_layout import DATA_GROUP, IMAGES, LOST_PIXEL_MASK, PER_IMAGE
-
-    with h5py.File(path, "r+") as f:
-        data = f[DATA_GROUP]
-        n = min(data[name].shape[0] for name in PER_IMAGE if name in data)
-        n = min(n, f[IMAGES].shape[0])
-        for name in (IMAGES, LOST_PIXEL_MASK, *(f"{DATA_GROUP}/{key}" for key in data if data[key].ndim >= 1)):
-            dataset = f.get(name)
-            if isinstance(dataset, h5py.Dataset) and dataset.maxshape[0] is None and dataset.shape[0] > n:
-                dataset.resize(n, axis=0)
-        f["entry"].attrs["n_images_written"] = np.int64(n)
-    return n
-
-
-if __name__ == "__main__":
-    print(json.dumps({"n_images": trim(sys.argv[1])}))
+    print(json.dumps({"n_images": trim_crashed_file(sys.argv[1])}))

@@ -163,6 +163,21 @@ def finish(file: h5py.File, n_written: int, summary: dict | None) -> None:
     nxmx.finish(entry, stop)
 
 
+def trim_crashed_file(path: str) -> int:
+    """A file whose writer died (``crash_recovery``, run as its owner, after ``h5clear``): cut the image stack
+    and the per-image masks to the images whose metadata it holds, record that count, return it."""
+    with h5py.File(path, "r+") as f:
+        data = f[DATA_GROUP]
+        n = min(data[name].shape[0] for name in PER_IMAGE if name in data)
+        n = min(n, f[IMAGES].shape[0])
+        for name in (IMAGES, LOST_PIXEL_MASK, *(f"{DATA_GROUP}/{key}" for key in data if data[key].ndim >= 1)):
+            dataset = f.get(name)
+            if isinstance(dataset, h5py.Dataset) and dataset.maxshape[0] is None and dataset.shape[0] > n:
+                dataset.resize(n, axis=0)
+        f["entry"].attrs["n_images_written"] = np.int64(n)
+    return n
+
+
 # ---- a master over writer processes -----------------------------------------------------------------
 def reserve_master(target: WriteTarget) -> CreatedFile:
     """Create the (empty) master file now, under its temporary name: the same checks as a single file (data
