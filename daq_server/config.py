@@ -218,7 +218,8 @@ def merge_config(current: DaqConfig, changes: dict) -> DaqConfig:
         raise ConfigError(f"Invalid config: unknown field(s) {', '.join(sorted(unknown))}")
     merged = current.model_dump()
     merged.update(changes)
-    if not describe(merged["detector_type"]).streams_whole_images:  # leaving bsread: its stream settings go
+    kind = merged.get("detector_type")
+    if kind not in DETECTOR_TYPES or not describe(kind).streams_whole_images:  # leaving bsread: its settings go
         for field in ("bsread_address", "bsread_channel"):
             if field not in changes:
                 merged[field] = None
