@@ -28,7 +28,7 @@ def header_cdef(name: str) -> str:
 def formats_cdef() -> str:
     """The det_format table and its lookup from detector_formats.h (shared by both modules)."""
     text = (HERE / FORMATS).read_text()
-    names = re.findall(r"#define\s+((?:DET_KIND|FORMAT|SLS|MAX|CHIP|GF)_\w+|N_DET_KINDS)\s+\S+", text)
+    names = re.findall(r"#define\s+((?:DET_KIND|FORMAT|SLS|MAX|CHIP|GF|GAIN)_\w+|N_DET_KINDS)\s+\S+", text)
     defines = "\n".join(f"#define {name} ..." for name in names)  # values taken from the C header
     struct = re.search(r"typedef struct det_format \{.*?\} det_format;", text, re.S).group(0)
     signatures = (

@@ -30,6 +30,16 @@ MAX_MODULES: int = lib.MAX_MODULES
 
 CHIP_PIXELS: int = lib.CHIP_PIXELS
 """Side of one readout chip in pixels (a module is a grid of them)."""
+GAIN_STAGES: int = lib.GAIN_STAGES
+"""Gain stages of a gain-switching pixel (Jungfrau): 0 (most sensitive), 1 and 2."""
+GAIN_CODE_SHIFT: int = lib.GAIN_CODE_SHIFT
+"""A raw word's gain code is its bits from here up (two bits: 00 gain 0, 01 gain 1, 11 gain 2, 10 invalid)."""
+GAIN_ADC_MASK: int = lib.GAIN_ADC_MASK
+"""A raw word's ADC value is its bits under this mask (14 bits)."""
+GAIN_CODE_INVALID: int = lib.GAIN_CODE_INVALID
+"""The gain code no working pixel sends (binary 10)."""
+GAIN_CODES: tuple[int, ...] = (0, 1, 3)
+"""The gain code of gain stage 0, 1 and 2."""
 
 _IMAGE_DTYPES = {1: np.uint8, 2: np.uint16, 4: np.uint32}
 
@@ -121,6 +131,13 @@ class DetectorFormat:
     module_width: int
     module_height: int
     dtype: np.dtype
+    gain_stages: int = 0
+    """Gain-switching pixels (Jungfrau): the number of gain stages their words encode; 0 for counters."""
+
+    @property
+    def has_gain_stages(self) -> bool:
+        """Raw pixels are gain code + ADC words (need pedestals and gains to mean photons)."""
+        return self.gain_stages > 0
 
     @property
     def wire_dtype(self) -> np.dtype:
@@ -149,6 +166,7 @@ def detector_format(detector_type: str, bit_depth: int, image_width: int, image_
         module_width=fmt.module_width,
         module_height=fmt.module_height,
         dtype=np.dtype(_IMAGE_DTYPES[fmt.image_bytes_per_pixel]),
+        gain_stages=fmt.gain_stages,
     )
 
 
@@ -167,3 +185,29 @@ def stream_dtype(detector_type: str, bit_depth: int) -> np.dtype:
             f"bit_depth {bit_depth} is not supported for {detector_type} (use {', '.join(map(str, allowed))})"
         )
     return image_dtype(bit_depth)
+
+
+def has_gain_stages(config: dict) -> bool:
+    """Does this config's detector send gain-switching pixels (Jungfrau)? False for any other type."""
+    if config.get("detector_type") not in UDP_TYPES:
+        return False
+    try:
+        return config_format(config).has_gain_stages
+    except ValueError:
+        return False
+
+
+def module_placement(config: dict, module: int) -> tuple[np.ndarray, np.ndarray]:
+    """Image rows and columns of module ``module``'s rows and columns (a config with module_positions):
+    its chips where :func:`chip_runs` puts them; a start beyond the end mirrors that axis."""
+    fmt = config_format(config)
+    position = (config.get("module_positions") or {}).get(str(module))
+    if position is None:
+        raise ValueError(f"module {module} has no module_positions entry")
+    sx, sy, ex, ey = (int(v) for v in position)
+
+    def axis(start: int, end: int, size: int) -> np.ndarray:
+        offsets = np.concatenate([np.arange(a, b) for a, b in chip_runs(abs(end - start) + 1, size)])
+        return start + (1 if end >= start else -1) * offsets
+
+    return axis(sy, ey, fmt.module_height), axis(sx, ex, fmt.module_width)

@@ -37,6 +37,15 @@
 #define GF_MAX_PAYLOAD 7400
 #define GF_N_STREAMS 8
 
+/* Gain-switching pixels (Jungfrau: three dynamic gain stages). A raw pixel word is the gain code
+ * in its two most significant bits over a 14-bit ADC value; code 00 is gain 0 (the most sensitive),
+ * 01 gain 1, 11 gain 2, and 10 never comes from a working pixel (invalid). Facts of PSI's
+ * jungfrau_utils and slsDetectorPackage documentation; see docs/jungfrau.rst. */
+#define GAIN_STAGES 3
+#define GAIN_CODE_SHIFT 14
+#define GAIN_ADC_MASK 0x3FFF
+#define GAIN_CODE_INVALID 2
+
 /* slsDetectorPackage "sls_detector_header" version 2, 48 bytes. */
 #pragma pack(push, 1)
 typedef struct sls_header {
@@ -86,6 +95,7 @@ typedef struct det_format {
     int last_packet_size;     /* its size in bytes */
     int image_bytes_per_pixel;/* in the assembled image: 4 bit -> uint8, 12 bit -> uint16 */
     int sls_detector_type;    /* value of the header's detector type byte */
+    int gain_stages;          /* gain-switching pixels: GAIN_STAGES (Jungfrau), else 0 */
 } det_format;
 
 /* What the receiver needs from one packet's header. */
@@ -143,6 +153,7 @@ static inline int det_format_lookup(int kind, int bit_depth, int image_width, in
         out->module_width = 1024;
         out->module_height = 512;
         out->sls_detector_type = 3;
+        out->gain_stages = GAIN_STAGES;
     } else if (kind == DET_KIND_EIGER) {
         if (bit_depth != 4 && bit_depth != 8 && bit_depth != 16 && bit_depth != 32) return FORMAT_BAD_BIT_DEPTH;
         out->payload_size = 4096;
@@ -280,6 +291,22 @@ static inline void det_encode_run(const det_format *fmt, const uint32_t *values,
     default:
         memcpy(wire, values, (size_t)n * 4);
     }
+}
+
+/* ---- gain-switching pixels ----------------------------------------------------------- */
+
+/* The gain stage (0, 1, 2) of a raw pixel word, or -1 for the invalid code 10. */
+static inline int gain_stage_of_word(uint32_t word)
+{
+    static const int stage_of_code[4] = {0, 1, -1, 2};
+    return stage_of_code[(word >> GAIN_CODE_SHIFT) & 3];
+}
+
+/* The raw word of an ADC value (clipped to 14 bits) in gain stage 0, 1 or 2. */
+static inline uint32_t gain_word(int stage, uint32_t adc)
+{
+    static const uint32_t code_of_stage[GAIN_STAGES] = {0, 1, 3};
+    return (code_of_stage[stage] << GAIN_CODE_SHIFT) | (adc & GAIN_ADC_MASK);
 }
 
 /* ---- headers and placement ------------------------------------------------------------- */
