@@ -15,7 +15,8 @@ import sys
 import time
 from pathlib import Path
 
-from sim.detector import CONTENTS, DEFAULT_FLUX, SimulatedDetector
+from sim.detector import CONTENTS, DEFAULT_FLUX, DEFAULT_NOISE, DEFAULT_PHOTON_ENERGY_KEV, SimulatedDetector
+from sim.jungfrau import write_gain_maps
 
 
 def server_verdict(config_file: Path) -> str | None:
@@ -63,15 +64,43 @@ def main(argv: list[str] | None = None) -> None:
         "--content",
         choices=list(CONTENTS),
         default="ramp",
-        help="pixels: the ramp formula (default), photon counts (Eiger-like) or Jungfrau raw gain+ADC words",
+        help="pixels: the ramp formula (default), photon counts (Eiger-like), the same photon counts as Jungfrau "
+        "raw gain+ADC words (jungfrau-raw), or Jungfrau pedestal-mode dark frames (jungfrau-pedestal)",
     )
     parser.add_argument(
         "--flux", type=float, default=DEFAULT_FLUX, help=f"photons per pixel per frame (default {DEFAULT_FLUX})"
+    )
+    parser.add_argument(
+        "--noise",
+        type=float,
+        default=DEFAULT_NOISE,
+        help=f"Jungfrau contents: noise sigma in gain 0, ADU (default {DEFAULT_NOISE}; gain 1: a quarter, gain 2: "
+        "an eighth); --noise 0 sends the noise-free truth",
+    )
+    parser.add_argument(
+        "--photon-energy-kev",
+        type=float,
+        default=DEFAULT_PHOTON_ENERGY_KEV,
+        help=f"jungfrau-raw: the energy of one photon (default {DEFAULT_PHOTON_ENERGY_KEV} keV)",
+    )
+    parser.add_argument(
+        "--write-gain-maps",
+        type=Path,
+        metavar="FILE",
+        help="write the simulated Jungfrau modules' gain maps for --seed and exit (FILE.bin: PSI's binary form, "
+        "one file per module; else HDF5); see docs/jungfrau.rst",
     )
     args = parser.parse_args(argv)
     refused = server_verdict(args.config)
     if refused:
         sys.exit(f"std_daq_sim: bad config {refused}")
+    if args.write_gain_maps is not None:
+        try:
+            files = write_gain_maps(args.write_gain_maps, json.loads(args.config.read_text()), args.seed)
+        except (OSError, ValueError, KeyError, TypeError) as error:
+            sys.exit(f"std_daq_sim: cannot write gain maps: {' '.join(str(error).split())}")
+        print(json.dumps({"gain_maps": [str(f) for f in files], "seed": args.seed}))
+        return
     try:
         config = json.loads(args.config.read_text())
         detector = SimulatedDetector(
@@ -94,6 +123,8 @@ def main(argv: list[str] | None = None) -> None:
             seed=args.seed,
             content=args.content,
             flux=args.flux,
+            noise=args.noise,
+            photon_energy_kev=args.photon_energy_kev,
         )
     except (OSError, ValueError, KeyError, TypeError) as error:
         sys.exit(f"std_daq_sim: bad config {args.config}: {' '.join(str(error).split())}")

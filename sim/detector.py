@@ -20,10 +20,18 @@ CONTENTS = {
     "ramp": lib.SIM_CONTENT_RAMP,
     "photons": lib.SIM_CONTENT_PHOTONS,
     "jungfrau-raw": lib.SIM_CONTENT_JUNGFRAU_RAW,
+    "jungfrau-pedestal": lib.SIM_CONTENT_JUNGFRAU_PEDESTAL,
 }
-"""Pixel content the simulator sends: the ramp formula, photon counts, Jungfrau raw words (csrc/sim/sim_content.c)."""
+"""Pixel content the simulator sends: the ramp formula, photon counts, the same photon counts as Jungfrau
+raw words, Jungfrau pedestal-mode dark frames (csrc/sim/sim_content.c, csrc/sim/sim_jungfrau.c)."""
+GAIN_CONTENTS = ("jungfrau-raw", "jungfrau-pedestal")
+"""Contents only a detector with gain-switching pixels (Jungfrau) sends."""
 DEFAULT_FLUX = 0.2
 """Photons per pixel per frame of the realistic contents (background level; spots and rings add to it)."""
+DEFAULT_NOISE = 8.0
+"""Noise sigma (ADU) of the Jungfrau contents in gain 0; a quarter of it in gain 1, an eighth in gain 2."""
+DEFAULT_PHOTON_ENERGY_KEV = 12.4
+"""The energy of jungfrau-raw's photons."""
 
 
 def _format(config: dict) -> detectors.DetectorFormat:
@@ -39,14 +47,33 @@ def module_geometry(config: dict) -> tuple[int, int]:
     return fmt.module_width, fmt.module_height
 
 
+def content_spec(content: str, seed: int, flux: float, noise: float, photon_energy_kev: float):
+    """The C description of a realistic content (``sim_content_spec``)."""
+    spec = ffi.new("sim_content_spec *")
+    spec.content = CONTENTS[content]
+    spec.seed = seed
+    spec.flux = flux
+    spec.noise = noise
+    spec.photon_energy_kev = photon_energy_kev
+    return spec
+
+
 def module_pixels(
-    frame: int, module: int, config: dict, content: str = "ramp", seed: int = 0, flux: float = DEFAULT_FLUX
+    frame: int,
+    module: int,
+    config: dict,
+    content: str = "ramp",
+    seed: int = 0,
+    flux: float = DEFAULT_FLUX,
+    noise: float = DEFAULT_NOISE,
+    photon_energy_kev: float = DEFAULT_PHOTON_ENERGY_KEV,
 ) -> np.ndarray:
     """The pixels the simulator sends for one module frame, as (height, width) in the image dtype.
 
     ``ramp``: pixel p (row-major) of module m in frame f is ``(p + 37 m + 101 f)`` masked to the
-    bit depth on the wire (GigaFrost: 12 bit). ``photons`` and ``jungfrau-raw``: detector-like
-    frames, deterministic from (seed, flux, frame, module), see docs/simulator.rst.
+    bit depth on the wire (GigaFrost: 12 bit). ``photons``, ``jungfrau-raw`` and ``jungfrau-pedestal``:
+    detector-like frames, deterministic from (seed, flux, noise, photon energy, frame, module), see
+    docs/simulator.rst and docs/jungfrau.rst.
     """
     fmt = _format(config)
     out = np.empty((fmt.module_height, fmt.module_width), dtype=fmt.wire_dtype)
@@ -54,10 +81,19 @@ def module_pixels(
         lib.sim_module_pixels(frame, module, fmt.wire_bit_depth, out.size, ffi.from_buffer(out))
     else:
         height, width = out.shape
-        kind = CONTENTS[content]
-        out_ptr = ffi.from_buffer(out)
-        lib.sim_content_module_pixels(kind, seed, flux, frame, module, fmt.wire_bit_depth, width, height, out_ptr)
+        spec = content_spec(content, seed, flux, noise, photon_energy_kev)
+        lib.sim_content_module_pixels(spec, frame, module, fmt.wire_bit_depth, width, height, ffi.from_buffer(out))
     return out
+
+
+def check_content_values(flux: float, noise: float, photon_energy_kev: float) -> None:
+    """ValueError unless the realistic content's numbers are within the simulator's range."""
+    if not 0 <= flux <= 1e4:
+        raise ValueError(f"flux must be 0 to 10000 photons per pixel per frame, not {flux}")
+    if not 0 <= noise <= 1000:
+        raise ValueError(f"noise must be 0 to 1000 ADU, not {noise}")
+    if not 1 <= photon_energy_kev <= 100:
+        raise ValueError(f"photon energy must be 1 to 100 keV, not {photon_energy_kev}")
 
 
 def _check_module_hosts(module_hosts: list[str], n_modules: int, bsread: bool) -> None:
@@ -100,16 +136,20 @@ class SimulatedDetector:
     seed: int = 0
     content: str = "ramp"
     flux: float = DEFAULT_FLUX
+    noise: float = DEFAULT_NOISE
+    """Jungfrau contents: noise sigma in gain 0 (ADU); 0 sends the noise-free truth."""
+    photon_energy_kev: float = DEFAULT_PHOTON_ENERGY_KEV
     counters: dict = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         self._bsread = self.config["detector_type"] == "bsread"
         if self.content not in CONTENTS or (self._bsread and self.content != "ramp"):
             raise ValueError(f"content must be one of {', '.join(CONTENTS)} (bsread: ramp), not {self.content!r}")
-        if not 0 <= self.flux <= 1e4:
-            raise ValueError(f"flux must be 0 to 10000 photons per pixel per frame, not {self.flux}")
+        check_content_values(self.flux, self.noise, self.photon_energy_kev)
         if not self._bsread:
             module_geometry(self.config)
+        if self.content in GAIN_CONTENTS and not detectors.has_gain_stages(self.config):
+            raise ValueError(f"content {self.content} is for detectors with gain-switching pixels (jungfrau)")
         _check_module_hosts(self.module_hosts, int(self.config["n_modules"]), self._bsread)
         self._stop = ffi.new("int *")
         self._stop_event = threading.Event()  # the bsread source's stop flag
@@ -157,6 +197,8 @@ class SimulatedDetector:
         cfg.seed = self.seed
         cfg.content = CONTENTS[self.content]
         cfg.flux = self.flux
+        cfg.noise = self.noise
+        cfg.photon_energy_kev = self.photon_energy_kev
         err = ffi.new("char[512]")
         self._stop[0] = 0
         rc = lib.sim_run(cfg, self._stop, self._counters, err, len(err))

@@ -10,7 +10,7 @@
  * Realistic content (sim_content.c) repeats SIM_CONTENT_VARIANTS frames per module, so its wire payloads
  * are encoded once per (module, variant) and sent in place: each datagram is two iovecs, the header
  * written for this frame and the kept payload. The sender's CPU then goes to sending, as a detector's
- * does. The ramp changes every pixel every frame and is encoded per packet.
+ * does. The ramp and jungfrau-pedestal (fresh noise every frame) are encoded per packet.
  */
 #define _GNU_SOURCE
 #include "sim_sender.h"
@@ -41,16 +41,22 @@ void sim_module_pixels(uint64_t frame, int module, int bit_depth, uint64_t n_pix
     }
 }
 
+static sim_content_spec content_spec(const sim_config *cfg)
+{
+    return (sim_content_spec){cfg->content, cfg->seed, cfg->flux, cfg->noise, cfg->photon_energy_kev};
+}
+
 /* Payload of one packet in the detector's wire format (codec in detector_formats.h). */
 static void fill_payload(uint8_t *dst, const det_format *fmt, const sim_config *cfg, uint64_t frame, int module,
                          int packet, uint32_t *values)
 {
     int pixels = packet_rows(fmt, packet) * fmt->module_width;
     uint64_t first = (uint64_t)packet * fmt->rows_per_packet * fmt->module_width;
-    if (cfg->content != SIM_CONTENT_RAMP) /* realistic content, see sim_content.c */
-        sim_content_values(cfg->content, cfg->seed, cfg->flux, frame, module, fmt->bit_depth, fmt->module_width,
-                           fmt->module_height, first, pixels, values);
-    else
+    if (cfg->content != SIM_CONTENT_RAMP) { /* realistic content, see sim_content.c */
+        sim_content_spec spec = content_spec(cfg);
+        sim_content_values(&spec, frame, module, fmt->bit_depth, fmt->module_width, fmt->module_height, first, pixels,
+                           values);
+    } else
         for (int k = 0; k < pixels; k++) values[k] = value_of(frame, module, first + k, fmt->bit_depth);
     det_encode_run(fmt, values, dst, pixels);
 }
@@ -150,7 +156,10 @@ static int payload_cache_open(payload_cache *cache, const det_format *fmt, const
     size_t total = (size_t)cfg->n_modules * SIM_CONTENT_VARIANTS * frame_bytes;
     cache->bytes = NULL;
     cache->filled = NULL;
-    if (cfg->content == SIM_CONTENT_RAMP || cfg->static_pixels || total > PAYLOAD_CACHE_MAX_BYTES) return 0;
+    sim_content_spec spec = content_spec(cfg);
+    if (cfg->content == SIM_CONTENT_RAMP || !sim_content_banked(&spec) || cfg->static_pixels ||
+        total > PAYLOAD_CACHE_MAX_BYTES)
+        return 0;
     cache->bytes = calloc(total, 1);
     cache->filled = calloc((size_t)cfg->n_modules * SIM_CONTENT_VARIANTS, 1);
     if (!cache->bytes || !cache->filled) {
@@ -166,7 +175,8 @@ static int payload_cache_open(payload_cache *cache, const det_format *fmt, const
 static const uint8_t *payload_cache_frame(payload_cache *cache, const det_format *fmt, const sim_config *cfg,
                                           uint64_t frame, int module, uint32_t *values)
 {
-    int variant = sim_content_variant(cfg->seed, frame, module);
+    sim_content_spec spec = content_spec(cfg);
+    int variant = sim_content_variant(&spec, frame, module);
     size_t slot = (size_t)module * SIM_CONTENT_VARIANTS + variant;
     uint8_t *payloads = cache->bytes + slot * fmt->packets_per_frame * fmt->payload_size;
     if (!cache->filled[slot]) { /* padding (GigaFrost) stays 0 from calloc */

@@ -34,6 +34,8 @@ typedef struct sim_config {
     uint32_t seed;            /* for loss / reorder / duplicate / foreign choices, and the content */
     int content;              /* SIM_CONTENT_* (sim_content.h): 0 is the ramp formula */
     double flux;              /* photons per pixel per frame of realistic content */
+    double noise;             /* Jungfrau contents: noise sigma in gain 0, ADU */
+    double photon_energy_kev; /* jungfrau-raw: the energy of one photon */
 } sim_config;
 
 typedef struct sim_counters {

@@ -30,7 +30,8 @@ class BuiltInSimulator:
     ) -> dict:
         """Start sending the config's modules to its ports (refused if already running).
 
-        ``content``: ``ramp`` (default), ``photons`` or ``jungfrau-raw`` (see docs/simulator.rst).
+        ``content``: ``ramp`` (default), ``photons``, ``jungfrau-raw`` or ``jungfrau-pedestal`` (see
+        docs/simulator.rst).
         ``trigger_mode``: ``free`` sends by itself; ``software`` arms the simulator: it then sends
         exactly the frames each software trigger (``trigger``) asks for, and nothing else."""
         if trigger_mode not in ("free", "software"):
