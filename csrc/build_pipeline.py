@@ -10,7 +10,8 @@ ffibuilder = make_builder(
     "daq_server.pipeline._pipeline",
     "pipeline",
     "compress_pool.h",
-    ["compress_pool.c", "bitshuffle.c", "lz4_runs.c"],
+    ["compress_pool.c", "bitshuffle.c", "lz4_runs.c", "jungfrau_conversion.c", "jungfrau_pedestal.c"],
+    extra_headers=("jungfrau_conversion.h", "jungfrau_pedestal.h"),
     libraries=("lz4",),
     formats=False,
 )
