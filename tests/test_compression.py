@@ -14,7 +14,8 @@ import pytest
 from conftest import RunningDaq, child_pids, free_udp_ports
 from expected import expected_image
 
-from daq_server.pipeline.compression import CompressionPool, compress
+from daq_server.pipeline.compression import compress
+from daq_server.pipeline.image_pipeline import ImagePipeline
 from sim import configs as example_configs
 
 CASES = [
@@ -85,7 +86,7 @@ def test_small_value_chunks_decompress_bit_exact_with_the_hdf5_filter(tmp_path):
 
 def test_pool_returns_chunks_in_submission_order_equal_to_single_compression(tmp_path):
     images = [random_image(np.uint16, (256, 1024), seed) for seed in range(12)]
-    pool = CompressionPool(3, images[0].nbytes, 2, in_flight=4)
+    pool = ImagePipeline(3, images[0].nbytes, 2, in_flight=4)
     chunks, tags = [], []
     try:
         for k, image in enumerate(images):
@@ -104,15 +105,15 @@ def test_pool_returns_chunks_in_submission_order_equal_to_single_compression(tmp
         pool.close()
     assert tags == list(range(100, 112))
     assert chunks == [compress(image) for image in images]
-    assert counters["chunks"] == 12 and counters["bytes_in"] == 12 * images[0].nbytes
+    assert counters["images"] == 12 and counters["bytes_in"] == 12 * images[0].nbytes
     assert counters["bytes_out"] == sum(len(c) for c in chunks)
     assert pool.final_counters == counters, "kept when the pool closes"
 
 
 def test_pool_refuses_bad_thread_counts_and_large_images():
     with pytest.raises(ValueError, match="compression threads"):
-        CompressionPool(0, 1024, 2)
-    pool = CompressionPool(1, 1024, 2)
+        ImagePipeline(0, 1024, 2)
+    pool = ImagePipeline(1, 1024, 2)
     try:
         with pytest.raises(ValueError, match="does not fit"):
             pool.submit(np.zeros(1024, np.uint16), 0)

@@ -1,5 +1,5 @@
 /*
- * bitshuffle.h -- the bit transpose of the bitshuffle format (internal to compress_pool.c).
+ * bitshuffle.h -- the bit transpose of the bitshuffle format (internal to chunk_compression.c).
  */
 #ifndef STD_DAQ_BITSHUFFLE_H
 #define STD_DAQ_BITSHUFFLE_H

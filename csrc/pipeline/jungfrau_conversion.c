@@ -106,6 +106,8 @@ oom:
 
 int jc_output_size(const jc_tables *t) { return t->output == JC_OUTPUT_PHOTONS ? 2 : 4; }
 
+uint64_t jc_pixels(const jc_tables *t) { return t->n; }
+
 /* Rounded half up, negative to 0, saturated at TOP_COUNT; NaN is no data. */
 static inline uint16_t photon_count(float x)
 {

@@ -36,6 +36,9 @@ jc_tables *jc_create(uint64_t n_pixels, int output, const float *pedestal, const
 /* Bytes per output pixel (2 or 4). */
 int jc_output_size(const jc_tables *tables);
 
+/* Pixels of the images the tables convert. */
+uint64_t jc_pixels(const jc_tables *tables);
+
 /* Convert one image of raw words into out (n_pixels of the output kind); counts may be NULL. */
 void jc_convert(const jc_tables *tables, const uint16_t *raw, void *out, jc_counts *counts);
 

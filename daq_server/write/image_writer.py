@@ -1,6 +1,6 @@
 """An acquisition's images into its file, in order: written straight from the ring buffer, or
-first compressed by the native pool (``daq_server.pipeline.compression``) while they stay in the ring
-buffer, then written as pre-compressed chunks."""
+first compressed by the native image pipeline (``daq_server.pipeline.image_pipeline``) while they stay
+in the ring buffer, then written as pre-compressed chunks."""
 
 from __future__ import annotations
 
@@ -9,7 +9,8 @@ from collections import deque
 
 import numpy as np
 
-from daq_server.pipeline.compression import BITSHUFFLE_LZ4, CompressionPool, default_threads
+from daq_server.pipeline.compression import BITSHUFFLE_LZ4, default_threads
+from daq_server.pipeline.image_pipeline import ImagePipeline
 from daq_server.receive.image_source import ReceivedImage
 from daq_server.write.hdf5_writer import Hdf5Writer
 from daq_server.write.request import WriteTarget
@@ -22,12 +23,12 @@ class ImageWriter:
 
     def __init__(self, target: WriteTarget, compression_threads: int = 0):
         self.target = target
-        self._pool: CompressionPool | None = None
+        self._pool: ImagePipeline | None = None
         self._waiting: deque[ReceivedImage] = deque()  # submitted to the pool, in order
         self.compression: dict[str, int] = {}
         if target.compression == BITSHUFFLE_LZ4:  # first the pool: no file is left behind if it fails
             threads, itemsize = compression_threads or default_threads(), np.dtype(target.dtype).itemsize
-            self._pool = CompressionPool(threads, target.image_bytes, itemsize)
+            self._pool = ImagePipeline(threads, target.image_bytes, itemsize)
         try:
             self.file = Hdf5Writer(target)
         except BaseException:
@@ -104,9 +105,9 @@ class ImageWriter:
 
     def _log_compression(self) -> None:
         c = self.compression
-        if c.get("chunks"):
+        if c.get("images"):
             _log.info(
                 "compressed %d images: %.3f GB -> %.3f GB (%.1fx), %.2f GB/s per core",
-                c["chunks"], c["bytes_in"] / 1e9, c["bytes_out"] / 1e9, c["bytes_in"] / max(c["bytes_out"], 1),
+                c["images"], c["bytes_in"] / 1e9, c["bytes_out"] / 1e9, c["bytes_in"] / max(c["bytes_out"], 1),
                 c["bytes_in"] / max(c["busy_ns"], 1),
             )  # fmt: skip
