@@ -10,8 +10,14 @@ ffibuilder = make_builder(
     "daq_server.pipeline._pipeline",
     "pipeline",
     "jungfrau_conversion.h",  # first: image_pipeline.h uses its types
-    ["image_pipeline.c", "chunk_compression.c", "bitshuffle.c", "lz4_runs.c", "jungfrau_conversion.c",
-     "jungfrau_pedestal.c"],
+    [
+        "image_pipeline.c",
+        "chunk_compression.c",
+        "bitshuffle.c",
+        "lz4_runs.c",
+        "jungfrau_conversion.c",
+        "jungfrau_pedestal.c",
+    ],
     extra_headers=("jungfrau_pedestal.h", "chunk_compression.h", "image_pipeline.h"),
     libraries=("lz4",),
     formats=False,
