@@ -7,10 +7,13 @@ in ``--content jungfrau-raw`` and in ``--content jungfrau-pedestal``. Formats: d
 
 from __future__ import annotations
 
+import importlib.util
+import subprocess
+import sys
+import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
-import h5py
 import numpy as np
 
 import detectors
@@ -79,27 +82,29 @@ def write_gain_maps(path: Path | str, config: dict, seed: int) -> list[Path]:
     """Write every module's gain maps under ``seed``; returns the files written.
 
     ``.bin``: PSI's binary form, one file per module (see :func:`gain_map_files`): six maps of
-    rows x columns float64 (native little-endian) in the order G0, G1, G2, HG0, HG1, HG2; the
-    simulator has no high-gain mode, so HG0..HG2 are NaN. Anything else: the HDF5 form, dataset
-    ``gains`` of shape (3, n_modules x rows, columns), modules stacked in module order (the layout
-    of PSI's jungfrau_utils), in ADU/keV.
+    rows x columns float64 (little-endian) in the order G0, G1, G2, HG0, HG1, HG2; the simulator has
+    no high-gain mode, so HG0..HG2 are NaN. Any other name: the HDF5 form (dataset ``gains`` of shape
+    (3, n_modules x rows, columns), modules stacked in module order, the layout of PSI's jungfrau_utils),
+    made from binary files by the server's tool ``python -m daq_server.write.gain_map_file`` (the
+    server's one home of HDF5 writing; the simulator never imports the server, it runs the tool).
     """
     path = Path(path)
     n_modules = int(config["n_modules"])
-    maps = [module_calibration(config, m, seed).gains for m in range(n_modules)]
     if path.suffix == ".bin":
         files = gain_map_files(path, n_modules)
-        for file, gains in zip(files, maps, strict=True):
-            high_gain = np.full_like(gains, np.nan)
-            np.concatenate([gains, high_gain]).astype("<f8").tofile(file)
+        for module, file in enumerate(files):
+            gains = module_calibration(config, module, seed).gains
+            np.concatenate([gains, np.full_like(gains, np.nan)]).astype("<f8").tofile(file)
         return files
-    with h5py.File(path, "w") as f:
-        dataset = f.create_dataset("gains", data=np.concatenate(maps, axis=1))
-        dataset.attrs.update({
-            "units": "ADU/keV",
-            "stages": "G0 G1 G2",
-            "layout": "(stage, n_modules x module rows, module columns), modules stacked in module order",
-            "source": f"std_daq_sim seed {seed}",
-            "n_modules": n_modules,
-        })  # fmt: skip
+    if importlib.util.find_spec("daq_server") is None:
+        raise ValueError("the HDF5 form is written by the server's tool (install the server), or name a .bin file")
+    rows, cols = _module_shape(config)
+    with tempfile.TemporaryDirectory(prefix="std_daq_sim-") as folder:
+        files = write_gain_maps(Path(folder) / "maps.bin", config, seed)
+        command = [sys.executable, "-m", "daq_server.write.gain_map_file", "--output", str(path), "--rows", str(rows),
+                   "--cols", str(cols), "--source", f"std_daq_sim seed {seed}", *map(str, files)]  # fmt: skip
+        result = subprocess.run(command, capture_output=True, text=True, timeout=600)
+    if result.returncode != 0:
+        lines = [line for line in result.stderr.splitlines() if line.strip()]
+        raise ValueError(lines[-1] if lines else f"the gain map tool failed (exit {result.returncode})")
     return [path]

@@ -29,8 +29,8 @@ typedef struct job {
     uint64_t nbytes, tag;
     uint8_t *converted;   /* the convert stage's image (NULL without it) */
     uint8_t *out;         /* the compress stage's chunk (NULL without it) */
-    const uint8_t *result;
-    uint64_t size;
+    const uint8_t *result, *image;
+    uint64_t size, image_bytes;
     jc_counts counts;
 } job;
 
@@ -66,6 +66,8 @@ static void run_stages(ip_pool *pool, job *j, cp_scratch *s)
         image = j->converted;
         bytes = pool->image_bytes;
     }
+    j->image = image;
+    j->image_bytes = bytes;
     if (pool->stages.compress) {
         j->size = cp_compress_with(image, bytes, pool->image_elem_size, j->out, pool->capacity, s);
         j->result = j->out;
@@ -215,6 +217,8 @@ int ip_next(ip_pool *pool, int timeout_ms, ip_result *out)
             out->data = j->result;
             out->size = j->size;
             out->counts = j->counts;
+            out->image = j->image;
+            out->image_bytes = j->image_bytes;
             j->state = JOB_TAKEN;
             pool->order_head = (pool->order_head + 1) % pool->n_jobs;
             pool->order_count--;

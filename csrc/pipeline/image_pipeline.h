@@ -26,6 +26,8 @@ typedef struct ip_result {
     uint64_t tag;         /* what the caller submitted with the image */
     const uint8_t *data;  /* the chunk, or (no compression) the converted image */
     uint64_t size;        /* its bytes; 0 if it could not be compressed */
+    const uint8_t *image; /* the image before compression: the converted one, or the submitted one */
+    uint64_t image_bytes;
     jc_counts counts;     /* of the conversion (zeros without one) */
 } ip_result;
 

@@ -32,6 +32,8 @@ class PipelineResult:
     raw_bytes: int
     compressed: bool
     """``data`` is a chunk in the dataset's filter format; else the (converted) image itself."""
+    image: memoryview
+    """The image before compression: the converted one (the job's buffer), or the submitted one."""
     counts: dict[str, int] | None
     """The conversion's counts of this image (None without a conversion)."""
 
@@ -90,11 +92,13 @@ class ImagePipeline:
             raise RuntimeError("an image could not be compressed")
         counts = counts_dict(r.counts) if self._conversion is not None else None
         data = memoryview(ffi.buffer(r.data, r.size))
-        return PipelineResult(r.job, int(r.tag), data, self._raw_bytes.pop(r.job), self.compress, counts)
+        image = memoryview(ffi.buffer(r.image, r.image_bytes))
+        return PipelineResult(r.job, int(r.tag), data, self._raw_bytes.pop(r.job), self.compress, image, counts)
 
     def done(self, result: PipelineResult) -> None:
         """The result was written: its buffer may be reused."""
         result.data.release()
+        result.image.release()
         lib.ip_done(self._pool, result.job)
 
     @property

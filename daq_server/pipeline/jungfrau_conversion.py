@@ -15,6 +15,8 @@ pixels, placed into the image like the receiver places modules) and the pedestal
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import numpy as np
 
 import detectors
@@ -28,6 +30,41 @@ NO_DATA: int = lib.JC_PHOTONS_NO_DATA
 SATURATED: int = lib.JC_PHOTONS_SATURATED
 HC_KEV_ANGSTROM = 12.398419843320026
 """h c in keV x angstrom (CODATA 2018): E [keV] = HC_KEV_ANGSTROM / wavelength [angstrom]."""
+
+
+ROUNDING = "n = floor(E / E_photon + 0.5) for E > 0, else 0 (half up, negatives to 0)"
+"""The photon rounding rule, as the files state it."""
+
+
+@dataclass(frozen=True)
+class ConversionSpec:
+    """What an acquisition's conversion is made of; small and picklable (it travels to the writer
+    process, which builds the tables from the files)."""
+
+    output: str
+    """``photons`` or ``keV``."""
+    photon_energy_kev: float | None
+    gain_maps: tuple[str, ...]
+    """The gain map files the config names."""
+    pedestal_file: str
+    """The pedestal in use (the server's copy in its state folder)."""
+    pedestal_source: str
+    """The file the pedestal acquisition wrote (named in the output files)."""
+    pedestal_sha256: str = ""
+
+    @property
+    def dtype(self) -> np.dtype:
+        return DTYPES[self.output]
+
+    def describe(self) -> dict:
+        """For the acquisition's status and log entry."""
+        return {
+            "output": self.output,
+            "photon_energy_kev": self.photon_energy_kev,
+            "pedestal_file": self.pedestal_source,
+            "pedestal_sha256": self.pedestal_sha256,
+            "gain_maps": list(self.gain_maps),
+        }
 
 
 def image_gains(config: dict, gain_maps: GainMaps) -> np.ndarray:

@@ -13,6 +13,9 @@ created here, through the symlink-safe ``output_file.create_output_file``, as ``
 Parts follow one naming rule, :func:`part_output`: ``<stem>.part<i><suffix>`` next to the master, named in
 it relative to it (the folder can be moved as a whole); a host's part written by several processes has
 parts of its own by the same rule.
+
+Two files have layouts of their own, created here too (:func:`create_new`): a Jungfrau pedestal
+acquisition's pedestal file (``pedestal_file``) and the HDF5 form of Jungfrau gain maps (``gain_map_file``).
 """
 
 from __future__ import annotations
@@ -103,6 +106,12 @@ def _create(output: OutputPath, uid: int) -> CreatedFile:
         raise LayoutError(str(error)) from None
 
 
+def create_new(output: OutputPath, uid: int) -> CreatedFile:
+    """Create a file of a layout of its own (the pedestal file ``pedestal_file``, the HDF5 gain maps
+    ``gain_map_file``) the same safe way; LayoutError if it cannot be. Publish it once filled."""
+    return _create(output, uid)
+
+
 @dataclass
 class FileDatasets:
     """The growing datasets of a writer's file."""
@@ -119,9 +128,10 @@ def create_file(target: WriteTarget) -> CreatedFile:
     return _create(target.output, target.user_id)
 
 
-def create_layout(file: h5py.File, target: WriteTarget, start_time: float) -> FileDatasets:
+def create_layout(file: h5py.File, target: WriteTarget, start_time: float, conversion=None) -> FileDatasets:
     """Groups, attributes and the (empty, growing) datasets of a new file; nothing may be added once the
-    file is in SWMR mode."""
+    file is in SWMR mode. ``conversion``: a converting acquisition's open conversion (``record``, ``flags``;
+    ``daq_server.write.conversion``), described by ``nxmx.describe_conversion``."""
     config = as_dict(target.config)
     entry = file.create_group("entry")
     entry.attrs.update({**entry_attributes(target.request, config), "start_time": start_time})
@@ -147,6 +157,8 @@ def create_layout(file: h5py.File, target: WriteTarget, start_time: float) -> Fi
     )  # fmt: skip
     lost.attrs["description"] = LOST_DESCRIPTION
     nxmx.build(file, images, config, target.request, start_time)
+    if conversion is not None:
+        nxmx.describe_conversion(images, conversion.record, conversion.flags)
     return FileDatasets(images, per_image, statistics, lost)
 
 

@@ -20,10 +20,10 @@ is refused with a clear message; when the reservation cannot be extended during 
 acquisition, the writer stops *before* writing into unreserved space, so the acquisition ends
 FAILED with "disk full" and a file that closes cleanly with every image written so far.
 
-Uncompressed images go from the ring buffer into their chunk with ``write_direct_chunk`` (no
-copy in Python, no type conversion); so do chunks compressed by the native pool
-(``daq_server.pipeline.compression``); other compressed ones go through h5py's filter pipeline. The small
-metadata datasets are written once a second, after an image that follows a pause (step scans) and at
+Uncompressed images go from the ring buffer (or the image pipeline's converted image) into their chunk
+with ``write_direct_chunk`` (no copy in Python, no type conversion); so do chunks compressed by the native
+image pipeline (``daq_server.pipeline.image_pipeline``); other compressed ones go through h5py's filter
+pipeline. The small metadata datasets are written once a second, after an image that follows a pause (step scans) and at
 the end, with an HDF5 flush, so what was
 written survives a crash of the server (the kernel keeps the pages; power loss is not
 covered) and SWMR readers see it.
@@ -97,8 +97,11 @@ def has_quarantined_files() -> bool:
 class Hdf5Writer:
     """One open output file; ``write`` one image at a time, then ``close``."""
 
-    def __init__(self, target: WriteTarget):
+    def __init__(self, target: WriteTarget, conversion=None):
+        """``conversion``: the open conversion of a converting acquisition (its ``record`` and ``flags`` go
+        into the file, ``daq_server.write.conversion``)."""
         self.target = target
+        self._conversion = conversion
         self.n_written = 0
         self._last_flush = time.monotonic()
         self._last_write = float("-inf")  # the first image is always flushed at once
@@ -143,7 +146,7 @@ class Hdf5Writer:
 
     def _create_layout(self) -> None:
         """Groups, attributes and the (empty, growing) datasets; nothing may be added once in SWMR mode."""
-        self._datasets: FileDatasets = file_layout.create_layout(self._file, self.target, time.time())
+        self._datasets: FileDatasets = file_layout.create_layout(self._file, self.target, time.time(), self._conversion)
         self.images = self._datasets.images
         self._statistics = self._datasets.statistics
 

@@ -1,6 +1,10 @@
-"""An acquisition's images into its file, in order: written straight from the ring buffer, or
-first compressed by the native image pipeline (``daq_server.pipeline.image_pipeline``) while they stay
-in the ring buffer, then written as pre-compressed chunks."""
+"""An acquisition's images into its file, in order: written straight from the ring buffer, or first run
+through the native image pipeline (``daq_server.pipeline.image_pipeline``) while they stay in the ring
+buffer: converted to photons or keV (a Jungfrau with a conversion), compressed, or both; then written
+as pre-compressed chunks or from the pipeline's converted image.
+
+:func:`open_writer` picks the writer of a target: this one, or a pedestal acquisition's
+(``daq_server.write.pedestal_writer``)."""
 
 from __future__ import annotations
 
@@ -9,10 +13,13 @@ from collections import deque
 
 import numpy as np
 
+from daq_server.config import as_dict
 from daq_server.pipeline.compression import BITSHUFFLE_LZ4, default_threads
 from daq_server.pipeline.image_pipeline import ImagePipeline
 from daq_server.receive.image_source import ReceivedImage
+from daq_server.write.conversion import open_conversion
 from daq_server.write.hdf5_writer import Hdf5Writer
+from daq_server.write.pedestal_writer import PedestalWriter
 from daq_server.write.request import WriteTarget
 
 _log = logging.getLogger("daq_server.write.image_writer")
@@ -26,11 +33,18 @@ class ImageWriter:
         self._pool: ImagePipeline | None = None
         self._waiting: deque[ReceivedImage] = deque()  # submitted to the pool, in order
         self.compression: dict[str, int] = {}
-        if target.compression == BITSHUFFLE_LZ4:  # first the pool: no file is left behind if it fails
-            threads, itemsize = compression_threads or default_threads(), np.dtype(target.dtype).itemsize
-            self._pool = ImagePipeline(threads, target.image_bytes, itemsize)
+        self._conversion_counts: dict[str, int] = {}
+        opened = open_conversion(target.conversion, as_dict(target.config), target.shape) if target.conversion else None
+        self._input_dtype = np.dtype(np.uint16) if opened is not None else np.dtype(target.dtype)
+        compress = target.compression == BITSHUFFLE_LZ4
+        if compress or opened is not None:  # first the pool: no file is left behind if it fails
+            threads = compression_threads or default_threads()
+            conversion = opened.conversion if opened is not None else None
+            self._pool = ImagePipeline(
+                threads, target.raw_image_bytes, self._input_dtype.itemsize, conversion=conversion, compress=compress
+            )
         try:
-            self.file = Hdf5Writer(target)
+            self.file = Hdf5Writer(target, opened)
         except BaseException:
             if self._pool is not None:
                 self._pool.close()
@@ -47,9 +61,11 @@ class ImageWriter:
         return self.file.last_image
 
     def put(self, image: ReceivedImage) -> None:
-        """Write ``image`` now, or hand it to the pool (it is held until its chunk is written)."""
+        """Write ``image`` now, or hand it to the pool (it is held until its result is written)."""
         data = image.data
-        if self._pool is None or data.dtype != np.dtype(self.target.dtype) or not data.flags.c_contiguous:
+        if self._pool is None or data.dtype != self._input_dtype or not data.flags.c_contiguous:
+            if self.target.conversion is not None:
+                raise ValueError(f"a converting acquisition takes C-contiguous uint16 images, not {data.dtype}")
             self.drain(wait=True)  # e.g. a big-endian bsread image: h5py's filter converts it, in order
             self.file.write(data, image.frame_number, image.n_missing_packets, image.receive_time)
             return
@@ -65,21 +81,26 @@ class ImageWriter:
         self.drain()
 
     def drain(self, wait: bool = False, keep: int = 0) -> None:
-        """Write the chunks compressed so far, in submission order; with ``wait``, until only
-        ``keep`` images are left in flight."""
+        """Write the images the pool finished, in submission order; with ``wait``, until only ``keep``
+        images are left in flight."""
         while len(self._waiting) > keep:
-            chunk = self._pool.next(timeout=0.5 if wait else 0.0)
-            if chunk is None:
+            result = self._pool.next(timeout=0.5 if wait else 0.0)
+            if result is None:
                 if wait:
                     continue
                 return
             image = self._waiting.popleft()
+            written = image.data  # the image itself, or its conversion (also for the statistics)
             try:
-                self.file.write(
-                    image.data, image.frame_number, image.n_missing_packets, image.receive_time, chunk=chunk.data
-                )
+                if self.target.conversion is not None:
+                    written = np.frombuffer(result.image, dtype=self.target.dtype).reshape(self.target.shape)
+                    for key, value in result.counts.items():
+                        self._conversion_counts[key] = self._conversion_counts.get(key, 0) + value
+                chunk = result.data if result.compressed else None
+                self.file.write(written, image.frame_number, image.n_missing_packets, image.receive_time, chunk=chunk)
             finally:
-                self._pool.done(chunk)
+                written = None  # no view of the pipeline's buffer may outlive done()
+                self._pool.done(result)
                 image.drop()
 
     def idle(self) -> None:
@@ -96,7 +117,7 @@ class ImageWriter:
         finally:
             if self._pool is not None:
                 self._pool.close()  # its threads are done: the counters are final
-                self.compression = self._pool.final_counters
+                self.compression = self._pool.final_counters | self._conversion_counts
                 self._pool = None
                 while self._waiting:
                     self._waiting.popleft().drop()
@@ -107,7 +128,14 @@ class ImageWriter:
         c = self.compression
         if c.get("images"):
             _log.info(
-                "compressed %d images: %.3f GB -> %.3f GB (%.1fx), %.2f GB/s per core",
+                "pipeline: %d images, %.3f GB -> %.3f GB (%.1fx), %.2f GB/s per core",
                 c["images"], c["bytes_in"] / 1e9, c["bytes_out"] / 1e9, c["bytes_in"] / max(c["bytes_out"], 1),
                 c["bytes_in"] / max(c["busy_ns"], 1),
             )  # fmt: skip
+
+
+def open_writer(target: WriteTarget, compression_threads: int = 0):
+    """The writer of ``target``: an ImageWriter, or a PedestalWriter for a pedestal acquisition."""
+    if target.request.pedestal:
+        return PedestalWriter(target, compression_threads)
+    return ImageWriter(target, compression_threads)

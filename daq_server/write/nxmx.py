@@ -43,11 +43,15 @@ REQUEST_FIELDS: dict[str, tuple[type, str]] = {
     "beam_center_x": (float, "pixel"),
     "beam_center_y": (float, "pixel"),
     "incident_wavelength": (float, "angstrom"),
+    "incident_energy": (float, "keV"),
     "count_time": (float, "s"),
     "frame_time": (float, "s"),
     "sample_name": (str, ""),
 }
 """Optional NXmx fields of a write request: name -> (type, unit of the value)."""
+
+HC_KEV_ANGSTROM = 12.398419843320026
+"""h c in keV x angstrom (CODATA 2018)."""
 
 DETECTOR = "/entry/instrument/detector"
 TRANSFORMATIONS = DETECTOR + "/transformations"
@@ -137,7 +141,11 @@ class Geometry:
         if distance is None:
             self.notes["distance"] = "unknown: give detector_distance (mm) in the request or the config's nexus"
         self.two_theta = float(defaults.get("two_theta", 0.0))
-        self.wavelength = value("incident_wavelength")
+        self.wavelength = request.nexus.incident_wavelength
+        if self.wavelength is None and request.nexus.incident_energy is not None:  # E [keV] = hc / wavelength
+            self.wavelength = HC_KEV_ANGSTROM / request.nexus.incident_energy
+        if self.wavelength is None:
+            self.wavelength = defaults.get("incident_wavelength")
         self.sample_name = value("sample_name")
 
     def offset_of(self, x0: int, y0: int) -> tuple[float, tuple[float, float, float]]:
@@ -274,6 +282,40 @@ def _modules(detector: h5py.Group, config: dict, shape: tuple[int, int], geometr
         pixel_y = geometry.pixel_y if math.isfinite(geometry.pixel_y) else 0.0
         _transformation(module, "fast_pixel_direction", pixel_x, "m", "translation", FAST, offset)
         _transformation(module, "slow_pixel_direction", pixel_y, "m", "translation", SLOW, offset)
+
+
+CONVERSION_MASK_NOTE = (
+    " The conversion to photons or keV also flags the pixels its pedestal does not trust: bit 1 (value 2) dead "
+    "(pedestal out of range or wrong gain stage), bit 4 (value 16) noisy; they hold the no-data value in every image."
+)
+
+
+def describe_conversion(images: h5py.Dataset, record: dict, flags: np.ndarray) -> None:
+    """Images converted to photons or keV: their unit, the pedestal's ``flags`` (NXmx bits) in the pixel
+    mask, and ``/entry/conversion`` (NXprocess) with the ``record`` (pedestal and gain map files, sha256,
+    photon energy, rounding, fill values). Call before the file goes into SWMR mode."""
+    entry = images.parent.parent
+    images.attrs["units"] = record["output"]
+    detector = entry["instrument/detector"]
+    mask = detector["pixel_mask"]
+    mask[...] = mask[()] | flags.astype(np.uint32)
+    mask.attrs["description"] = str(mask.attrs.get("description", "")) + CONVERSION_MASK_NOTE
+    if record["output"] == "photons":
+        if "saturation_value" in detector:
+            del detector["saturation_value"]
+        _number(detector, "saturation_value", int(record["saturated_value"]))
+    process = _group(entry, "conversion", "NXprocess")
+    _text(process, "program", "std-daq Jungfrau conversion")
+    _text(process, "description", "energy = (ADC - pedestal[gain stage]) / gain[gain stage], per pixel")
+    for key, value in record.items():
+        if value is None or value == "":
+            continue
+        if isinstance(value, list):
+            process.create_dataset(key, data=[str(v) for v in value], dtype=h5py.string_dtype())
+        elif isinstance(value, str):
+            _text(process, key, value)
+        else:
+            _number(process, key, value, "keV" if key == "photon_energy_kev" else "")
 
 
 def finish(entry: h5py.Group, end_time: float) -> None:

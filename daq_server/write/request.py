@@ -21,6 +21,8 @@ import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, StrictBool, ValidationError, create_model, field_validator
 
 from daq_server.config import DaqConfig
+from daq_server.pipeline.jungfrau_conversion import ConversionSpec
+from daq_server.pipeline.pedestal import MAX_FRAMES as MAX_PEDESTAL_FRAMES
 from daq_server.write.nxmx import REQUEST_FIELDS as NEXUS_FIELDS
 from daq_server.write.output_file import MAX_PATH_BYTES, OutputPath, OutputPathError, check_creatable, split_output_path
 
@@ -84,6 +86,11 @@ class WriteRequest:
     """Compute, store and report each image's sum and maximum (``daq_server.write.image_statistics``)."""
     run: RunIdentity | None = None
     """The bluesky run the acquisition belongs to, when a device sent it."""
+    pedestal: bool = False
+    """A pedestal acquisition: the n_images dark frames become the pedestal file ``output_file``
+    (gain-switching detectors; ``daq_server.write.pedestal_writer``)."""
+    raw: bool = False
+    """Write the raw gain-switching words although the config asks for a conversion."""
 
     @property
     def output_file(self) -> str:
@@ -94,6 +101,10 @@ class WriteRequest:
         info = {"n_images": self.n_images, "output_file": self.output_file, "run_id": self.run_id}
         if self.run is not None:
             info["run"] = self.run.as_json()
+        if self.pedestal:
+            info["pedestal"] = True
+        if self.raw:
+            info["raw"] = True
         return info
 
 
@@ -118,6 +129,8 @@ class WriteTarget:
     compression: str = "none"
     share: Share | None = None
     """None: this file holds every image of the acquisition."""
+    conversion: ConversionSpec | None = None
+    """Raw gain-switching images are converted (to ``dtype``: photons or keV) before they are written."""
 
     @property
     def output(self) -> OutputPath:
@@ -138,6 +151,11 @@ class WriteTarget:
     @property
     def image_bytes(self) -> int:
         return self.shape[0] * self.shape[1] * np.dtype(self.dtype).itemsize
+
+    @property
+    def raw_image_bytes(self) -> int:
+        """Bytes of one image as the receiver delivers it (before a conversion)."""
+        return self.shape[0] * self.shape[1] * 2 if self.conversion is not None else self.image_bytes
 
 
 class _WriteRequestCore(BaseModel):
@@ -162,6 +180,19 @@ class _WriteRequestCore(BaseModel):
             "/entry/data/image_sum and image_max, the last one reported in acquisition.stats.last_image. "
             "Costs one pass over each image."
         ),
+    ] = False
+
+    pedestal: Annotated[
+        StrictBool,
+        Field(
+            description="A pedestal acquisition (gain-switching detectors, jungfrau): the n_images dark frames of the "
+            "detector's pedestal mode give every pixel's mean and RMS per gain stage, written as the pedestal file "
+            "output_file; it becomes the pedestal later acquisitions convert with."
+        ),
+    ] = False
+    raw: Annotated[
+        StrictBool,
+        Field(description="Write the raw gain-switching words although the config asks for a conversion."),
     ] = False
 
     @field_validator("n_images", "run_id", mode="before")
@@ -223,6 +254,12 @@ def parse_write_request(body: object, data_root: Path, writer_user_id: int) -> W
         check_creatable(output, writer_user_id)
     except OutputPathError as error:
         raise RequestError(str(error)) from None
+    if parsed.pedestal and (parsed.gated or parsed.raw or parsed.image_statistics):
+        raise RequestError(
+            "A pedestal acquisition takes every dark frame: it cannot be gated, raw or give image statistics"
+        )
+    if parsed.pedestal and parsed.n_images > MAX_PEDESTAL_FRAMES:
+        raise RequestError(f"A pedestal takes at most {MAX_PEDESTAL_FRAMES} frames, not {parsed.n_images}")
     return WriteRequest(
         output=output,
         n_images=parsed.n_images,
@@ -231,4 +268,6 @@ def parse_write_request(body: object, data_root: Path, writer_user_id: int) -> W
         gated=parsed.gated,
         image_statistics=parsed.image_statistics,
         run=parsed.run,
+        pedestal=parsed.pedestal,
+        raw=parsed.raw,
     )

@@ -33,7 +33,7 @@ import numpy as np
 
 from daq_server.receive.image_source import ReceivedImage
 from daq_server.write.hdf5_writer import describe_error, has_quarantined_files
-from daq_server.write.image_writer import ImageWriter
+from daq_server.write.image_writer import ImageWriter, open_writer
 
 IDLE_S = 0.05
 """How often the finished compressed chunks are written while no message comes."""
@@ -108,7 +108,7 @@ class WriterLoop:
             self.conn.send(("refused", self.ring_error))
             return
         try:
-            self.writer = ImageWriter(target, compression_threads)
+            self.writer = open_writer(target, compression_threads)
         except Exception as error:  # a file that cannot be made refuses this acquisition, never ends the process
             logging.getLogger("daq_server.write.writer_loop").exception("opening %s failed", target.output.path)
             self.conn.send(("refused", describe_error(error)))
