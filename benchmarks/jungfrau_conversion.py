@@ -20,7 +20,7 @@ import time
 import numpy as np
 
 from daq_server.pipeline.compression import compress
-from daq_server.pipeline.gain_maps import GainMaps
+from detectors.gain_maps import GainMaps
 from daq_server.pipeline.jungfrau_conversion import JungfrauConversion, image_gains
 from daq_server.pipeline.pedestal import PedestalAccumulator
 from sim import configs, module_pixels

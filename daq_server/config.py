@@ -12,12 +12,13 @@ import os
 import stat
 import tempfile
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from daq_server.receive.udp_receiver import MAX_MODULES, check_geometry
-from detectors import DETECTOR_TYPES, STREAM_BIT_DEPTHS, describe, detector_format, stream_dtype
+from detectors import DETECTOR_TYPES, STREAM_BIT_DEPTHS, describe, detector_format, has_gain_stages, stream_dtype
+from detectors.gain_maps import GainMapError, read_gain_maps
 
 MAX_USER_ID = 2**31 - 1
 MAX_IMAGE_SIDE = 1 << 16
@@ -94,6 +95,25 @@ class DaqConfig(BaseModel):
             raise ValueError(f"must be one of {', '.join(DETECTOR_TYPES)}, not '{value}'")
         return value
 
+    jungfrau_gain_maps: (
+        Annotated[str, Field(max_length=4096)]
+        | Annotated[list[Annotated[str, Field(max_length=4096)]], Field(max_length=MAX_MODULES)]
+        | None
+    ) = None
+    """Gain-switching detectors: the gain maps (absolute paths): one HDF5 file, or PSI's binary files, one
+    per module in module order (``detectors.gain_maps``, docs/jungfrau.rst)."""
+    jungfrau_conversion: Literal["photons", "keV"] | None = None
+    """Gain-switching detectors: write images converted to photon counts (uint16) or keV (float32) instead
+    of raw words (needs ``jungfrau_gain_maps`` and a pedestal); raw when absent."""
+
+    @field_validator("jungfrau_gain_maps")
+    @classmethod
+    def _absolute_paths(cls, value: str | list[str] | None) -> str | list[str] | None:
+        for path in [value] if isinstance(value, str) else value or []:
+            if not os.path.isabs(path):
+                raise ValueError(f"must be absolute paths, not '{path}'")
+        return value
+
     nexus: Annotated[dict[str, str | float], Field(max_length=32)] | None = None
     """Optional NXmx facts about the detector for the files, e.g. ``{"sensor_thickness": 320}`` (keys and
     units: :data:`NEXUS_CONFIG_FIELDS`)."""
@@ -153,6 +173,25 @@ class DaqConfig(BaseModel):
             check_geometry(self.model_dump())
         except ValueError as error:
             raise ValueError(str(error)) from None
+        return self._check_conversion()
+
+    def _check_conversion(self) -> DaqConfig:
+        """The conversion keys only for gain-switching detectors, with gain maps that fit the modules."""
+        config = self.model_dump()
+        keys = [k for k in ("jungfrau_gain_maps", "jungfrau_conversion") if config[k]]
+        if not keys:
+            return self
+        if not has_gain_stages(config):
+            raise ValueError(
+                f"{', '.join(keys)}: only for detectors with gain-switching pixels (jungfrau), not {self.detector_type}"
+            )
+        if self.jungfrau_conversion and not self.jungfrau_gain_maps:
+            raise ValueError("jungfrau_conversion needs jungfrau_gain_maps (the gain maps to convert with)")
+        if self.jungfrau_gain_maps:
+            try:
+                read_gain_maps(self.jungfrau_gain_maps, config)
+            except GainMapError as error:
+                raise ValueError(f"jungfrau_gain_maps: {error}") from None
         return self
 
     def _check_bsread(self) -> DaqConfig:

@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 from conftest import jungfrau_config
 
-from daq_server.pipeline.gain_maps import GainMapError, file_sha256, read_gain_maps
+from detectors.gain_maps import GainMapError, file_sha256, read_gain_maps
 from sim import configs
 from sim.jungfrau import module_calibration, write_gain_maps
 

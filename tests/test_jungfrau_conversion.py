@@ -5,7 +5,7 @@ import pytest
 from conftest import collect_images, jungfrau_config
 from expected import expected_image
 
-from daq_server.pipeline.gain_maps import read_gain_maps
+from detectors.gain_maps import read_gain_maps
 from daq_server.pipeline.jungfrau_conversion import NO_DATA, SATURATED, JungfrauConversion, image_gains
 from daq_server.pipeline.pedestal import DEAD_PIXEL, NOISY_PIXEL, PedestalAccumulator
 from daq_server.write.nexus_layout import gap_mask

@@ -36,16 +36,19 @@ class Acquisition:
     """The write request asked for image statistics: ``stats.last_image`` is reported."""
     last_image: dict | None = None
     """Index, image_id, n_missing_packets, sum and max of the last image written (image statistics)."""
+    conversion: dict | None = None
+    """A Jungfrau conversion's description (``info.conversion``: output, photon energy, pedestal, gain maps)."""
 
     @classmethod
-    def started(cls, request: WriteRequest) -> Acquisition:
-        """A new acquisition for ``request``, waiting for images."""
+    def started(cls, request: WriteRequest, conversion: dict | None = None) -> Acquisition:
+        """A new acquisition for ``request``, waiting for images (converted as ``conversion`` describes)."""
         return cls(
             request=request,
             message=Message.WAITING,
             state=AcquisitionState.WAITING_IMAGES,
             start_time=time.time(),
             image_statistics=request.image_statistics,
+            conversion=conversion,
         )
 
     @classmethod
@@ -64,7 +67,8 @@ class Acquisition:
     def info(self) -> dict:
         """The ``info`` object of the status: what the request asked."""
         if self.request is not None:
-            return self.request.info()
+            extra = {"conversion": dict(self.conversion)} if self.conversion is not None else {}
+            return self.request.info() | extra
         return dict(self.recovered_info or NO_INFO)
 
     @property

@@ -6,7 +6,8 @@ process and gives the slot back when the process reports the image written.
 
 With several processes, image *k* of the acquisition goes to process *k mod n*, which writes
 part file *k mod n*; the acquisition's ``output_file`` becomes the master file joining them (an HDF5
-virtual dataset; both made by ``daq_server.write.file_layout``). A process that dies or stops answering fails
+virtual dataset; both made by ``daq_server.write.file_layout``). A pedestal acquisition goes to the first
+process only (its accumulator needs every frame). A process that dies or stops answering fails
 the acquisition with its reason; the receiver never waits for it.
 """
 
@@ -47,13 +48,14 @@ class ProcessImageWriter:
         self._owed_since = self._last_news  # since when the processes owe us images or an answer
         self._next = 0
         self._final: int | None = None  # the images the master file shows, once written
-        self._targets = file_layout.share_targets(target, pool.n)
+        n = 1 if target.request.pedestal else pool.n  # a pedestal needs every frame in one accumulator
+        self._targets = file_layout.share_targets(target, n)
         try:
-            self._master = file_layout.reserve_master(target) if pool.n > 1 else None
+            self._master = file_layout.reserve_master(target) if n > 1 else None
         except LayoutError as error:
             raise WriterError(str(error)) from None
-        self._processes = pool.processes()
-        answers: list[tuple | None] = [None] * pool.n
+        self._processes = pool.processes()[:n]
+        answers: list[tuple | None] = [None] * n
         for i, (process, part) in enumerate(zip(self._processes, self._targets, strict=True)):
             self._sent.append(0)
             self._written.append(0)

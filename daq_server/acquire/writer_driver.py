@@ -27,10 +27,11 @@ from daq_server.acquire.process_image_writer import ProcessImageWriter
 from daq_server.acquire.writer_pool import WriterPool
 from daq_server.config import DaqConfig
 from daq_server.pipeline.compression import default_threads
+from daq_server.pipeline.jungfrau_conversion import ConversionSpec
 from daq_server.receive.image_source import RECEIVER_COUNTERS, ImageSource, ReceivedImage
 from daq_server.write.crash_recovery import release_crashed_file
 from daq_server.write.hdf5_writer import describe_error
-from daq_server.write.image_writer import ImageWriter
+from daq_server.write.image_writer import ImageWriter, open_writer
 from daq_server.write.request import WriteRequest, WriteTarget
 from std_daq_client.acquisitions import AcquisitionState, Message, WriterState
 
@@ -56,7 +57,10 @@ class WriterDriver:
         on_image: Callable[[ReceivedImage], None] | None = None,
         compression_threads: int = 0,
         writer_pool: WriterPool | None = None,
+        on_end: Callable[[Acquisition], None] | None = None,
     ):
+        """``on_end(acquisition)`` runs when an acquisition ended, its file closed, before it is logged
+        (it may add to the acquisition's message, e.g. that its pedestal is now in use)."""
         self._lock = threading.RLock()
         self._ended = threading.Condition(self._lock)
         self._state = READY
@@ -64,6 +68,7 @@ class WriterDriver:
         self._writer: ImageWriter | None = None
         self._log = log
         self._on_change = on_change or (lambda status: None)
+        self._on_end = on_end or (lambda acquisition: None)
         self._counter = ImageCounter()
         self._sinks = [self._counter, CallbackSink(on_image or (lambda image: None)), self]
         self._compression_threads = compression_threads
@@ -218,8 +223,11 @@ class WriterDriver:
         self._end(FAILED, f"{Message.ERROR_PREFIX}Writing the image failed: {describe_error(error)}")
 
     # ---- requests ---------------------------------------------------------------------------
-    def start(self, request: WriteRequest, config: DaqConfig, compression: str) -> dict:
-        """Accept a write request in state READY: create the file and wait for images."""
+    def start(
+        self, request: WriteRequest, config: DaqConfig, compression: str, conversion: ConversionSpec | None = None
+    ) -> dict:
+        """Accept a write request in state READY: create the file and wait for images (converted when
+        ``conversion`` is given; a pedestal file for a pedestal request)."""
         with self._lock:
             if self._state != READY:
                 raise DriverError(
@@ -228,8 +236,9 @@ class WriterDriver:
                 )
             if self._receiver is None:
                 raise DriverError("The receiver is not running; check the config.")
-            shape, dtype = tuple(self._receiver.shape), str(self._receiver.dtype)
-            target = WriteTarget(request, config, shape, dtype, compression)
+            shape = tuple(self._receiver.shape)
+            dtype = str(conversion.dtype if conversion is not None else self._receiver.dtype)
+            target = WriteTarget(request, config, shape, dtype, compression, conversion=conversion)
             try:  # the marker first: a full or read-only state folder refuses before a file exists
                 self._marker.write_text(json.dumps(request.info()))
             except OSError as error:
@@ -243,7 +252,7 @@ class WriterDriver:
             self._gate = 0 if request.gated else None
             self._counters_at_start = self._receiver.counters()
             self._state = WRITING
-            self._acquisition = Acquisition.started(request)
+            self._acquisition = Acquisition.started(request, conversion.describe() if conversion is not None else None)
             self._changed()
             return self.status()
 
@@ -251,7 +260,7 @@ class WriterDriver:
         """The writer processes when the receiver's ring buffer is shared memory, else this process."""
         if self._pool is not None and getattr(self._receiver, "shared_memory_name", ""):
             return ProcessImageWriter(target, self._pool, self._compression_threads_now())
-        return ImageWriter(target, self._compression_threads_now())
+        return open_writer(target, self._compression_threads_now())
 
     def _compression_threads_now(self) -> int:
         """The option, else the default for this receiver (every CPU when its threads are real-time)."""
@@ -309,6 +318,10 @@ class WriterDriver:
         if writer is not None:
             self._take_progress(writer, acquisition)
         acquisition.end(state, message)
+        try:
+            self._on_end(acquisition)
+        except Exception:  # noqa: BLE001 - the acquisition is over whatever the hook does
+            _log.exception("the end of %s could not be handled", acquisition.info.get("output_file"))
         self._state = READY
         self._remove_marker()
         self._log.append(acquisition.to_json())

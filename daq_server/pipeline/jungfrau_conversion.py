@@ -21,7 +21,7 @@ import numpy as np
 
 import detectors
 from daq_server.pipeline._pipeline import ffi, lib
-from daq_server.pipeline.gain_maps import GainMaps
+from detectors.gain_maps import GainMaps
 
 OUTPUTS = {"photons": lib.JC_OUTPUT_PHOTONS, "keV": lib.JC_OUTPUT_KEV}
 """The conversions a config may ask for (``jungfrau_conversion``)."""

@@ -14,8 +14,12 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+import detectors
+from daq_server.acquire.acquisition import Acquisition
 from daq_server.acquire.acquisition_log import AcquisitionLog
+from daq_server.acquire.conversion_plan import ConversionRefused, plan_conversion
 from daq_server.acquire.live_preview import LivePreview
+from daq_server.acquire.pedestal_store import PedestalStore
 from daq_server.acquire.writer_driver import DriverError, WriterDriver
 from daq_server.acquire.writer_pool import WriterPool, remove_stale_rings
 from daq_server.config import ConfigError, ConfigStore, DaqConfig, as_dict, merge_config
@@ -32,7 +36,7 @@ from daq_server.serve.stats import StatsSampler
 from daq_server.write.hdf5_writer import COMPRESSIONS
 from daq_server.write.request import parse_write_request
 from detectors import describe
-from std_daq_client.acquisitions import WriterState
+from std_daq_client.acquisitions import AcquisitionState, WriterState
 
 _log = logging.getLogger("daq_server.serve.service")
 DEFAULT_MEMORY_LIMIT = 2048 << 20
@@ -79,6 +83,7 @@ class DaqService:
         )
         self.log = AcquisitionLog(options.state_dir / "acquisitions.jsonl", lambda r: self._publish("acquisition", r))
         self.preview = LivePreview()
+        self.pedestals = PedestalStore(options.state_dir)
         self.driver = WriterDriver(
             options.state_dir,
             self.log,
@@ -88,6 +93,7 @@ class DaqService:
             writer_pool=WriterPool(options.writer_processes, options.writer_timeout_s)
             if options.writer_processes > 0
             else None,
+            on_end=self._acquisition_ended,
         )
         self._ring_note = ""  # why the writer processes cannot be used, if they cannot
         self._ring_names = (f"/std_daq.{os.getpid()}.{n}" for n in itertools.count())
@@ -247,9 +253,11 @@ class DaqService:
             if self._receiver is None:
                 raise AdminError(f"No acquisition is possible: {self._deployment.get('message', 'no receiver')}")
             request = self._parse(body)
+            config = self.get_config()
             try:
-                return self.driver.start(request, self._config, self.options.compression)
-            except DriverError as error:
+                conversion = plan_conversion(request, config, self.pedestals)
+                return self.driver.start(request, self._config, self.options.compression, conversion)
+            except (DriverError, ConversionRefused) as error:
                 raise AdminError(str(error)) from None
 
     def write_sync(self, body: object) -> dict:
@@ -274,12 +282,38 @@ class DaqService:
         return self.status()
 
     def status(self) -> dict:
-        """The writer's status; ERROR with the ``reason`` while no receiver runs (it did not start)."""
+        """The writer's status; ERROR with the ``reason`` while no receiver runs (it did not start); for a
+        gain-switching detector also the pedestal in use (None before the first)."""
         status = self.driver.status()
         if self._receiver is None and status["state"] == WriterState.READY:
             reason = self._deployment.get("message") or "the receiver is not running"
             status = {**status, "state": WriterState.ERROR, "reason": reason}
+        if detectors.has_gain_stages(self.get_config()):
+            status["pedestal"] = self.pedestals.describe()
         return status
+
+    def _acquisition_ended(self, acquisition: Acquisition) -> None:
+        """A complete pedestal acquisition's file becomes the pedestal in use (the message says so)."""
+        info = acquisition.info
+        if not info.get("pedestal"):
+            return
+        if acquisition.state != AcquisitionState.FINISHED or not acquisition.complete:
+            acquisition.message += (
+                " The pedestal is not used (the acquisition did not complete); the previous one stays."
+            )
+            return
+        try:
+            used = self.pedestals.adopt(info["output_file"], info.get("run_id"))
+        except ValueError as error:
+            acquisition.message += f" The pedestal is not used: {error}"
+            return
+        frames = used["gain_stage_frames"]
+        acquisition.message += (
+            f" Pedestal in use from now on: {info['output_file']} (frames of gain 0, 1, 2: {frames[0]}, {frames[1]}, "
+            f"{frames[2]}; {used['flagged_pixels']} pixels flagged)."
+        )
+        if 0 in frames:
+            acquisition.message += " Some gain stage had no frames: its pixels will hold the no-data value."
 
     # ---- stats and logs ---------------------------------------------------------------------
     def _counters(self) -> tuple[int, int, int, int]:

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from daq_server.pipeline.gain_maps import read_gain_maps
+from detectors.gain_maps import read_gain_maps
 from daq_server.pipeline.jungfrau_conversion import (
     NO_DATA,
     ROUNDING,

@@ -5,7 +5,7 @@
 The HDF5 form is the layout of PSI's ``jungfrau_utils``: dataset ``gains`` of shape (3, n_modules x rows,
 columns), the G0, G1 and G2 maps of the modules stacked in module order, in ADU/keV; the source files
 and their sha256 are attributes. The binary files are read and checked like the server reads them
-(``daq_server.pipeline.gain_maps``). ``std_daq_sim --write-gain-maps maps.h5`` writes its maps this way.
+(``detectors.gain_maps``). ``std_daq_sim --write-gain-maps maps.h5`` writes its maps this way.
 The file is created new (never overwritten), through the file layout's ``create_new`` like every file
 the project writes.
 """
@@ -18,7 +18,7 @@ import sys
 
 import numpy as np
 
-from daq_server.pipeline.gain_maps import HDF5_DATASET, check_gains, file_sha256, read_psi_binary
+from detectors.gain_maps import HDF5_DATASET, check_gains, file_sha256, read_psi_binary
 from daq_server.write.file_layout import create_new as create_file
 from daq_server.write.output_file import OutputPathError, split_output_path
 

@@ -8,9 +8,12 @@ Two file forms are read (docs/jungfrau.rst says where each comes from):
 * The HDF5 form of PSI's ``jungfrau_utils``: dataset ``gains`` of shape (3 to 6, n_modules x rows,
   columns), the modules stacked in module order, stage first.
 
-The signs are kept as stored (gain 1 and 2 are negative in PSI's maps, whose ADC values fall with
-charge in those stages). A map that cannot be used (wrong size, NaN or infinite values, zero gains,
-a gain 0 that is not positive) is refused with a :class:`GainMapError` that says where.
+The factors are used as stored, signs included (in gain 1 and 2 the ADC value falls as charge collects;
+the simulator's maps are negative there). A map that cannot be used (wrong size, NaN or infinite values,
+zero gains, a gain 0 that is not positive) is refused with a :class:`GainMapError` that says where.
+
+Part of ``detectors`` (the calibration files of a detector type) so that the config's validation, the
+conversion and the writer all read them the same way.
 """
 
 from __future__ import annotations
