@@ -15,6 +15,7 @@ from ._documents import IMAGE_DATASET, MIMETYPE, SPEC, ImageAssets, StreamImageA
 from ._errors import StdDaqAcquisitionError
 from ._handler import StdDaqHDF5Handler
 from ._path_provider import PathProvider, UniqueFilePathProvider
+from ._pedestal import CONVERSION_FIELDS, ConversionSignal, conversion_values, pedestal_plan
 from ._signals import DaqConfigSignal, DaqStatusSignal, ImageReferenceSignal, ImageStatisticSignal
 from ._status import AcquisitionStatus, StatusMonitor
 
@@ -33,6 +34,10 @@ except ImportError:  # pragma: no cover - ophyd v1 only
 
 __all__ = [
     "StdDaq",
+    "pedestal_plan",
+    "CONVERSION_FIELDS",
+    "ConversionSignal",
+    "conversion_values",
     "StdDaqDetector",
     "DaqConnector",
     "OPEN_ENDED_IMAGES",

@@ -18,6 +18,7 @@ from ._async_logic import (
     StdDaqDataLogic,
     StdDaqTriggerLogic,
 )
+from ._pedestal import CONVERSION_FIELDS, conversion_values
 from ._statistics import STATISTICS, statistics_of
 
 TriggerMode = Literal["free", "simulator"]
@@ -143,6 +144,23 @@ class StdDaqDetector(StandardDetector):
             values = statistics_of({"stats": {"last_image": self.plan.last_image}}, self.plan.index - 1)
             for name, key in self.statistics_keys.items():
                 readings[key] = Reading(value=float(values[name]), timestamp=now)
+        return readings
+
+    async def describe_configuration(self) -> dict[str, DataKey]:
+        """The configuration signals, plus the DAQ's conversion (:data:`~ophyd_stddaq.CONVERSION_FIELDS`)."""
+        keys = await super().describe_configuration()
+        for field, doc in CONVERSION_FIELDS.items():
+            source = f"{self.access.url_base} /daq/config + /writer/status: {field} ({doc})"
+            keys[f"{self.name}-{field}"] = DataKey(source=source, dtype="string", shape=[], dtype_numpy="|O")
+        return keys
+
+    async def read_configuration(self) -> dict[str, Reading]:
+        readings = await super().read_configuration()
+        config = await asyncio.to_thread(self.access.config, 0.2)
+        status = await asyncio.to_thread(self.access.status, 0.2)
+        now = time.time()
+        for field, value in conversion_values(config, status).items():
+            readings[f"{self.name}-{field}"] = Reading(value=value, timestamp=now)
         return readings
 
     @property

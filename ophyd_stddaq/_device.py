@@ -17,6 +17,7 @@ from ._documents import ImageAssets, StreamImageAssets
 from ._errors import StdDaqAcquisitionError
 from ._fly import DeviceAcquisition, FlyScanMixin
 from ._path_provider import PathProvider, UniqueFilePathProvider
+from ._pedestal import CONVERSION_FIELDS, ConversionSignal
 from ._signals import DaqConfigSignal, DaqStatusSignal, ImageReferenceSignal, ImageStatisticSignal
 from ._statistics import REQUEST_FIELD, statistics_of
 from ._status import AcquisitionStatus, StatusMonitor
@@ -106,6 +107,14 @@ class StdDaq(FlyScanMixin, Device):
     start_udp_port = _config("start_udp_port", "integer", "First UDP port the detector sends to.")
     writer_user_id = _config("writer_user_id", "integer", "User id the files are written as (< 1: the server's).")
     module_positions = _config("module_positions", "string", "Module index -> [start_x, start_y, end_x, end_y].")
+
+    # the conversion of a Jungfrau's raw words (config jungfrau_conversion, and the pedestal in use)
+    conversion = Cpt(ConversionSignal, field="conversion", kind="config", doc=CONVERSION_FIELDS["conversion"])
+    gain_maps = Cpt(ConversionSignal, field="gain_maps", kind="config", doc=CONVERSION_FIELDS["gain_maps"])
+    pedestal_file = Cpt(ConversionSignal, field="pedestal_file", kind="config", doc=CONVERSION_FIELDS["pedestal_file"])
+    pedestal_sha256 = Cpt(
+        ConversionSignal, field="pedestal_sha256", kind="config", doc=CONVERSION_FIELDS["pedestal_sha256"]
+    )
 
     # acquisition setting of this device (not a DAQ field)
     n_images = Cpt(Signal, value=0, kind="config", doc="Images per acquisition; 0: as many as the plan triggers.")
