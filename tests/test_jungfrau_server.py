@@ -2,6 +2,10 @@
 give back the photons the simulator encoded; refusals are clear 4xx; the pedestal survives a restart."""
 
 import hashlib
+import json
+import subprocess
+import sys
+from pathlib import Path
 
 import h5py
 import hdf5plugin  # noqa: F401 - the bitshuffle filter for reading
@@ -100,7 +104,16 @@ def test_kev_raw_on_request_and_the_pedestal_survives_a_restart(tmp_path):
     (tmp_path / "server").mkdir()
     daq = converting_daq(tmp_path, output="keV").start()
     try:
-        assert take_pedestal(daq)["acquisition"]["state"] == "FINISHED"
+        detector = daq.simulator(rate_hz=200, content="jungfrau-pedestal", seed=SEED)
+        detector.start()
+        try:  # the pedestal run from the command line
+            tool = str(Path(sys.executable).parent / "std_cli_write_sync")
+            command = [tool, "-b", daq.url, str(daq.data_root / "cli_pedestal.h5"), str(PEDESTAL_CYCLE), "--pedestal"]
+            result = subprocess.run(command, capture_output=True, text=True, timeout=120)
+        finally:
+            detector.stop()
+        assert result.returncode == 0, result.stderr
+        assert "Pedestal in use" in json.loads(result.stdout)["acquisition"]["message"]
         status, output = daq.acquire("kev.h5", 3, content="jungfrau-raw", seed=SEED, noise=0)
         assert status["acquisition"]["state"] == "FINISHED", status
         with h5py.File(output, "r") as f:

@@ -114,12 +114,37 @@ def _add_write_arguments(parser: argparse.ArgumentParser) -> None:
         metavar="INT",
         help="run id (default: chosen by the server)",
     )
+    kind = parser.add_mutually_exclusive_group()
+    kind.add_argument(
+        "--pedestal",
+        action="store_true",
+        help="a Jungfrau pedestal: the N_IMAGES dark frames of the detector's pedestal mode become the pedestal "
+        "file OUTPUT_FILE, which later acquisitions convert with",
+    )
+    kind.add_argument(
+        "--raw", action="store_true", help="write the raw Jungfrau words although the config asks for a conversion"
+    )
+    parser.add_argument(
+        "--incident-energy",
+        "--incident_energy",
+        dest="incident_energy",
+        type=float,
+        default=None,
+        metavar="KEV",
+        help="photon energy in keV (a conversion to photons needs it, unless the config has a default)",
+    )
 
 
 def _write_request(args: argparse.Namespace) -> dict[str, Any]:
     request: dict[str, Any] = {"output_file": args.output_file, "n_images": args.n_images}
     if args.run_id is not None:
         request["run_id"] = args.run_id
+    if args.pedestal:
+        request["pedestal"] = True
+    if args.raw:
+        request["raw"] = True
+    if args.incident_energy is not None:
+        request["incident_energy"] = args.incident_energy
     return request
 
 
@@ -185,7 +210,7 @@ def get_deploy_status() -> None:
 
 
 def write_async() -> None:
-    """std_cli_write_async OUTPUT_FILE N_IMAGES [--run-id INT]"""
+    """std_cli_write_async OUTPUT_FILE N_IMAGES [--run-id INT] [--pedestal | --raw] [--incident-energy KEV]"""
     _run(
         "Start writing N_IMAGES images to OUTPUT_FILE and print the status without waiting.",
         lambda c, a: c.start_writer_async(_write_request(a)),
@@ -205,7 +230,8 @@ WRITE_SYNC_EXIT_CODES = f"""exit codes:
 
 
 def write_sync() -> None:
-    """std_cli_write_sync OUTPUT_FILE N_IMAGES [--run-id INT] [--progress | --no-progress]"""
+    """std_cli_write_sync OUTPUT_FILE N_IMAGES [--run-id INT] [--pedestal | --raw] [--incident-energy KEV]
+    [--progress | --no-progress]"""
 
     def add_arguments(parser: argparse.ArgumentParser) -> None:
         _add_write_arguments(parser)
