@@ -7,7 +7,9 @@ Every row starts ``std_daq_server`` (with or without ``--compression bitshuffle-
 ``std_daq_sim`` as separate processes on loopback; the simulator sends realistic content
 (``jungfrau-raw`` for Jungfrau, ``photons`` for Eiger) as fast as it can for ``--seconds``, into
 one acquisition writing to ``--dir``. Rows: 1 and 4 Jungfrau modules and one Eiger module (16
-bit), each without and with compression; the receiver alone (no acquisition) for 4 Jungfrau
+bit), each without and with compression; one Jungfrau module converted to photons and compressed
+(``jungfrau_conversion``, the simulator's gain maps, a pedestal taken first), beside the raw rows;
+the receiver alone (no acquisition) for 4 Jungfrau
 modules; and a busy machine: a 1 kHz Jungfrau acquisition, and a compressed Eiger one flat out, while
 ``dd ... conv=fdatasync`` writes to the same disk. The same run measures the loopback ceiling (a bare
 sendmmsg -> recvmmsg pair per datagram size) and the disk's fsync'd sequential rate. Prints one table; nothing asserts.
@@ -34,6 +36,7 @@ from sim._sender import ffi as sim_ffi
 from sim._sender import lib as sim_lib
 
 from sim import configs
+from sim.jungfrau import PEDESTAL_CYCLE, write_gain_maps
 from std_daq_client import StdDaqClient
 
 JUNGFRAU_PACKET, EIGER_PACKET = 8240, 4144
@@ -109,11 +112,33 @@ class Server:
         return self.log_file.read_text()
 
 
+def photon_config(folder: Path) -> dict:
+    """One Jungfrau module converted to photons with the simulator's gain maps (seed 1)."""
+    config = configs.jungfrau_config(1, free_port(socket.SOCK_DGRAM, 1), "bench")
+    (maps,) = write_gain_maps(folder / "gains.bin", config, seed=1)
+    return config | {"jungfrau_gain_maps": str(maps), "jungfrau_conversion": "photons", "default_incident_energy": 12.4}
+
+
+def take_pedestal(server: Server) -> None:
+    """A pedestal acquisition from the simulator's pedestal mode (before a converting row)."""
+    request = {"output_file": str(server.folder / "pedestal.h5"), "n_images": PEDESTAL_CYCLE, "pedestal": True}
+    server.client.start_writer_async(request)
+    subprocess.run([sys.executable, "-m", "sim.cli", "--config", str(server.config_file), "--rate", "500",
+                    "--n-images", str(PEDESTAL_CYCLE + 50), "--content", "jungfrau-pedestal", "--seed", "1"],
+                   check=True, stdout=subprocess.DEVNULL, timeout=120)  # fmt: skip
+    status = server.client.get_status()
+    if status["state"] != "READY" or not status.get("pedestal"):
+        raise RuntimeError(f"the pedestal failed: {status['acquisition']['message']}")
+
+
 def run_row(label: str, config: dict, content: str, folder: Path, seconds: float, rate: float, compression: str,
-            threads: int, write: bool = True, competitor: list[str] | None = None) -> dict:  # fmt: skip
-    """One row: server + simulator for ``seconds`` (+ an optional competing process)."""
+            threads: int, write: bool = True, competitor: list[str] | None = None, prepare=None) -> dict:  # fmt: skip
+    """One row: server + simulator for ``seconds`` (+ an optional competing process; ``prepare(server)``
+    runs before the acquisition)."""
     work = Path(tempfile.mkdtemp(prefix="row_", dir=folder))
     server = Server(work, config, compression, threads)
+    if prepare is not None:
+        prepare(server)
     output = work / "sustained.h5"
     image_bytes = config["image_pixel_width"] * config["image_pixel_height"] * max(config["bit_depth"], 8) // 8
     if write:  # more than the sender can send: the acquisition is stopped when the sender stops
@@ -170,12 +195,12 @@ def main() -> None:
     parser.add_argument("--dir", type=Path, default=Path(tempfile.gettempdir()), help="where the files go")
     parser.add_argument("--compression-threads", type=int, default=0, help="server option (default: its own)")
     parser.add_argument("--writer-processes", type=int, help="server option (default: its own, 1)")
-    parser.add_argument("--rows", default="all", help="comma-separated row names (jf1,jf4,eiger,rx4,busy) or all")
+    parser.add_argument("--rows", default="all", help="comma-separated row names (jf1,jfph,jf4,eiger,rx4,busy) or all")
     args = parser.parse_args()
     if args.writer_processes is not None:
         SERVER_OPTIONS.extend(["--writer-processes", str(args.writer_processes)])
     folder = Path(tempfile.mkdtemp(prefix="std_daq_sustained_", dir=args.dir))
-    wanted = {"jf1", "jf4", "eiger", "rx4", "busy"} if args.rows == "all" else set(args.rows.split(","))
+    wanted = {"jf1", "jfph", "jf4", "eiger", "rx4", "busy"} if args.rows == "all" else set(args.rows.split(","))
     ceilings = {JUNGFRAU_PACKET: ceiling(JUNGFRAU_PACKET, 2), EIGER_PACKET: ceiling(EIGER_PACKET, 2)}
     disk = disk_rate(folder, int(min(4 << 30, max(256 << 20, args.seconds * 50e6))))
     s, threads, rows = args.seconds, args.compression_threads, []
@@ -190,6 +215,10 @@ def main() -> None:
             for compression in ("none", "bitshuffle-lz4"):
                 row = run_row(label, make(), content, folder, s, 0, compression, threads)
                 rows.append(row | {"ceiling": ceilings[packet]})
+        if key == "jf1" and "jfph" in wanted:  # beside the raw rows: the same stream converted to photons
+            row = run_row("1 x Jungfrau, photons", photon_config(folder), "jungfrau-raw", folder, s, 0,
+                          "bitshuffle-lz4", threads, prepare=take_pedestal)  # fmt: skip
+            rows.append(row | {"ceiling": ceilings[JUNGFRAU_PACKET]})
     if "rx4" in wanted:
         config = configs.jungfrau_config(4, free_port(socket.SOCK_DGRAM, 4), "bench")
         row = run_row("4 x Jungfrau, receiver only", config, "jungfrau-raw", folder, s, 0, "none", threads, False)
