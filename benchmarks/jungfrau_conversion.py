@@ -20,9 +20,9 @@ import time
 import numpy as np
 
 from daq_server.pipeline.compression import compress
-from detectors.gain_maps import GainMaps
 from daq_server.pipeline.jungfrau_conversion import JungfrauConversion, image_gains
 from daq_server.pipeline.pedestal import PedestalAccumulator
+from detectors.gain_maps import GainMaps
 from sim import configs, module_pixels
 from sim.jungfrau import module_calibration
 

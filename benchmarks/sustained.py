@@ -116,7 +116,13 @@ def photon_config(folder: Path) -> dict:
     """One Jungfrau module converted to photons with the simulator's gain maps (seed 1)."""
     config = configs.jungfrau_config(1, free_port(socket.SOCK_DGRAM, 1), "bench")
     (maps,) = write_gain_maps(folder / "gains.bin", config, seed=1)
-    return config | {"jungfrau_gain_maps": str(maps), "jungfrau_conversion": "photons", "default_incident_energy": 12.4}
+    wavelength = 12.398419843320026 / 12.4  # the beamline default: 12.4 keV photons
+    extra = {
+        "jungfrau_gain_maps": str(maps),
+        "jungfrau_conversion": "photons",
+        "nexus": {"incident_wavelength": wavelength},
+    }
+    return config | extra
 
 
 def take_pedestal(server: Server) -> None:

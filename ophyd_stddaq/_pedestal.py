@@ -15,7 +15,9 @@ from typing import Any
 from bluesky import plan_stubs as bps
 from bluesky import preprocessors as bpp
 
-from ._access import ENDED_STATES, DaqAccess
+from std_daq_client.acquisitions import AcquisitionState
+
+from ._access import DaqAccess
 from ._errors import StdDaqAcquisitionError
 from ._signals import CONFIG_CACHE_S, STATUS_CACHE_S, _access_of, _DaqSignal
 
@@ -97,12 +99,12 @@ def pedestal_plan(det: Any, n_frames: int = 1000, output_file: str | None = None
         while True:
             yield from bps.sleep(poll_interval)
             acquisition = access.acquisition(path)
-            if acquisition is not None and acquisition["state"] in ENDED_STATES:
+            if acquisition is not None and acquisition["state"] in AcquisitionState.ENDED:
                 break
             if timeout is not None and time.monotonic() - started > timeout:
                 raise StdDaqAcquisitionError(f"the pedestal {path} did not end within {timeout} s")
         pedestal = access.status().get("pedestal") or {}
-        if acquisition["state"] != "FINISHED" or pedestal.get("file") != path:
+        if acquisition["state"] != AcquisitionState.FINISHED or pedestal.get("file") != path:
             raise StdDaqAcquisitionError(f"pedestal {path} {acquisition['state']}: {acquisition['message']}")
         return pedestal
 

@@ -5,10 +5,10 @@ import pytest
 from conftest import collect_images, jungfrau_config
 from expected import expected_image
 
-from detectors.gain_maps import read_gain_maps
 from daq_server.pipeline.jungfrau_conversion import NO_DATA, SATURATED, JungfrauConversion, image_gains
 from daq_server.pipeline.pedestal import DEAD_PIXEL, NOISY_PIXEL, PedestalAccumulator
-from daq_server.write.nexus_layout import gap_mask
+from daq_server.write.nxmx import gap_mask
+from detectors.gain_maps import read_gain_maps
 from sim import SimulatedDetector
 from sim.jungfrau import PEDESTAL_CYCLE, PIXEL_DEAD, PIXEL_NOISY, module_calibration, pedestal_stage, write_gain_maps
 

@@ -92,7 +92,9 @@ def test_pedestal_then_photons_equal_to_what_the_simulator_encoded(tmp_path, com
             assert process["rounding"].asstr()[()].startswith("n = floor(E / E_photon + 0.5)")
             flagged = mask != 0
             assert np.array_equal(flagged, bad_pixels(daq.config)), "the pedestal's flagged pixels are in the mask"
-            for frame, image in zip(f["entry/data/image_id"][:], images[:], strict=True):
+            good = f["entry/data/is_good_frame"][:]
+            assert good.sum() >= 4, "a busy machine may lose a packet, not many"
+            for frame, image in zip(f["entry/data/image_id"][good], images[good], strict=True):
                 truth = expected_image(daq.config, int(frame), content="photons", seed=SEED)
                 assert np.array_equal(image[~flagged], truth[~flagged]), f"frame {frame}"
                 assert (image[flagged] == 0xFFFF).all()
@@ -120,16 +122,18 @@ def test_kev_raw_on_request_and_the_pedestal_survives_a_restart(tmp_path):
             images = f["entry/data/data"]
             assert images.dtype == np.float32 and images.attrs["units"] == "keV"
             flagged = f["entry/instrument/detector/pixel_mask"][()] != 0
-            frame = int(f["entry/data/image_id"][0])
+            k = int(np.argmax(f["entry/data/is_good_frame"][:]))  # the first image that lost no packet
+            frame = int(f["entry/data/image_id"][k])
             truth = expected_image(daq.config, frame, content="photons", seed=SEED) * 12.4
-            assert np.abs(images[0][~flagged] - truth[~flagged]).max() < 6.2
+            assert np.abs(images[k][~flagged] - truth[~flagged]).max() < 6.2
         status, output = daq.acquire("raw.h5", 2, {"raw": True}, content="jungfrau-raw", seed=SEED, noise=0)
         assert status["acquisition"]["info"]["raw"] is True and "conversion" not in status["acquisition"]["info"]
         with h5py.File(output, "r") as f:
-            frame = int(f["entry/data/image_id"][0])
+            k = int(np.argmax(f["entry/data/is_good_frame"][:]))
+            frame = int(f["entry/data/image_id"][k])
             assert "conversion" not in f["entry"] and "units" not in f["entry/data/data"].attrs
             raw = expected_image(daq.config, frame, content="jungfrau-raw", seed=SEED, noise=0)
-            assert np.array_equal(f["entry/data/data"][0], raw), "raw words on request"
+            assert np.array_equal(f["entry/data/data"][k], raw), "raw words on request"
         used = daq.client.get_status()["pedestal"]
     finally:
         daq.stop()

@@ -14,7 +14,6 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from detectors.gain_maps import read_gain_maps
 from daq_server.pipeline.jungfrau_conversion import (
     NO_DATA,
     ROUNDING,
@@ -25,6 +24,7 @@ from daq_server.pipeline.jungfrau_conversion import (
 )
 from daq_server.write.pedestal_file import read_pedestal_file
 from daq_server.write.pixel_mask import GAP_PIXEL
+from detectors.gain_maps import read_gain_maps
 
 
 @dataclass(frozen=True)

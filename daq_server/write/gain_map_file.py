@@ -18,9 +18,9 @@ import sys
 
 import numpy as np
 
-from detectors.gain_maps import HDF5_DATASET, check_gains, file_sha256, read_psi_binary
 from daq_server.write.file_layout import create_new as create_file
 from daq_server.write.output_file import OutputPathError, split_output_path
+from detectors.gain_maps import HDF5_DATASET, check_gains, file_sha256, read_psi_binary
 
 
 def write_hdf5_gain_maps(path: str, gains: np.ndarray, attributes: dict) -> None:

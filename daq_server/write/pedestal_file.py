@@ -27,11 +27,11 @@ from pathlib import Path
 import h5py
 import numpy as np
 
-from detectors.gain_maps import file_sha256
 from daq_server.pipeline.pedestal import DEAD_PIXEL, NOISY_PIXEL, Pedestal
 from daq_server.write.nxmx import iso_time
 from daq_server.write.output_file import CreatedFile
 from daq_server.write.pixel_mask import GAP_PIXEL
+from detectors.gain_maps import file_sha256
 
 DEFINITION = "pedestal"
 DETECTOR = "entry/instrument/detector"
