@@ -15,9 +15,9 @@ raw and of the photon images (``daq_server.pipeline.compression``). Nothing here
 from __future__ import annotations
 
 import argparse
-import time
 
 import numpy as np
+from compression import best_rate  # benchmarks/compression.py: the same CPU-time rate
 
 from daq_server.pipeline.compression import compress
 from daq_server.pipeline.jungfrau_conversion import JungfrauConversion, image_gains
@@ -40,16 +40,6 @@ def stack(config: dict, frames: range, content: str, flux: float = 0.2) -> list[
             image[512 * m : 512 * (m + 1)] = module_pixels(frame, m, config, content, seed=1, flux=flux)
         out.append(image)
     return out
-
-
-def best_rate(run, nbytes: int, repeats: int = 3) -> float:
-    """GB/s of thread CPU time, the best of a few runs (a busy or virtual machine only slows a run)."""
-    best = 0.0
-    for _ in range(repeats):
-        start = time.thread_time()
-        run()
-        best = max(best, nbytes / max(time.thread_time() - start, 1e-9) / 1e9)
-    return best
 
 
 def conversion_rows(config: dict, n_images: int, flux: float, photons, kev) -> None:

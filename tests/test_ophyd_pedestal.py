@@ -35,17 +35,22 @@ def converting(tmp_path):
     daq.stop()
 
 
+def pedestal_while_dark(daq: RunningDaq, RE, det) -> dict:
+    """pedestal_plan while the simulator sends its pedestal mode; returns the plan's result."""
+    detector = daq.simulator(rate_hz=200, content="jungfrau-pedestal", seed=5)
+    detector.start()
+    try:
+        return RE(pedestal_plan(det, 300)).plan_result
+    finally:
+        detector.stop()
+
+
 def test_the_v1_device_takes_a_pedestal_and_shows_the_conversion(converting, RE):
     det = make_daq(converting, nexus={"incident_energy": 12.4})
     described = det.describe_configuration()
     assert described["daq_conversion"]["dtype"] == "string"
     assert det.read_configuration()["daq_pedestal_file"]["value"] == ""
-    detector = converting.simulator(rate_hz=200, content="jungfrau-pedestal", seed=5)
-    detector.start()
-    try:
-        pedestal = RE(pedestal_plan(det, 300)).plan_result
-    finally:
-        detector.stop()
+    pedestal = pedestal_while_dark(converting, RE, det)
     frames = pedestal["gain_stage_frames"]
     assert sum(frames) > 290 and min(frames) > 40, "frames of each stage (a busy machine may lose one)"
     assert pedestal["file"].endswith("_pedestal.h5")
@@ -68,12 +73,7 @@ def test_the_v1_device_takes_a_pedestal_and_shows_the_conversion(converting, RE)
 def test_the_async_detector_takes_a_pedestal_and_a_bad_one_raises(converting, RE):
     det = StdDaqDetector(converting.url, StaticPathProvider(UUIDFilenameProvider(), converting.data_root), name="daq")
     RE(ensure_connected(det))
-    detector = converting.simulator(rate_hz=200, content="jungfrau-pedestal", seed=5)
-    detector.start()
-    try:
-        pedestal = RE(pedestal_plan(det, 300)).plan_result
-    finally:
-        detector.stop()
+    pedestal = pedestal_while_dark(converting, RE, det)
     assert pedestal["file"].startswith(str(converting.data_root))
     config = asyncio.run_coroutine_threadsafe(det.read_configuration(), RE.loop).result(10)
     assert config["daq-conversion"]["value"] == "photons"

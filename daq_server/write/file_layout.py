@@ -22,6 +22,8 @@ from __future__ import annotations
 
 import json
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, replace
 
 import h5py
@@ -107,9 +109,27 @@ def _create(output: OutputPath, uid: int) -> CreatedFile:
 
 
 def create_new(output: OutputPath, uid: int) -> CreatedFile:
-    """Create a file of a layout of its own (the pedestal file ``pedestal_file``, the HDF5 gain maps
-    ``gain_map_file``) the same safe way; LayoutError if it cannot be. Publish it once filled."""
+    """Create a file of a layout of its own (the pedestal file ``pedestal_file``) the same safe way;
+    LayoutError if it cannot be. Publish it once filled."""
     return _create(output, uid)
+
+
+@contextmanager
+def new_file(output: OutputPath, uid: int) -> Iterator[CreatedFile]:
+    """A file of a layout of its own (the HDF5 gain maps ``gain_map_file``), created the same safe way and
+    filled in the ``with`` block: named when the block ends well, removed when it fails."""
+    created = _create(output, uid)
+    try:
+        yield created
+        created.publish()
+    except OutputPathError as error:
+        raise LayoutError(str(error)) from None
+    except BaseException:
+        created.remove()
+        raise
+    finally:
+        created.close_folder()
+        created.close()
 
 
 @dataclass
@@ -321,8 +341,7 @@ def write_hosts_master(request: WriteRequest, config: dict, parts: list[HostPart
     picked = [np.array([r[i] for i in common], dtype=np.int64) for r in rows]
     n_missing = sum((m["n_missing_packets"][k].astype(np.uint64) for m, k in zip(metadata, picked, strict=True)))
     timestamps = np.min([m["timestamp"][k] for m, k in zip(metadata, picked, strict=True)], axis=0)
-    created = _create(request.output, int(config.get("writer_user_id", 0)))
-    try:
+    with new_file(request.output, int(config.get("writer_user_id", 0))) as created:
         with created.open_hdf5(mode="w", libver="latest") as f:
             entry = f.create_group("entry")
             hosts = [{"file": p.output.name, "host": p.host, "modules": [p.first_module, p.last_module]} for p in parts]
@@ -344,13 +363,4 @@ def write_hosts_master(request: WriteRequest, config: dict, parts: list[HostPart
             for key, column in values.items():
                 data.create_dataset(key, data=column)
                 data[key].attrs.update(PER_IMAGE[key][1])
-        created.publish()
-    except OutputPathError as error:
-        raise LayoutError(str(error)) from None
-    except BaseException:
-        created.remove()
-        raise
-    finally:
-        created.close_folder()
-        created.close()
     return n

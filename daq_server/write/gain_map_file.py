@@ -18,7 +18,7 @@ import sys
 
 import numpy as np
 
-from daq_server.write.file_layout import create_new as create_file
+from daq_server.write.file_layout import LayoutError, new_file
 from daq_server.write.output_file import OutputPathError, split_output_path
 from detectors.gain_maps import HDF5_DATASET, check_gains, file_sha256, read_psi_binary
 
@@ -26,25 +26,16 @@ from detectors.gain_maps import HDF5_DATASET, check_gains, file_sha256, read_psi
 def write_hdf5_gain_maps(path: str, gains: np.ndarray, attributes: dict) -> None:
     """Write ``gains`` (n_modules, 3, rows, cols) as the HDF5 form at the new file ``path``."""
     path = os.path.abspath(path)
-    created = create_file(split_output_path(path, os.path.dirname(path)), 0)
-    try:
-        with created.open_hdf5() as f:
-            n, stages, rows, cols = gains.shape
-            dataset = f.create_dataset(HDF5_DATASET, data=gains.transpose(1, 0, 2, 3).reshape(stages, n * rows, cols))
-            dataset.attrs.update({
-                "units": "ADU/keV",
-                "stages": "G0 G1 G2",
-                "layout": "(stage, n_modules x module rows, module columns), modules stacked in module order",
-                "n_modules": n,
-                **attributes,
-            })  # fmt: skip
-        created.publish()
-    except BaseException:
-        created.remove()
-        raise
-    finally:
-        created.close_folder()
-        created.close()
+    n, stages, rows, cols = gains.shape
+    with new_file(split_output_path(path, os.path.dirname(path)), 0) as created, created.open_hdf5() as f:
+        dataset = f.create_dataset(HDF5_DATASET, data=gains.transpose(1, 0, 2, 3).reshape(stages, n * rows, cols))
+        dataset.attrs.update({
+            "units": "ADU/keV",
+            "stages": "G0 G1 G2",
+            "layout": "(stage, n_modules x module rows, module columns), modules stacked in module order",
+            "n_modules": n,
+            **attributes,
+        })  # fmt: skip
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -66,7 +57,7 @@ def main(argv: list[str] | None = None) -> None:
             "original_sha256": " ".join(file_sha256(f) for f in args.files),
         }
         write_hdf5_gain_maps(args.output, gains, attributes)
-    except (ValueError, OSError, OutputPathError) as error:
+    except (ValueError, OSError, OutputPathError, LayoutError) as error:
         sys.exit(f"gain maps: {error}")
 
 
