@@ -283,12 +283,15 @@ class DaqService:
 
     def status(self) -> dict:
         """The writer's status; ERROR with the ``reason`` while no receiver runs (it did not start); for a
-        gain-switching detector also the pedestal in use (None before the first)."""
+        gain-switching detector with a conversion configured (or a pedestal taken) also the pedestal in use
+        (None before the first)."""
         status = self.driver.status()
         if self._receiver is None and status["state"] == WriterState.READY:
             reason = self._deployment.get("message") or "the receiver is not running"
             status = {**status, "state": WriterState.ERROR, "reason": reason}
-        if detectors.has_gain_stages(self.get_config()):
+        config = self.get_config()
+        converting = config.get("jungfrau_conversion") or config.get("jungfrau_gain_maps")
+        if detectors.has_gain_stages(config) and (converting or self.pedestals.describe() is not None):
             status["pedestal"] = self.pedestals.describe()
         return status
 
