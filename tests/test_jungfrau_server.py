@@ -74,8 +74,8 @@ def test_pedestal_then_photons_equal_to_what_the_simulator_encoded(tmp_path, com
         with pytest.raises(StdDaqAdminException, match="need the photon energy"):
             client.start_writer_async({"output_file": str(daq.data_root / "no_energy.h5"), "n_images": 2})
         status, output = daq.acquire(
-            "photons.h5", 6, {"incident_wavelength": WAVELENGTH_12_4_KEV}, content="jungfrau-raw", seed=SEED, noise=0,
-            first_frame=7001,
+            "photons.h5", 8, {"incident_wavelength": WAVELENGTH_12_4_KEV}, content="jungfrau-raw", seed=SEED, noise=0,
+            first_frame=7001, rate_hz=50,
         )  # fmt: skip
         assert status["acquisition"]["state"] == "FINISHED", status
         conversion = status["acquisition"]["info"]["conversion"]
@@ -93,7 +93,7 @@ def test_pedestal_then_photons_equal_to_what_the_simulator_encoded(tmp_path, com
             flagged = mask != 0
             assert np.array_equal(flagged, bad_pixels(daq.config)), "the pedestal's flagged pixels are in the mask"
             good = f["entry/data/is_good_frame"][:]
-            assert good.sum() >= 4, "a busy machine may lose a packet, not many"
+            assert good.sum() >= 2, "a busy machine may lose packets of some images, not of all"
             for frame, image in zip(f["entry/data/image_id"][good], images[good], strict=True):
                 truth = expected_image(daq.config, int(frame), content="photons", seed=SEED)
                 assert np.array_equal(image[~flagged], truth[~flagged]), f"frame {frame}"

@@ -59,6 +59,9 @@ class PedestalWriter:
     def drain(self, wait: bool = False, keep: int = 0) -> None:
         """Nothing is in flight: every frame is added when it is put."""
 
+    def idle(self) -> None:
+        """Nothing to record while frames pause: the file is written at close."""
+
     def close(self, write_pending: bool = True, summary: dict | None = None) -> None:
         """Write the pedestal of the frames added (also after a failure: they were dark frames)."""
         if self._accumulator is None:
