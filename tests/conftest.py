@@ -321,3 +321,12 @@ def write_target(path: Path, n_images: int, shape: tuple[int, int], dtype, confi
     body = {"output_file": str(path), "n_images": n_images, "run_id": run_id, **request}
     request_ = parse_write_request(body, Path(path).parent, 0)
     return WriteTarget(request_, DaqConfig.model_construct(**fields), tuple(shape), str(np.dtype(dtype)))
+
+
+def answers_http(url: str) -> bool:
+    """Does the server at ``url`` answer its status (for wait_for while it starts)?"""
+    try:
+        return requests.get(url + "/writer/status", timeout=2).status_code == 200
+    except requests.RequestException:
+        time.sleep(0.1)
+        return False

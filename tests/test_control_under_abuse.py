@@ -8,11 +8,10 @@ import resource
 import socket
 import subprocess
 import sys
-import time
 
 import pytest
 import requests
-from conftest import RunningDaq, free_tcp_port, jungfrau_config, wait_for
+from conftest import RunningDaq, answers_http, free_tcp_port, jungfrau_config, wait_for
 
 N_CONNECTIONS = 1000
 
@@ -86,7 +85,7 @@ def test_the_coordinator_answers_control_while_a_thousand_connections_hang(tmp_p
     url = f"http://127.0.0.1:{port}"
     held = []
     try:
-        wait_for(lambda: _answers(url), timeout=30)
+        wait_for(lambda: answers_http(url), timeout=30)
         held = hold_half_open(port, N_CONNECTIONS)
         assert control_answers(url) == ["GET /writer/status 200 ok", "POST /writer/stop 200 ok"]
     finally:
@@ -95,11 +94,3 @@ def test_the_coordinator_answers_control_while_a_thousand_connections_hang(tmp_p
         coordinator.terminate()
         coordinator.wait(30)
         host.stop()
-
-
-def _answers(url: str) -> bool:
-    try:
-        return requests.get(url + "/writer/status", timeout=2).status_code == 200
-    except requests.RequestException:
-        time.sleep(0.1)
-        return False

@@ -6,10 +6,9 @@ from __future__ import annotations
 
 import subprocess
 import sys
-import time
 
 import requests
-from conftest import RunningDaq, free_tcp_port, jungfrau_config, wait_for
+from conftest import RunningDaq, answers_http, free_tcp_port, jungfrau_config, wait_for
 from test_security_files import SWAPPER
 
 from sim import SimulatedDetector
@@ -42,7 +41,7 @@ def test_the_coordinators_master_file_never_escapes_the_data_root(tmp_path):
     swapper = None
     outcomes = []
     try:
-        wait_for(lambda: _answers(url), timeout=30)
+        wait_for(lambda: answers_http(url), timeout=30)
         detector.start()
         swapper = subprocess.Popen([sys.executable, "-c", SWAPPER, str(race), str(swap)])
         for k in range(6):
@@ -68,11 +67,3 @@ def test_the_coordinators_master_file_never_escapes_the_data_root(tmp_path):
     masters = [p for p in real.iterdir() if p.name.startswith("m") and ".part" not in p.name]
     completed = [o for o in outcomes if isinstance(o, dict) and o["message"].startswith("Completed")]
     assert len(masters) == len(completed), (masters, outcomes)
-
-
-def _answers(url: str) -> bool:
-    try:
-        return requests.get(url + "/writer/status", timeout=2).status_code == 200
-    except requests.RequestException:
-        time.sleep(0.1)
-        return False

@@ -142,16 +142,20 @@ def open_folder(target: OutputPath, uid: int) -> Iterator[int]:
         os.close(fd)
 
 
+def _refuse_if_taken(target: OutputPath, folder: int) -> None:
+    """OutputPathError if anything (a file, a link) has ``target``'s name in ``folder`` already."""
+    try:
+        os.stat(target.name, dir_fd=folder, follow_symlinks=False)
+    except FileNotFoundError:
+        return
+    raise OutputPathError(f"output_file {target.path} exists already; choose a new file name")
+
+
 def check_creatable(target: OutputPath, uid: int) -> None:
     """OutputPathError unless ``uid`` could create the file now (the creation checks again)."""
     try:
         with open_folder(target, uid) as folder, as_file_user(uid):
-            try:
-                os.stat(target.name, dir_fd=folder, follow_symlinks=False)
-            except FileNotFoundError:
-                pass
-            else:
-                raise OutputPathError(f"output_file {target.path} exists already; choose a new file name")
+            _refuse_if_taken(target, folder)
             if not os.access(".", os.W_OK | os.X_OK, dir_fd=folder, effective_ids=True):
                 who = f"User id {uid}" if uid > 0 else "The server"
                 raise OutputPathError(f"{who} may not create files in {target.folder}")
@@ -288,12 +292,7 @@ def create_output_file(target: OutputPath, uid: int, mode: int = 0o666) -> Creat
     temporary = f".std_daq.{secrets.token_hex(8)}.tmp"
     try:
         with open_folder(target, uid) as folder, as_file_user(uid):
-            try:
-                os.stat(target.name, dir_fd=folder, follow_symlinks=False)
-            except FileNotFoundError:
-                pass
-            else:
-                raise OutputPathError(f"output_file {target.path} exists already; choose a new file name")
+            _refuse_if_taken(target, folder)
             try:
                 fd = os.open(temporary, _FILE_FLAGS, mode, dir_fd=folder)
             except FileExistsError:
