@@ -1,11 +1,14 @@
 /*
  * detector_formats.h -- the one C description of each detector type: its name, packet layout
- * (header, payload, packets per frame), pixel codec (wire <-> image), header writing and the
- * GigaFrost stream placement. Adding a detector type is one entry here.
+ * (header, payload, packets per frame), header parsing and writing, the streams it sends and where
+ * they go in the image, and the pixel codec (wire <-> image). Every rule that depends on the detector
+ * type lives here, in one entry of det_kinds[] per type; the receive stages and the simulator's sender
+ * only call the generic functions at the end of this file. Adding a detector type is one entry here
+ * (plus its simulated content, csrc/sim/sim_content.c, if it needs its own).
  *
- * Shared by the receiver (csrc/receiver/socket_rx.c ... csrc/receiver/ring_buffer.c), the simulator sender
- * (csrc/sim/sim_sender.c) and, through the `detectors` Python package, the server, simulator,
- * bsread and benchmark code; nothing else is shared between receiver and simulator.
+ * Shared by the receiver (csrc/receiver/), the simulator sender (csrc/sim/) and, through the
+ * `detectors` Python package, the server, simulator, bsread and benchmark code; nothing else is
+ * shared between receiver and simulator.
  * Facts come from ../shared/spec/packets.md (slsDetectorPackage header v2).
  * All integers on the wire are little-endian.
  */
@@ -105,23 +108,72 @@ typedef struct packet_info {
     uint64_t timestamp;
 } packet_info;
 
-/* The config's detector_type of each kind (index: DET_KIND_*). */
-static inline const char *det_kind_name(int kind)
+/* ---- Jungfrau and Eiger: slsDetectorPackage packets, placed by module_positions ------ */
+
+static inline int det_sls_geometry(det_format *out, int bit_depth, int payload_size, int width, int height,
+                                   int sls_type)
 {
-    static const char *const names[N_DET_KINDS] = {"jungfrau", "eiger", "gigafrost"};
-    return kind >= 0 && kind < N_DET_KINDS ? names[kind] : "";
+    out->header_size = SLS_HEADER_SIZE;
+    out->payload_size = payload_size;
+    out->module_width = width;
+    out->module_height = height;
+    out->sls_detector_type = sls_type;
+    out->packet_size = SLS_HEADER_SIZE + payload_size;
+    long module_bytes = (long)width * height * bit_depth / 8;
+    out->packets_per_frame = (int)(module_bytes / payload_size);
+    out->rows_per_packet = height / out->packets_per_frame;
+    out->last_packet_rows = out->rows_per_packet;
+    out->last_packet_size = out->packet_size;
+    out->image_bytes_per_pixel = bit_depth <= 8 ? 1 : bit_depth / 8;
+    return FORMAT_OK;
 }
 
-/* DET_KIND_* of a detector_type name, or -1. */
-static inline int det_kind_by_name(const char *name)
+static inline int det_jungfrau_geometry(det_format *out, int bit_depth, int image_width, int image_height)
 {
-    for (int kind = 0; kind < N_DET_KINDS; kind++)
-        if (strcmp(det_kind_name(kind), name) == 0) return kind;
-    return -1;
+    (void)image_width, (void)image_height;
+    if (bit_depth != 16) return FORMAT_BAD_BIT_DEPTH;
+    out->gain_stages = GAIN_STAGES;
+    return det_sls_geometry(out, bit_depth, 8192, 1024, 512, 3);
 }
 
-/* GigaFrost packet geometry for one stream of width x height pixels (facts of the public
- * PSI std_detector_buffer: packets hold whole rows, sized on 64-byte cache lines). */
+static inline int det_eiger_geometry(det_format *out, int bit_depth, int image_width, int image_height)
+{
+    (void)image_width, (void)image_height;
+    if (bit_depth != 4 && bit_depth != 8 && bit_depth != 16 && bit_depth != 32) return FORMAT_BAD_BIT_DEPTH;
+    return det_sls_geometry(out, bit_depth, 4096, 512, 256, 1);
+}
+
+static inline int det_sls_parse(const det_format *fmt, const uint8_t *packet, unsigned int length, packet_info *out)
+{
+    const sls_header *h = (const sls_header *)packet;
+    if (length != (unsigned int)fmt->packet_size || h->version != SLS_HEADER_VERSION ||
+        h->packet_number >= (uint32_t)fmt->packets_per_frame)
+        return -1;
+    out->frame = h->frame_number;
+    out->packet = (int)h->packet_number;
+    out->timestamp = h->timestamp;
+    return 0;
+}
+
+static inline void det_sls_write_header(const det_format *fmt, uint8_t *packet, uint64_t frame, int module, int p,
+                                        uint64_t timestamp)
+{
+    sls_header *h = (sls_header *)packet;
+    memset(h, 0, sizeof(*h));
+    h->frame_number = frame;
+    h->packet_number = (uint32_t)p;
+    h->det_spec1 = frame; /* bunch id */
+    h->timestamp = timestamp;
+    h->module_id = (uint16_t)module;
+    h->row = (uint16_t)module;
+    h->detector_type = (uint8_t)fmt->sls_detector_type;
+    h->version = SLS_HEADER_VERSION;
+}
+
+/* ---- GigaFrost: its own header, 8 streams placed by quadrant and link, 12-bit pixels ---- */
+
+/* Packet geometry for one stream of width x height pixels (facts of the public PSI
+ * std_detector_buffer: packets hold whole rows, sized on 64-byte cache lines). */
 static inline void gf_packet_geometry(int width, int height, det_format *out)
 {
     int blocks = width / 12;
@@ -139,50 +191,113 @@ static inline void gf_packet_geometry(int width, int height, det_format *out)
     out->last_packet_size = GF_HEADER_SIZE + last_payload;
 }
 
-/* Fill `out` for (kind, bit_depth, assembled image size); FORMAT_OK or why not.
- * Only GigaFrost streams depend on the image size (each is a quarter of a quadrant). */
+/* Each stream is a quarter of a quadrant: it depends on the assembled image size. */
+static inline int gf_geometry(det_format *out, int bit_depth, int image_width, int image_height)
+{
+    if (bit_depth != 16) return FORMAT_BAD_BIT_DEPTH; /* image depth; 12 bit on the wire */
+    if (image_width < 24 || image_width % 24 || image_width / 24 > 255 || image_height < 4 || image_height % 4 ||
+        image_height / 4 > MAX_MODULE_ROWS)
+        return FORMAT_BAD_IMAGE_SIZE;
+    out->bit_depth = 12;
+    out->header_size = GF_HEADER_SIZE;
+    out->module_width = image_width / 2;
+    out->module_height = image_height / 4;
+    out->image_bytes_per_pixel = 2;
+    gf_packet_geometry(out->module_width, out->module_height, out);
+    return out->packets_per_frame <= MAX_PACKETS_PER_FRAME ? FORMAT_OK : FORMAT_BAD_IMAGE_SIZE;
+}
+
+static inline int gf_parse(const det_format *fmt, const uint8_t *packet, unsigned int length, packet_info *out)
+{
+    const gf_header *h = (const gf_header *)packet;
+    if (length < GF_HEADER_SIZE || h->protocol_id != GF_PROTOCOL_ID) return -1;
+    if (h->packet_starting_row % fmt->rows_per_packet) return -1;
+    int p = h->packet_starting_row / fmt->rows_per_packet;
+    if (p >= fmt->packets_per_frame) return -1;
+    int expected = p == fmt->packets_per_frame - 1 ? fmt->last_packet_size : fmt->packet_size;
+    if (length != (unsigned int)expected) return -1;
+    out->frame = h->frame_index;
+    out->packet = p;
+    out->timestamp = h->image_timing & 0xFFFFFFFFFFull;
+    return 0;
+}
+
+static inline void gf_write_header(const det_format *fmt, uint8_t *packet, uint64_t frame, int module, int p,
+                                   uint64_t timestamp)
+{
+    gf_header *h = (gf_header *)packet;
+    memset(h, 0, sizeof(*h));
+    h->protocol_id = GF_PROTOCOL_ID;
+    h->row_length_blocks = (uint8_t)(fmt->module_width / 12);
+    h->quadrant_rows = (uint8_t)((fmt->module_height * 2) & 0xfe);
+    h->status_flags = (uint8_t)(((module / 2) << 6) | ((module % 2) << 5));
+    h->frame_index = (uint32_t)frame;
+    h->packet_starting_row = (uint16_t)(p * fmt->rows_per_packet);
+    h->image_timing = timestamp & 0xFFFFFFFFFFull;
+}
+
+/* Stream m is quadrant m / 2 (SW, SE, NW, NE) and link m % 2; each link carries every other row of
+ * its quadrant, rows counted away from the image's horizontal centre line. */
+static inline void gf_place_stream(int module, int image_width, int image_height, int *first_row, int *row_step,
+                                   int *first_col)
+{
+    int quadrant = module / 2, link = module % 2;
+    int south = quadrant == 0 || quadrant == 1, west = quadrant == 0 || quadrant == 2;
+    *first_row = south ? image_height / 2 + link : image_height / 2 - 1 - link;
+    *row_step = south ? 2 : -2;
+    *first_col = west ? 0 : image_width / 2;
+}
+
+/* ---- the table: one entry per detector type (index: DET_KIND_*) ------------------------ */
+
+typedef struct det_kind_rules {
+    const char *name;         /* the config's detector_type */
+    /* packet geometry for a bit depth and assembled image size: FORMAT_OK or why not */
+    int (*geometry)(det_format *out, int bit_depth, int image_width, int image_height);
+    /* check a datagram and read its header: 0 if it is a packet of this format, else -1 */
+    int (*parse)(const det_format *fmt, const uint8_t *packet, unsigned int length, packet_info *out);
+    /* write the header of packet p of a module frame */
+    void (*write_header)(const det_format *fmt, uint8_t *packet, uint64_t frame, int module, int p,
+                         uint64_t timestamp);
+    int n_streams;            /* streams (modules) the detector always sends; 0: as many as configured */
+    const char *why_n_streams;
+    /* where stream m goes, when the detector fixes it (NULL: module_positions of the config): image row
+     * of stream row r is first_row + row_step * r, its first image column first_col */
+    void (*place_stream)(int module, int image_width, int image_height, int *first_row, int *row_step,
+                         int *first_col);
+} det_kind_rules;
+
+static const det_kind_rules det_kinds[N_DET_KINDS] = {
+    [DET_KIND_JUNGFRAU] = {"jungfrau", det_jungfrau_geometry, det_sls_parse, det_sls_write_header, 0, "", NULL},
+    [DET_KIND_EIGER] = {"eiger", det_eiger_geometry, det_sls_parse, det_sls_write_header, 0, "", NULL},
+    [DET_KIND_GIGAFROST] = {"gigafrost", gf_geometry, gf_parse, gf_write_header, GF_N_STREAMS,
+                            "a GigaFrost sends 8 streams (4 quadrants x 2 links)", gf_place_stream},
+};
+
+/* ---- what the receiver and the simulator ask, whatever the detector type --------------- */
+
+/* The config's detector_type of each kind (index: DET_KIND_*). */
+static inline const char *det_kind_name(int kind)
+{
+    return kind >= 0 && kind < N_DET_KINDS ? det_kinds[kind].name : "";
+}
+
+/* DET_KIND_* of a detector_type name, or -1. */
+static inline int det_kind_by_name(const char *name)
+{
+    for (int kind = 0; kind < N_DET_KINDS; kind++)
+        if (strcmp(det_kind_name(kind), name) == 0) return kind;
+    return -1;
+}
+
+/* Fill `out` for (kind, bit_depth, assembled image size); FORMAT_OK or why not. */
 static inline int det_format_lookup(int kind, int bit_depth, int image_width, int image_height, det_format *out)
 {
     memset(out, 0, sizeof(*out));
     out->kind = kind;
     out->bit_depth = bit_depth;
-    out->header_size = SLS_HEADER_SIZE;
-    if (kind == DET_KIND_JUNGFRAU) {
-        if (bit_depth != 16) return FORMAT_BAD_BIT_DEPTH;
-        out->payload_size = 8192;
-        out->module_width = 1024;
-        out->module_height = 512;
-        out->sls_detector_type = 3;
-        out->gain_stages = GAIN_STAGES;
-    } else if (kind == DET_KIND_EIGER) {
-        if (bit_depth != 4 && bit_depth != 8 && bit_depth != 16 && bit_depth != 32) return FORMAT_BAD_BIT_DEPTH;
-        out->payload_size = 4096;
-        out->module_width = 512;
-        out->module_height = 256;
-        out->sls_detector_type = 1;
-    } else if (kind == DET_KIND_GIGAFROST) {
-        if (bit_depth != 16) return FORMAT_BAD_BIT_DEPTH;  /* image depth; 12 bit on the wire */
-        if (image_width < 24 || image_width % 24 || image_width / 24 > 255 || image_height < 4 ||
-            image_height % 4 || image_height / 4 > MAX_MODULE_ROWS)
-            return FORMAT_BAD_IMAGE_SIZE;
-        out->bit_depth = 12;
-        out->header_size = GF_HEADER_SIZE;
-        out->module_width = image_width / 2;
-        out->module_height = image_height / 4;
-        out->image_bytes_per_pixel = 2;
-        gf_packet_geometry(out->module_width, out->module_height, out);
-        return out->packets_per_frame <= MAX_PACKETS_PER_FRAME ? FORMAT_OK : FORMAT_BAD_IMAGE_SIZE;
-    } else {
-        return FORMAT_UNKNOWN_KIND;
-    }
-    out->packet_size = SLS_HEADER_SIZE + out->payload_size;
-    long module_bytes = (long)out->module_width * out->module_height * bit_depth / 8;
-    out->packets_per_frame = (int)(module_bytes / out->payload_size);
-    out->rows_per_packet = out->module_height / out->packets_per_frame;
-    out->last_packet_rows = out->rows_per_packet;
-    out->last_packet_size = out->packet_size;
-    out->image_bytes_per_pixel = bit_depth <= 8 ? 1 : bit_depth / 8;
-    return FORMAT_OK;
+    if (kind < 0 || kind >= N_DET_KINDS) return FORMAT_UNKNOWN_KIND;
+    return det_kinds[kind].geometry(out, bit_depth, image_width, image_height);
 }
 
 /* Module rows carried by packet p. */
@@ -191,107 +306,45 @@ static inline int packet_rows(const det_format *fmt, int packet)
     return packet == fmt->packets_per_frame - 1 ? fmt->last_packet_rows : fmt->rows_per_packet;
 }
 
+/* Payload bytes of packet p (pixels and any padding after them). */
+static inline int packet_payload_size(const det_format *fmt, int packet)
+{
+    return (packet == fmt->packets_per_frame - 1 ? fmt->last_packet_size : fmt->packet_size) - fmt->header_size;
+}
+
 /* Check a datagram and read its header; 0 if it belongs to this stream format, else -1. */
 static inline int parse_packet(const det_format *fmt, const uint8_t *packet, unsigned int length,
                                packet_info *out)
 {
-    if (fmt->kind == DET_KIND_GIGAFROST) {
-        const gf_header *h = (const gf_header *)packet;
-        if (length < GF_HEADER_SIZE || h->protocol_id != GF_PROTOCOL_ID) return -1;
-        if (h->packet_starting_row % fmt->rows_per_packet) return -1;
-        int p = h->packet_starting_row / fmt->rows_per_packet;
-        if (p >= fmt->packets_per_frame) return -1;
-        int expected = p == fmt->packets_per_frame - 1 ? fmt->last_packet_size : fmt->packet_size;
-        if (length != (unsigned int)expected) return -1;
-        out->frame = h->frame_index;
-        out->packet = p;
-        out->timestamp = h->image_timing & 0xFFFFFFFFFFull;
-        return 0;
-    }
-    const sls_header *h = (const sls_header *)packet;
-    if (length != (unsigned int)fmt->packet_size || h->version != SLS_HEADER_VERSION ||
-        h->packet_number >= (uint32_t)fmt->packets_per_frame)
-        return -1;
-    out->frame = h->frame_number;
-    out->packet = (int)h->packet_number;
-    out->timestamp = h->timestamp;
-    return 0;
+    return det_kinds[fmt->kind].parse(fmt, packet, length, out);
 }
 
-/* ---- pixel codec: wire format <-> values / image pixels ------------------------------
- * 4 bit: two pixels a byte, low nibble first; 12 bit: two pixels in three bytes (low 8 bits
- * of the first, then its high 4 bits in the low nibble and the second's low 4 bits in the
- * high nibble, then the second's high 8 bits); 8/16/32 bit: little-endian integers. */
-
-/* Value of pixel i of a run of wire pixels. */
-static inline uint32_t det_wire_pixel(const det_format *fmt, const uint8_t *wire, int i)
+/* Write the header of packet p of a module frame in the detector's own format. */
+static inline void det_write_header(const det_format *fmt, uint8_t *packet, uint64_t frame, int module, int p,
+                                    uint64_t timestamp)
 {
-    switch (fmt->bit_depth) {
-    case 4:
-        return (i & 1) ? wire[i / 2] >> 4 : wire[i / 2] & 0x0f;
-    case 12: {
-        const uint8_t *b = wire + 3 * (i / 2);
-        return (i & 1) ? (uint32_t)((b[1] >> 4) | (b[2] << 4)) : (uint32_t)(b[0] | ((b[1] & 0x0f) << 8));
-    }
-    case 8:
-        return wire[i];
-    case 16: {
-        uint16_t v;
-        memcpy(&v, wire + 2 * i, 2);
-        return v;
-    }
-    default: {
-        uint32_t v;
-        memcpy(&v, wire + 4 * i, 4);
-        return v;
-    }
-    }
+    det_kinds[fmt->kind].write_header(fmt, packet, frame, module, p, timestamp);
 }
 
-/* Store a value as one image pixel (image_bytes_per_pixel wide). */
-static inline void det_store_pixel(const det_format *fmt, uint8_t *dst, uint32_t value)
+/* 0 if n_modules streams are possible for this kind, else -1 and why in `why`. */
+static inline int det_check_streams(int kind, int n_modules, const char **why, int *required)
 {
-    if (fmt->image_bytes_per_pixel == 1) *dst = (uint8_t)value;
-    else if (fmt->image_bytes_per_pixel == 2) { uint16_t v = (uint16_t)value; memcpy(dst, &v, 2); }
-    else memcpy(dst, &value, 4);
+    *required = det_kinds[kind].n_streams;
+    *why = det_kinds[kind].why_n_streams;
+    return *required && n_modules != *required ? -1 : 0;
 }
 
-/* n wire pixels -> n image pixels, in order (the image dtype is the wire's, widened). */
-static inline void det_decode_run(const det_format *fmt, const uint8_t *wire, uint8_t *image, int n)
+/* Does the detector place its streams itself (1: first_row, row_step and first_col are set), or do
+ * the config's module_positions place them (0)? */
+static inline int det_stream_placement(int kind, int module, int image_width, int image_height, int *first_row,
+                                       int *row_step, int *first_col)
 {
-    if (fmt->bit_depth == 8 || fmt->bit_depth == 16 || fmt->bit_depth == 32) {
-        memcpy(image, wire, (size_t)n * fmt->image_bytes_per_pixel);
-        return;
-    }
-    for (int i = 0; i < n; i++) det_store_pixel(fmt, image + (size_t)i * fmt->image_bytes_per_pixel,
-                                                det_wire_pixel(fmt, wire, i));
+    if (!det_kinds[kind].place_stream) return 0;
+    det_kinds[kind].place_stream(module, image_width, image_height, first_row, row_step, first_col);
+    return 1;
 }
 
-/* n values (masked to the wire's bit depth) -> wire format. */
-static inline void det_encode_run(const det_format *fmt, const uint32_t *values, uint8_t *wire, int n)
-{
-    switch (fmt->bit_depth) {
-    case 4:
-        for (int k = 0; k < n / 2; k++) wire[k] = (uint8_t)((values[2 * k] & 0xf) | ((values[2 * k + 1] & 0xf) << 4));
-        break;
-    case 12:
-        for (int k = 0; k < n / 2; k++) {
-            uint32_t a = values[2 * k] & 0xfff, b = values[2 * k + 1] & 0xfff;
-            wire[3 * k] = (uint8_t)a;
-            wire[3 * k + 1] = (uint8_t)((a >> 8) | ((b & 0x0f) << 4));
-            wire[3 * k + 2] = (uint8_t)(b >> 4);
-        }
-        break;
-    case 8:
-        for (int k = 0; k < n; k++) wire[k] = (uint8_t)values[k];
-        break;
-    case 16:
-        for (int k = 0; k < n; k++) { uint16_t v = (uint16_t)values[k]; memcpy(wire + 2 * k, &v, 2); }
-        break;
-    default:
-        memcpy(wire, values, (size_t)n * 4);
-    }
-}
+#include "detector_codec.h" /* the pixel codec: wire <-> image pixels, by bit depth */
 
 /* ---- gain-switching pixels ----------------------------------------------------------- */
 
@@ -307,49 +360,6 @@ static inline uint32_t gain_word(int stage, uint32_t adc)
 {
     static const uint32_t code_of_stage[GAIN_STAGES] = {0, 1, 3};
     return (code_of_stage[stage] << GAIN_CODE_SHIFT) | (adc & GAIN_ADC_MASK);
-}
-
-/* ---- headers and placement ------------------------------------------------------------- */
-
-/* Write the header of packet p of a module frame in the detector's own format. */
-static inline void det_write_header(const det_format *fmt, uint8_t *packet, uint64_t frame, int module, int p,
-                                    uint64_t timestamp)
-{
-    if (fmt->kind == DET_KIND_GIGAFROST) {
-        gf_header *h = (gf_header *)packet;
-        memset(h, 0, sizeof(*h));
-        h->protocol_id = GF_PROTOCOL_ID;
-        h->row_length_blocks = (uint8_t)(fmt->module_width / 12);
-        h->quadrant_rows = (uint8_t)((fmt->module_height * 2) & 0xfe);
-        h->status_flags = (uint8_t)(((module / 2) << 6) | ((module % 2) << 5));
-        h->frame_index = (uint32_t)frame;
-        h->packet_starting_row = (uint16_t)(p * fmt->rows_per_packet);
-        h->image_timing = timestamp & 0xFFFFFFFFFFull;
-        return;
-    }
-    sls_header *h = (sls_header *)packet;
-    memset(h, 0, sizeof(*h));
-    h->frame_number = frame;
-    h->packet_number = (uint32_t)p;
-    h->det_spec1 = frame; /* bunch id */
-    h->timestamp = timestamp;
-    h->module_id = (uint16_t)module;
-    h->row = (uint16_t)module;
-    h->detector_type = (uint8_t)fmt->sls_detector_type;
-    h->version = SLS_HEADER_VERSION;
-}
-
-/* GigaFrost stream m is quadrant m / 2 (SW, SE, NW, NE) and link m % 2; each link carries every
- * other row of its quadrant, rows counted away from the image's horizontal centre line.
- * Image row of stream row r: first_row + row_step * r; its first image column: first_col. */
-static inline void gf_stream_placement(int module, int image_width, int image_height, int *first_row,
-                                       int *row_step, int *first_col)
-{
-    int quadrant = module / 2, link = module % 2;
-    int south = quadrant == 0 || quadrant == 1, west = quadrant == 0 || quadrant == 2;
-    *first_row = south ? image_height / 2 + link : image_height / 2 - 1 - link;
-    *row_step = south ? 2 : -2;
-    *first_col = west ? 0 : image_width / 2;
 }
 
 #endif

@@ -6,8 +6,8 @@
  * are split evenly between neighbouring chips. start > end mirrors that axis.
  * Gap pixels are never written (they stay 0); pixels of lost packets get the missing
  * value: every bit set (0xFF, 0xFFFF, 0xFFFFFFFF for the image dtype).
- * GigaFrost streams are not placed by module_positions but by quadrant and link
- * (gf_stream_placement in detector_formats.h). Pixels are decoded by the codec there.
+ * A detector type that places its streams itself (det_stream_placement in detector_formats.h)
+ * ignores module_positions: its streams go where that rule says. Pixels are decoded by the codec there.
  */
 #include "receiver_internal.h"
 
@@ -61,11 +61,9 @@ int geometry_init(module_geometry *geom, const det_format *fmt, const int32_t po
     return 0;
 }
 
-int geometry_init_gigafrost(module_geometry *geom, const det_format *fmt, int module, int image_width,
-                            int image_height)
+void geometry_init_stream(module_geometry *geom, const det_format *fmt, int first_row, int row_step, int first_col,
+                          int image_width)
 {
-    int first_row, row_step, first_col;
-    gf_stream_placement(module, image_width, image_height, &first_row, &row_step, &first_col);
     for (int r = 0; r < fmt->module_height; r++) geom->row_y[r] = first_row + row_step * r;
     geom->n_segments = 1;
     geom->segment_width = fmt->module_width;
@@ -73,7 +71,6 @@ int geometry_init_gigafrost(module_geometry *geom, const det_format *fmt, int mo
     geom->dir_x = 1;
     geom->image_width = image_width;
     geom->bytes_per_pixel = fmt->image_bytes_per_pixel;
-    return 0;
 }
 
 /* One chip-wide run of pixels from the wire format into the image (src NULL: missing). */

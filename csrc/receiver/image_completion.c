@@ -16,6 +16,9 @@
  */
 #include "ring_buffer.h"
 
+#include <errno.h>
+#include <time.h>
+
 static int64_t now_ns(void)
 {
     return (int64_t)(now_monotonic() * 1e9);
@@ -190,4 +193,37 @@ void ring_abandon_frame(ring_buffer *ring, int module, int slot)
     if (!meta->open_mask && !meta->done_mask) ring_free_slot(ring, slot); /* nobody else wanted it */
     complete_finished_slots(ring);
     pthread_mutex_unlock(&ring->lock);
+}
+
+static void add_ms(struct timespec *t, long ms)
+{
+    t->tv_sec += ms / 1000;
+    t->tv_nsec += (ms % 1000) * 1000000L;
+    if (t->tv_nsec >= 1000000000L) {
+        t->tv_sec++;
+        t->tv_nsec -= 1000000000L;
+    }
+}
+
+int completion_wait_image(ring_buffer *ring, int timeout_ms, rx_image *out)
+{
+    struct timespec deadline;
+    clock_gettime(CLOCK_MONOTONIC, &deadline);
+    add_ms(&deadline, timeout_ms);
+    pthread_mutex_lock(&ring->lock);
+    complete_finished_slots(ring);
+    while (ring->ready_count == 0) {
+        /* wake at least every 10 ms to release images whose modules went silent */
+        struct timespec tick;
+        clock_gettime(CLOCK_MONOTONIC, &tick);
+        add_ms(&tick, 10);
+        int last = tick.tv_sec > deadline.tv_sec ||
+                   (tick.tv_sec == deadline.tv_sec && tick.tv_nsec >= deadline.tv_nsec);
+        int rc = pthread_cond_timedwait(&ring->ready_cond, &ring->lock, last ? &deadline : &tick);
+        complete_finished_slots(ring);
+        if (rc == ETIMEDOUT && last) break;
+    }
+    int got = ring_pop_ready(ring, out);
+    pthread_mutex_unlock(&ring->lock);
+    return got;
 }

@@ -35,9 +35,10 @@ static int check_config(const rx_config *cfg, det_format *fmt, module_geometry *
                  cfg->image_width, cfg->image_height);
         return -1;
     }
-    if (cfg->detector_kind == DET_KIND_GIGAFROST && cfg->n_modules != GF_N_STREAMS) {
-        snprintf(err, err_len, "a GigaFrost sends %d streams (4 quadrants x 2 links): n_modules must be %d",
-                 GF_N_STREAMS, GF_N_STREAMS);
+    const char *why_streams;
+    int n_streams;
+    if (det_check_streams(cfg->detector_kind, cfg->n_modules, &why_streams, &n_streams) != 0) {
+        snprintf(err, err_len, "%s: n_modules must be %d", why_streams, n_streams);
         return -1;
     }
     if (cfg->n_modules < 1 || cfg->n_modules > MAX_MODULES) {
@@ -56,17 +57,17 @@ static int check_config(const rx_config *cfg, det_format *fmt, module_geometry *
     int rc = 0;
     for (int m = 0; m < cfg->n_modules && rc == 0; m++) {
         char why[200];
-        if (cfg->detector_kind == DET_KIND_GIGAFROST) {
-            geometry_init_gigafrost(&geoms[m], fmt, m, cfg->image_width, cfg->image_height);
-            if (mark_coverage(&geoms[m], fmt, coverage) != 0) {
-                snprintf(err, err_len, "module %d overlaps another module", m);
-                rc = -1;
-            }
+        int first_row, row_step, first_col;
+        if (det_stream_placement(cfg->detector_kind, m, cfg->image_width, cfg->image_height, &first_row, &row_step,
+                                 &first_col)) {
+            geometry_init_stream(&geoms[m], fmt, first_row, row_step, first_col, cfg->image_width);
         } else if (geometry_init(&geoms[m], fmt, &cfg->module_positions[4 * m], cfg->image_width,
                                  cfg->image_height, why, sizeof(why)) != 0) {
             snprintf(err, err_len, "module %d: %s", m, why);
             rc = -1;
-        } else if (mark_coverage(&geoms[m], fmt, coverage) != 0) {
+            break;
+        }
+        if (mark_coverage(&geoms[m], fmt, coverage) != 0) {
             snprintf(err, err_len, "module %d overlaps another module", m);
             rc = -1;
         }
@@ -223,7 +224,7 @@ int rx_socket_buffer_bytes(rx_receiver *rx)
 
 int rx_next_image(rx_receiver *rx, int timeout_ms, rx_image *out)
 {
-    return ring_wait_ready(rx->ring, timeout_ms, out);
+    return completion_wait_image(rx->ring, timeout_ms, out);
 }
 
 void rx_release(rx_receiver *rx, int slot)

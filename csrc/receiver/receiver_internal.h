@@ -68,9 +68,10 @@ typedef struct module_geometry {
 
 int geometry_init(module_geometry *geom, const det_format *fmt, const int32_t position[4],
                   int image_width, int image_height, char *err, int err_len);
-/* GigaFrost: stream placement follows from quadrant and link, not from module_positions. */
-int geometry_init_gigafrost(module_geometry *geom, const det_format *fmt, int module, int image_width,
-                            int image_height);
+/* A stream the detector places itself: stream row r is image row first_row + row_step * r, from
+ * image column first_col (det_stream_placement in detector_formats.h). */
+void geometry_init_stream(module_geometry *geom, const det_format *fmt, int first_row, int row_step, int first_col,
+                          int image_width);
 /* Copy one packet's rows into the image; payload NULL fills them with the missing value. */
 void place_packet(const module_geometry *geom, const det_format *fmt, uint8_t *image,
                   int packet_number, const uint8_t *payload);
@@ -90,7 +91,6 @@ ring_buffer *ring_create(const char *shm_name, int n_slots, size_t image_bytes, 
                          fill_module_fn fill, pending_fn pending, void *fill_ctx, char *err, int err_len);
 void ring_destroy(ring_buffer *ring);
 uint8_t *ring_slot_data(ring_buffer *ring, int slot);
-int ring_wait_ready(ring_buffer *ring, int timeout_ms, rx_image *out);
 void ring_release(ring_buffer *ring, int slot);
 /* images_complete, images_incomplete, images_dropped and frame_restarts into out */
 void ring_counters(ring_buffer *ring, rx_counters *out);
@@ -111,6 +111,9 @@ void ring_abandon_frame(ring_buffer *ring, int module, int slot);
 void ring_module_alive(ring_buffer *ring, int module);
 /* A module's thread holds received packets it has not placed yet (1), or none (0). */
 void ring_module_busy(ring_buffer *ring, int module, int busy);
+/* The writer waits up to timeout_ms for the next complete image (images whose modules went silent
+ * are completed meanwhile); 1 if out is filled, 0 if none. */
+int completion_wait_image(ring_buffer *ring, int timeout_ms, rx_image *out);
 
 /* ---- frame_assembly.c: one thread per module ----------------------------------------- */
 typedef struct module_rx {

@@ -8,7 +8,8 @@
  *
  * A slot is FREE -> ASSEMBLING (modules open/close their part of one frame number)
  * -> READY (queued for the writer) -> READING (writer holds it) -> FREE.
- * When an ASSEMBLING slot is complete is decided by image_completion.c.
+ * When an ASSEMBLING slot is complete is decided by image_completion.c, which uses the primitives
+ * here (this file calls nothing of it).
  */
 #include "ring_buffer.h"
 
@@ -165,52 +166,22 @@ void ring_free_slot(ring_buffer *ring, int slot)
     ring->slots[slot].state = SLOT_FREE;
 }
 
-static void add_ms(struct timespec *t, long ms)
+int ring_pop_ready(ring_buffer *ring, rx_image *out)
 {
-    t->tv_sec += ms / 1000;
-    t->tv_nsec += (ms % 1000) * 1000000L;
-    if (t->tv_nsec >= 1000000000L) {
-        t->tv_sec++;
-        t->tv_nsec -= 1000000000L;
-    }
-}
-
-int ring_wait_ready(ring_buffer *ring, int timeout_ms, rx_image *out)
-{
-    struct timespec deadline;
-    clock_gettime(CLOCK_MONOTONIC, &deadline);
-    add_ms(&deadline, timeout_ms);
-    pthread_mutex_lock(&ring->lock);
-    complete_finished_slots(ring);
-    while (ring->ready_count == 0) {
-        /* wake at least every 10 ms to release images whose modules went silent */
-        struct timespec tick;
-        clock_gettime(CLOCK_MONOTONIC, &tick);
-        add_ms(&tick, 10);
-        int last = tick.tv_sec > deadline.tv_sec ||
-                   (tick.tv_sec == deadline.tv_sec && tick.tv_nsec >= deadline.tv_nsec);
-        int rc = pthread_cond_timedwait(&ring->ready_cond, &ring->lock, last ? &deadline : &tick);
-        complete_finished_slots(ring);
-        if (rc == ETIMEDOUT && last) break;
-    }
-    int got = 0;
-    if (ring->ready_count > 0) {
-        int slot = ring->ready_fifo[ring->ready_head];
-        ring->ready_head = (ring->ready_head + 1) % ring->n_slots;
-        ring->ready_count--;
-        slot_meta *meta = &ring->slots[slot];
-        meta->state = SLOT_READING;
-        out->slot = slot;
-        out->frame_number = meta->frame;
-        out->n_missing_packets = meta->n_missing;
-        out->detector_timestamp = meta->detector_timestamp;
-        out->receive_time = meta->opened_unix;
-        out->data = ring_slot_data(ring, slot);
-        out->data_bytes = ring->image_bytes;
-        got = 1;
-    }
-    pthread_mutex_unlock(&ring->lock);
-    return got;
+    if (ring->ready_count == 0) return 0;
+    int slot = ring->ready_fifo[ring->ready_head];
+    ring->ready_head = (ring->ready_head + 1) % ring->n_slots;
+    ring->ready_count--;
+    slot_meta *meta = &ring->slots[slot];
+    meta->state = SLOT_READING;
+    out->slot = slot;
+    out->frame_number = meta->frame;
+    out->n_missing_packets = meta->n_missing;
+    out->detector_timestamp = meta->detector_timestamp;
+    out->receive_time = meta->opened_unix;
+    out->data = ring_slot_data(ring, slot);
+    out->data_bytes = ring->image_bytes;
+    return 1;
 }
 
 void ring_release(ring_buffer *ring, int slot)

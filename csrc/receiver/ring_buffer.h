@@ -1,7 +1,8 @@
 /*
  * ring_buffer.h -- the image slot pool and the state the completion rules keep beside it.
- * Internal to the receive path: ring_buffer.c owns the memory and slot states,
- * image_completion.c decides when an image is complete. Both run under ring->lock.
+ * Internal to the receive path: ring_buffer.c owns the memory and slot states, image_completion.c
+ * (which calls ring_buffer.c, never the other way) decides when an image is complete. Both run under
+ * ring->lock.
  */
 #ifndef STD_DAQ_RING_BUFFER_H
 #define STD_DAQ_RING_BUFFER_H
@@ -68,6 +69,8 @@ int ring_find_assembling(ring_buffer *ring, uint64_t frame, int *free_slot);
 void ring_take_slot(ring_buffer *ring, int slot, uint64_t frame, uint32_t epoch, uint64_t detector_timestamp);
 void ring_queue_ready(ring_buffer *ring, int slot);
 void ring_free_slot(ring_buffer *ring, int slot);
+/* Take the oldest READY slot for the writer (-> READING) into out: 1, or 0 if none is ready. */
+int ring_pop_ready(ring_buffer *ring, rx_image *out);
 
 /* image_completion.c: complete every slot nobody will deliver to any more; caller holds ring->lock */
 void complete_finished_slots(ring_buffer *ring);

@@ -46,7 +46,8 @@ static sim_content_spec content_spec(const sim_config *cfg)
     return (sim_content_spec){cfg->content, cfg->seed, cfg->flux, cfg->noise, cfg->photon_energy_kev};
 }
 
-/* Payload of one packet in the detector's wire format (codec in detector_formats.h). */
+/* Payload of one packet in the detector's wire format (codec in detector_formats.h); any padding
+ * after the pixels is 0. */
 static void fill_payload(uint8_t *dst, const det_format *fmt, const sim_config *cfg, uint64_t frame, int module,
                          int packet, uint32_t *values)
 {
@@ -59,6 +60,8 @@ static void fill_payload(uint8_t *dst, const det_format *fmt, const sim_config *
     } else
         for (int k = 0; k < pixels; k++) values[k] = value_of(frame, module, first + k, fmt->bit_depth);
     det_encode_run(fmt, values, dst, pixels);
+    size_t pixel_bytes = (size_t)pixels * fmt->bit_depth / 8;
+    memset(dst + pixel_bytes, 0, packet_payload_size(fmt, packet) - pixel_bytes);
 }
 
 static uint64_t rng_next(uint64_t *state)
@@ -179,7 +182,7 @@ static const uint8_t *payload_cache_frame(payload_cache *cache, const det_format
     int variant = sim_content_variant(&spec, frame, module);
     size_t slot = (size_t)module * SIM_CONTENT_VARIANTS + variant;
     uint8_t *payloads = cache->bytes + slot * fmt->packets_per_frame * fmt->payload_size;
-    if (!cache->filled[slot]) { /* padding (GigaFrost) stays 0 from calloc */
+    if (!cache->filled[slot]) {
         for (int p = 0; p < fmt->packets_per_frame; p++)
             fill_payload(payloads + (size_t)p * fmt->payload_size, fmt, cfg, frame, module, p, values);
         cache->filled[slot] = 1;
@@ -241,11 +244,8 @@ int sim_run(const sim_config *cfg, volatile int *stop, sim_counters *counters, c
             for (int p = 0; p < ppf; p++) {
                 uint8_t *packet = module_buffer + (size_t)p * fmt.packet_size;
                 det_write_header(&fmt, packet, frame, m, p, timestamp);
-                if (!payloads && (!cfg->static_pixels || i == 0)) {
-                    if (fmt.kind == DET_KIND_GIGAFROST) /* padding after the last row stays 0 */
-                        memset(packet + fmt.header_size, 0, fmt.payload_size);
+                if (!payloads && (!cfg->static_pixels || i == 0))
                     fill_payload(packet + fmt.header_size, &fmt, cfg, frame, m, p, values);
-                }
                 order[p] = p;
             }
             if (cfg->reorder > 1) {

@@ -13,7 +13,7 @@ typedef struct sim_config {
     int bit_depth;
     int n_modules;
     int start_udp_port;       /* module i sends to start_udp_port + i */
-    int image_width;          /* assembled image size: GigaFrost streams depend on it */
+    int image_width;          /* assembled image size: some detectors' streams depend on it */
     int image_height;
     char host[64];            /* IPv4 address of the receiver */
     char module_hosts[32][16]; /* per module (32 = MAX_MODULES): its receiver's IPv4 address, "" : host */
