@@ -7,7 +7,7 @@ sys.path.insert(0, str(Path(__file__).parent))
 from _cdef import make_builder  # noqa: E402
 
 FOLDER = "sim"
-SOURCES = ["sim_sender.c", "sim_content.c", "sim_jungfrau.c", "loopback_ceiling.c"]
+SOURCES = ["sim_sender.c", "sim_content.c", "sim_jungfrau.c"]
 
 ffibuilder = make_builder("sim._sender", FOLDER, "sim_sender.h", SOURCES, ("sim_content.h", "sim_jungfrau.h"))
 
