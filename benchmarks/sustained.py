@@ -32,8 +32,7 @@ from pathlib import Path
 
 import h5py
 import numpy as np
-from sim._sender import ffi as sim_ffi
-from sim._sender import lib as sim_lib
+from loopback import loopback_ceiling
 
 from sim import configs
 from sim.jungfrau import PEDESTAL_CYCLE, write_gain_maps
@@ -54,11 +53,8 @@ def ceiling(packet_size: int, seconds: float) -> float:
     n_packets = int(max(seconds, 1) * 1.5e9 / packet_size / 3)
     best = 0.0
     for _ in range(3):
-        result, err = sim_ffi.new("loopback_result *"), sim_ffi.new("char[256]")
-        port = free_port(socket.SOCK_DGRAM)
-        if sim_lib.loopback_ceiling(port, packet_size, n_packets, 64 << 20, result, err, 256) != 0:
-            raise RuntimeError(sim_ffi.string(err).decode())
-        best = max(best, result.bytes_received / result.seconds / 1e9)
+        result = loopback_ceiling(free_port(socket.SOCK_DGRAM), packet_size, n_packets)
+        best = max(best, result["bytes_received"] / result["seconds"] / 1e9)
     return best
 
 

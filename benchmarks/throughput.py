@@ -25,8 +25,7 @@ import time
 from pathlib import Path
 
 import numpy as np
-from sim._sender import ffi as sim_ffi
-from sim._sender import lib as sim_lib
+from loopback import loopback_ceiling
 
 from daq_server.config import validate_config
 from daq_server.receive.udp_receiver import Receiver, ReceiverSettings
@@ -50,18 +49,14 @@ def cpu_seconds() -> float:
 
 
 def ceiling(n_packets: int) -> dict:
-    result = sim_ffi.new("loopback_result *")
-    err = sim_ffi.new("char[256]")
-    port = free_udp_block(1)
-    if sim_lib.loopback_ceiling(port, JUNGFRAU_PACKET, n_packets, 64 << 20, result, err, 256) != 0:
-        raise RuntimeError(sim_ffi.string(err).decode())
-    seconds = result.seconds
+    result = loopback_ceiling(free_udp_block(1), JUNGFRAU_PACKET, n_packets)
+    seconds = result["seconds"]
     return {
         "case": "ceiling: bare sendmmsg->recvmmsg (best of 3)",
         "offered": "max",
-        "gbps": result.bytes_received / seconds / 1e9,
-        "images_per_s": result.packets_received / JUNGFRAU_PACKETS_PER_FRAME / seconds,
-        "lost_packets": int(result.packets_sent - result.packets_received),
+        "gbps": result["bytes_received"] / seconds / 1e9,
+        "images_per_s": result["packets_received"] / JUNGFRAU_PACKETS_PER_FRAME / seconds,
+        "lost_packets": int(result["packets_sent"] - result["packets_received"]),
         "lost_images": None,
         "cpu": None,
     }

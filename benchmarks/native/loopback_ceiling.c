@@ -2,9 +2,10 @@
  * loopback_ceiling.c -- the machine's own limit, for benchmarks: the barest sendmmsg ->
  * recvmmsg pair on loopback (one sender, one receiver thread, no processing at all), with
  * the same datagram size as a detector. Our receiver is compared against this figure.
+ * Compiled by benchmarks/loopback.py on first use; not part of the product.
  */
 #define _GNU_SOURCE
-#include "sim_sender.h"
+#include "loopback_ceiling.h"
 
 #include <arpa/inet.h>
 #include <errno.h>
@@ -12,6 +13,7 @@
 #include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
 #include <sys/socket.h>
 #include <sys/time.h>
 #include <time.h>
@@ -22,7 +24,7 @@
 typedef struct sink {
     int fd;
     int packet_size;
-    volatile int done;
+    int done; /* atomic: set by the sender's thread */
     uint64_t packets, bytes;
     double first, last;
 } sink;
@@ -47,7 +49,7 @@ static void *sink_main(void *arg)
         msgs[i].msg_hdr.msg_iov = &iov[i];
         msgs[i].msg_hdr.msg_iovlen = 1;
     }
-    while (!s->done) {
+    while (!__atomic_load_n(&s->done, __ATOMIC_ACQUIRE)) {
         int n = recvmmsg(s->fd, msgs, BATCH, MSG_WAITFORONE, NULL);
         if (n <= 0) continue;
         double t = now_s();
@@ -101,7 +103,7 @@ int loopback_ceiling(int port, int packet_size, uint64_t n_packets, int rcvbuf_b
     }
     double send_end = now_s();
     usleep(100000); /* let the sink drain */
-    s.done = 1;
+    __atomic_store_n(&s.done, 1, __ATOMIC_RELEASE);
     pthread_join(thread, NULL);
     out->packets_sent = sent;
     out->packets_received = s.packets;

@@ -53,13 +53,4 @@ int sim_run(const sim_config *cfg, volatile int *stop, sim_counters *counters, c
  * (uint8 for 4 and 8 bit, uint16 for 12 and 16 bit, uint32), row-major: what a test expects. */
 void sim_module_pixels(uint64_t frame, int module, int bit_depth, uint64_t n_pixels, void *out);
 
-/* The machine's ceiling: a bare sendmmsg -> recvmmsg pair on loopback, same datagram size. */
-typedef struct loopback_result {
-    uint64_t packets_sent;
-    uint64_t packets_received;
-    uint64_t bytes_received;
-    double seconds;
-} loopback_result;
-int loopback_ceiling(int port, int packet_size, uint64_t n_packets, int rcvbuf_bytes,
-                     loopback_result *out, char *err, int err_len);
 #endif
