@@ -135,6 +135,26 @@ def test_eiger_at_every_bit_depth_with_gaps_and_mirroring(bit_depth):
         assert not image[256:258, :].any(), "gap rows between the half modules stay 0"
 
 
+def test_payloads_of_an_in_order_stream_land_in_place_and_packed_ones_are_decoded(config):
+    """One copy: the kernel puts the payloads of a stream that arrives in order straight into the image
+    (only a frame's first packet is received whole); 4-bit payloads must be unpacked, so none is placed."""
+    for cfg, placed in ((config, True), (eiger_config(4), False)):
+        receiver = Receiver(cfg, ReceiverSettings(bind_address="127.0.0.1", ring_bytes=48 << 20))
+        try:
+            SimulatedDetector(cfg, rate_hz=100, n_images=20, first_frame=1).run()
+            images = collect_images(receiver, 20)
+            counters = receiver.counters()
+        finally:
+            receiver.close()
+        assert [f for f, _, _ in images] == list(range(1, 21))
+        for frame, n_missing, image in images:
+            assert n_missing == 0 and np.array_equal(image, expected_image(cfg, frame))
+        if placed:
+            assert counters["packets_placed"] > counters["packets_received"] // 2
+        else:
+            assert counters["packets_placed"] == 0
+
+
 def gigafrost_config(width: int, height: int) -> dict:
     return configs.gigafrost_config(width, height, free_udp_ports(8), "GF-test")
 

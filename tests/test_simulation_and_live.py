@@ -103,3 +103,18 @@ def test_live_stream_decodes_to_the_latest_images(daq):
         # the simulator's ramp runs along each row: brightness increases left to right in each module row
         expected = expected_image(daq.config, int(headers["X-Frame-Number"]))[::2, ::2].astype(np.float32)
         assert np.corrcoef(pixels.ravel(), expected.ravel())[0, 1] > 0.5
+
+
+def test_the_preview_keeps_a_plain_copy_and_scales_only_when_asked():
+    from daq_server.acquire.live_preview import LivePreview
+    from daq_server.receive.image_source import ReceivedImage
+
+    preview = LivePreview(max_rate_hz=1000, max_size=64)
+    image = np.arange(256 * 128, dtype=np.uint16).reshape(256, 128)
+    preview.offer(ReceivedImage(0, 42, 0, 0, 0.0, image))
+    frame, kept = preview.latest()
+    assert frame == 42 and kept.dtype == np.uint16  # kept as it came: no scaling was done for nobody
+    assert np.array_equal(kept, image[::4, ::4])
+    first = preview.wait_jpeg(after=None, timeout=1.0)
+    assert first[0] == 42 and preview.wait_jpeg(after=None, timeout=1.0)[1] is first[1]  # encoded once
+    assert np.asarray(Image.open(io.BytesIO(first[1]))).shape == (64, 32)

@@ -44,6 +44,16 @@ static inline void det_store_pixel(const det_format *fmt, uint8_t *dst, uint32_t
     else memcpy(dst, &value, 4);
 }
 
+/* Is every packet's payload exactly its rows of image pixels (no packing, no padding)? Then the
+ * receiver lets the kernel put a payload where its pixels belong, with no copy of its own. */
+static inline int det_payload_is_pixels(const det_format *fmt)
+{
+    int bytes = fmt->image_bytes_per_pixel;
+    return fmt->bit_depth == 8 * bytes &&
+           fmt->payload_size == fmt->rows_per_packet * fmt->module_width * bytes &&
+           fmt->last_packet_size - fmt->header_size == fmt->last_packet_rows * fmt->module_width * bytes;
+}
+
 /* n wire pixels -> n image pixels, in order (the image dtype is the wire's, widened). */
 static inline void det_decode_run(const det_format *fmt, const uint8_t *wire, uint8_t *image, int n)
 {

@@ -17,6 +17,16 @@
  *
  * A module frame closes when all its packets arrived, when a packet of a newer frame
  * arrives (the rest count as lost), or when the module was silent for idle_timeout.
+ *
+ * One copy: while a frame is open in a ring slot, each receive asks for the packets that should come
+ * next (after the last one accepted, skipping those already there), each with iovecs that point where
+ * its payload belongs in the slot, its header going to a side buffer (plan_batch). A datagram that is
+ * what was expected is then only counted: the kernel's copy was the only one. At the first datagram
+ * that is not (lost, reordered, late, foreign, a new frame), the rest of the batch is gathered out of
+ * the slot into the batch's buffer before anything else is written there, and handled as before,
+ * with a copy. Spots of the slot that received an unexpected payload belong to packets not received
+ * yet: they are overwritten when those arrive, or filled as missing when the frame closes. Payloads
+ * that need decoding (4 and 12 bit) or mirroring are always received whole and copied into place.
  */
 #include "receiver_internal.h"
 
@@ -77,6 +87,7 @@ static void open_frame(module_rx *mod, const packet_info *info)
     mod->has_frame = 1;
     mod->frame = info->frame;
     mod->n_packets = 0;
+    mod->next_packet = 0;
     memset(mod->packet_seen, 0, sizeof(mod->packet_seen));
     mod->slot = ring_open_frame(mod->ring, mod->index, mod->epoch, info->frame, info->timestamp);
     if (mod->slot == RING_FULL) mod->counters.module_frames_dropped++;
@@ -109,8 +120,9 @@ static void start_sequence(module_rx *mod, uint64_t first_frame)
     mod->has_closed = 0;
 }
 
-/* A packet of the running sequence: place it in its frame. */
-static void accept_packet(module_rx *mod, const uint8_t *packet, unsigned int length, const packet_info *info)
+/* A packet of the running sequence: place it in its frame (placed: the kernel put its payload there). */
+static void accept_packet(module_rx *mod, const uint8_t *packet, unsigned int length, const packet_info *info,
+                          int placed)
 {
     const det_format *fmt = mod->fmt;
     if (++mod->n_agreeing >= CONFIRM_PACKETS) mod->confirmed = 1;
@@ -135,9 +147,11 @@ static void accept_packet(module_rx *mod, const uint8_t *packet, unsigned int le
     }
     mod->packet_seen[p / 64] |= 1ull << (p % 64);
     mod->n_packets++;
+    mod->next_packet = p + 1;
     mod->counters.packets_received++;
     mod->counters.bytes_received += length;
-    if (mod->slot >= 0)
+    if (mod->slot >= 0 && placed) mod->counters.packets_placed++;
+    else if (mod->slot >= 0)
         place_packet(&mod->geom, fmt, ring_slot_data(mod->ring, mod->slot), p, packet + fmt->header_size);
     if (mod->n_packets == fmt->packets_per_frame) close_frame(mod);
 }
@@ -160,7 +174,7 @@ static void consider_candidate(module_rx *mod, const uint8_t *packet, unsigned i
         const uint8_t *kept = mod->candidate_packets + k * size;
         packet_info kept_info;
         parse_packet(mod->fmt, kept, mod->candidate_length[k], &kept_info);
-        accept_packet(mod, kept, mod->candidate_length[k], &kept_info);
+        accept_packet(mod, kept, mod->candidate_length[k], &kept_info, 0);
     }
 }
 
@@ -180,8 +194,16 @@ static int handle_packet(module_rx *mod, const uint8_t *packet, unsigned int len
         return 0;
     }
     drop_candidate(mod);
-    accept_packet(mod, packet, length, &info);
+    accept_packet(mod, packet, length, &info, 0);
     return 0;
+}
+
+/* A datagram the kernel put where it belongs (as_placed): the rules of handle_packet, which for a
+ * packet of the open frame come down to accepting it, without the copy. */
+static void handle_placed(module_rx *mod, const packet_info *info, unsigned int length)
+{
+    drop_candidate(mod); /* a packet of the open frame goes on from it: never a new sequence */
+    accept_packet(mod, NULL, length, info, 1);
 }
 
 static int from_detector(const module_rx *mod, const struct sockaddr_in *source)
@@ -196,15 +218,38 @@ static void publish_counters(module_rx *mod)
     pthread_mutex_unlock(&mod->published_lock);
 }
 
+/* Where each packet's payload goes in the image, if every one can go there as it is. */
+static int find_spans(module_rx *mod)
+{
+    const det_format *fmt = mod->fmt;
+    int ppf = fmt->packets_per_frame;
+    mod->in_place = 0;
+    mod->max_spans = fmt->rows_per_packet * mod->geom.n_segments;
+    mod->n_spans = calloc(ppf, sizeof(int));
+    mod->span_offset = calloc((size_t)ppf * mod->max_spans, sizeof(size_t));
+    mod->span_length = calloc((size_t)ppf * mod->max_spans, sizeof(size_t));
+    if (!mod->n_spans || !mod->span_offset || !mod->span_length) return -1;
+    for (int p = 0; p < ppf; p++) {
+        size_t at = (size_t)p * mod->max_spans;
+        mod->n_spans[p] = packet_spans(&mod->geom, fmt, p, mod->span_offset + at, mod->span_length + at,
+                                       mod->max_spans);
+        if (mod->n_spans[p] < 0) return 0; /* decoded or mirrored: received whole */
+    }
+    mod->in_place = 1;
+    return 0;
+}
+
 int module_rx_init(module_rx *mod)
 {
     mod->candidate_packets = malloc((size_t)CONFIRM_PACKETS * mod->fmt->packet_size);
-    if (!mod->candidate_packets || rx_batch_init(&mod->batch, mod->fmt->packet_size) != 0) {
-        free(mod->candidate_packets);
-        mod->candidate_packets = NULL;
+    if (!mod->candidate_packets || find_spans(mod) != 0 ||
+        rx_batch_init(&mod->batch, mod->fmt->packet_size, mod->fmt->header_size,
+                      mod->in_place ? mod->max_spans : 0) != 0) {
+        module_rx_free(mod);
         return -1;
     }
     pthread_mutex_init(&mod->published_lock, NULL);
+    mod->has_lock = 1;
     return 0;
 }
 
@@ -212,29 +257,95 @@ void module_rx_free(module_rx *mod)
 {
     rx_batch_free(&mod->batch);
     free(mod->candidate_packets);
+    free(mod->n_spans);
+    free(mod->span_offset);
+    free(mod->span_length);
     mod->candidate_packets = NULL;
-    pthread_mutex_destroy(&mod->published_lock);
+    mod->n_spans = NULL;
+    mod->span_offset = mod->span_length = NULL;
+    if (mod->has_lock) pthread_mutex_destroy(&mod->published_lock);
+    mod->has_lock = 0;
+}
+
+/* Set up the next receive: the packets expected next, placed in the open frame's slot, then one
+ * datagram whole (often the next frame's first packet). With nothing to place: one datagram, which
+ * may open a frame, or after such a try a whole batch (junk, dropped frames, no slot). */
+static int plan_batch(module_rx *mod)
+{
+    rx_batch *batch = &mod->batch;
+    int k = 0;
+    if (mod->in_place && mod->has_frame && mod->slot >= 0) {
+        uint8_t *image = ring_slot_data(mod->ring, mod->slot);
+        struct iovec payload[mod->max_spans];
+        for (int p = mod->next_packet; p < mod->fmt->packets_per_frame && k < RX_BATCH - 1; p++) {
+            if (packet_seen(mod, p)) continue;
+            size_t at = (size_t)p * mod->max_spans;
+            for (int s = 0; s < mod->n_spans[p]; s++)
+                payload[s] = (struct iovec){image + mod->span_offset[at + s], mod->span_length[at + s]};
+            rx_batch_place(batch, k++, p, payload, mod->n_spans[p]);
+        }
+    }
+    int asked;
+    if (k > 0) {
+        asked = k + 1;
+        mod->probing = 0;
+    } else {
+        asked = mod->in_place && !mod->probing ? 1 : RX_BATCH;
+        mod->probing = asked == 1;
+    }
+    for (int i = k; i < asked; i++) rx_batch_whole(batch, i);
+    return asked;
+}
+
+/* A placed datagram that is the packet it was placed for, in the frame still open: nothing to copy. */
+static int as_placed(const module_rx *mod, const packet_info *info, int placed)
+{
+    return mod->has_frame && mod->slot >= 0 && info->frame == mod->frame && info->packet == placed &&
+           !packet_seen(mod, placed);
+}
+
+/* Datagram i of the batch is not what it was placed for: before anything is written into the slot,
+ * gather it and every later placed one out of the slot into the batch's buffer (they go the way of
+ * whole datagrams from here). */
+static void gather_rest(module_rx *mod, int i, int n)
+{
+    for (int j = i; j < n; j++)
+        if (mod->batch.placed[j] >= 0) rx_batch_datagram(&mod->batch, j, mod->batch.msgs[j].msg_len);
 }
 
 void *module_rx_main(void *arg)
 {
     module_rx *mod = arg;
+    rx_batch *batch = &mod->batch;
     while (!__atomic_load_n(mod->stop, __ATOMIC_ACQUIRE)) {
-        int n = socket_rx_receive(mod->fd, &mod->batch);
+        int asked = plan_batch(mod);
+        int n = socket_rx_receive(mod->fd, batch, asked);
         if (n > 0) ring_module_busy(mod->ring, mod->index, 1);
         double now = now_monotonic();
         if (n < 0) usleep(1000); /* socket error: do not spin */
         /* only the detector's own packets count as signs of life (foreign traffic does not) */
         int after_silence = now - mod->last_packet_time >= RESTART_IDLE_S, alive = 0;
         for (int i = 0; i < n; i++) {
-            struct msghdr *hdr = &mod->batch.msgs[i].msg_hdr;
-            unsigned int length = mod->batch.msgs[i].msg_len;
+            struct msghdr *hdr = &batch->msgs[i].msg_hdr;
+            unsigned int length = batch->msgs[i].msg_len;
             if (hdr->msg_flags & MSG_TRUNC) length = 0; /* oversized: foreign */
-            if (!from_detector(mod, &mod->batch.sources[i])) {
+            int from = from_detector(mod, &batch->sources[i]);
+            if (batch->placed[i] >= 0) {
+                packet_info info;
+                if (from && parse_packet(mod->fmt, rx_batch_header(batch, i), length, &info) == 0 &&
+                    as_placed(mod, &info, batch->placed[i])) {
+                    handle_placed(mod, &info, length);
+                    alive = 1;
+                    continue;
+                }
+                gather_rest(mod, i, n);
+            }
+            if (!from) {
                 mod->counters.packets_foreign++;
                 continue;
             }
-            if (handle_packet(mod, hdr->msg_iov->iov_base, length, after_silence && !alive) == 0) alive = 1;
+            if (handle_packet(mod, rx_batch_datagram(batch, i, length), length, after_silence && !alive) == 0)
+                alive = 1;
         }
         if (alive) {
             mod->last_packet_time = now;
@@ -244,7 +355,7 @@ void *module_rx_main(void *arg)
         }
         if (n > 0) ring_module_busy(mod->ring, mod->index, 0);
         publish_counters(mod);
-        socket_rx_pace(mod->fd, &mod->batch, n, now);
+        socket_rx_pace(mod->fd, batch, n, asked, now);
     }
     close_frame(mod);
     publish_counters(mod);

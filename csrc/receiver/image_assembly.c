@@ -105,6 +105,29 @@ void place_packet(const module_geometry *geom, const det_format *fmt, uint8_t *i
     }
 }
 
+int packet_spans(const module_geometry *geom, const det_format *fmt, int packet_number, size_t *offsets,
+                 size_t *lengths, int max)
+{
+    if (!det_payload_is_pixels(fmt) || geom->dir_x < 0) return -1;
+    size_t image_row_bytes = (size_t)geom->image_width * geom->bytes_per_pixel;
+    size_t segment_bytes = (size_t)geom->segment_width * geom->bytes_per_pixel;
+    int first_row = packet_number * fmt->rows_per_packet, n = 0;
+    for (int i = 0; i < packet_rows(fmt, packet_number); i++) {
+        for (int s = 0; s < geom->n_segments; s++) {
+            size_t offset = (size_t)geom->row_y[first_row + i] * image_row_bytes +
+                            (size_t)geom->segment_x[s] * geom->bytes_per_pixel;
+            if (n && offsets[n - 1] + lengths[n - 1] == offset) { /* goes on where the last one ended */
+                lengths[n - 1] += segment_bytes;
+                continue;
+            }
+            if (n == max) return -1;
+            offsets[n] = offset;
+            lengths[n++] = segment_bytes;
+        }
+    }
+    return n;
+}
+
 void fill_module(const module_geometry *geom, const det_format *fmt, uint8_t *image)
 {
     for (int p = 0; p < fmt->packets_per_frame; p++) place_packet(geom, fmt, image, p, NULL);

@@ -239,6 +239,7 @@ void rx_get_counters(rx_receiver *rx, rx_counters *out)
         rx_counters c;
         module_rx_counters(&rx->modules[m], &c);
         out->packets_received += c.packets_received;
+        out->packets_placed += c.packets_placed;
         out->bytes_received += c.bytes_received;
         out->packets_foreign += c.packets_foreign;
         out->packets_duplicate += c.packets_duplicate;

@@ -41,6 +41,7 @@ typedef struct rx_config {
 typedef struct rx_counters {
     uint64_t packets_received;      /* valid packets placed in a frame */
     uint64_t bytes_received;        /* bytes of those packets */
+    uint64_t packets_placed;        /* of those, payloads the kernel put in place: no copy of ours */
     uint64_t packets_foreign;       /* wrong source / size / version / packet / frame number: dropped */
     uint64_t packets_duplicate;     /* same packet twice in one frame: dropped */
     uint64_t packets_late;          /* packet of an already closed frame: dropped */

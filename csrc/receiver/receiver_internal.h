@@ -28,12 +28,22 @@ double now_monotonic(void);
 double now_unix(void);
 
 /* ---- socket_rx.c: UDP socket -> batch of datagrams ---------------------------------- */
+/* A batch's messages each receive a datagram either whole, into the batch's own buffer, or placed:
+ * its header into a side buffer, its payload by iovecs straight into the image (ring slot) where the
+ * packet it is expected to be belongs, anything longer into a little slack. So the kernel's copy is
+ * the only copy of a placed payload. */
+#define RX_SLACK 64
 typedef struct rx_batch {
     struct mmsghdr msgs[RX_BATCH];
-    struct iovec iov[RX_BATCH];
     struct sockaddr_in sources[RX_BATCH]; /* who sent each datagram */
-    uint8_t *buffer;          /* RX_BATCH * slot_size bytes */
+    struct iovec *iov;        /* RX_BATCH * max_iov */
+    int max_iov;              /* iovecs one message may use */
+    uint8_t *buffer;          /* RX_BATCH * slot_size bytes: whole datagrams */
+    uint8_t *headers;         /* RX_BATCH * header_size bytes: headers of placed datagrams */
+    uint8_t slack[RX_BATCH][RX_SLACK];
+    int placed[RX_BATCH];     /* packet number message i was placed for, or -1 (received whole) */
     int slot_size;            /* expected packet size + slack, to see oversized datagrams */
+    int header_size;
     /* pacing (socket_rx_pace): the recent packet rate and what the socket buffer holds */
     double rate_since;        /* start of the current rate window (monotonic s) */
     int rate_count;           /* packets received in it */
@@ -42,18 +52,27 @@ typedef struct rx_batch {
 } rx_batch;
 
 int socket_rx_open(const char *address, int port, int rcvbuf_bytes, int poll_ms, char *err, int err_len);
-int rx_batch_init(rx_batch *batch, int packet_size);
+int rx_batch_init(rx_batch *batch, int packet_size, int header_size, int max_payload_iov);
 void rx_batch_free(rx_batch *batch);
-/* Receive up to RX_BATCH datagrams; returns the count, 0 on poll timeout, -1 on error. */
-int socket_rx_receive(int fd, rx_batch *batch);
+/* Message i receives a whole datagram into the batch's buffer. */
+void rx_batch_whole(rx_batch *batch, int i);
+/* Message i receives packet `packet`: header aside, payload into the n given places, then slack. */
+void rx_batch_place(rx_batch *batch, int i, int packet, const struct iovec *payload, int n);
+/* The first header_size bytes message i received. */
+const uint8_t *rx_batch_header(const rx_batch *batch, int i);
+/* Message i's datagram of `length` bytes in one piece (a placed one is gathered into the buffer and
+ * counts as whole from then on). */
+const uint8_t *rx_batch_datagram(rx_batch *batch, int i, unsigned int length);
+/* Receive up to n datagrams into messages 0 .. n-1; returns the count, 0 on poll timeout, -1 on error. */
+int socket_rx_receive(int fd, rx_batch *batch, int n);
 /* Bytes waiting in the socket's receive queue. */
 int socket_rx_pending(int fd);
-/* After a batch of n datagrams: a short batch means the queue was nearly empty, so wait until
- * about half a batch has arrived at the recent rate (at most PACE_MAX_US, and never longer than
- * a quarter of the socket buffer takes to fill). Fewer, fuller recvmmsg calls: less CPU per
+/* After a batch of n datagrams out of `asked`: a short batch means the queue was nearly empty, so
+ * wait until about half a batch has arrived at the recent rate (at most PACE_MAX_US, and never longer
+ * than a quarter of the socket buffer takes to fill). Fewer, fuller recvmmsg calls: less CPU per
  * packet for the receiver and fewer wake-ups charged to whoever sends. */
 #define PACE_MAX_US 1000
-void socket_rx_pace(int fd, rx_batch *batch, int n, double now);
+void socket_rx_pace(int fd, rx_batch *batch, int n, int asked, double now);
 
 /* ---- image_assembly.c: module pixels -> image position ------------------------------ */
 typedef struct module_geometry {
@@ -75,6 +94,11 @@ void geometry_init_stream(module_geometry *geom, const det_format *fmt, int firs
 /* Copy one packet's rows into the image; payload NULL fills them with the missing value. */
 void place_packet(const module_geometry *geom, const det_format *fmt, uint8_t *image,
                   int packet_number, const uint8_t *payload);
+/* Where a packet's payload goes in the image when it can go there as it is: the byte ranges of the
+ * image (offsets from the image's start, in payload order, neighbours merged); their count, or -1 if
+ * the payload must be decoded or mirrored (or needs more than max ranges). */
+int packet_spans(const module_geometry *geom, const det_format *fmt, int packet_number, size_t *offsets,
+                 size_t *lengths, int max);
 /* Fill every pixel of a module with the missing value. */
 void fill_module(const module_geometry *geom, const det_format *fmt, uint8_t *image);
 /* Mark a module's pixels in coverage (one byte per image pixel); -1 if one was marked already. */
@@ -143,15 +167,24 @@ typedef struct module_rx {
     int n_packets;
     double last_packet_time;
     uint64_t packet_seen[MAX_PACKETS_PER_FRAME / 64];
+    int next_packet;          /* the packet after the last one accepted into the frame */
+    /* payloads placed by the kernel (see socket_rx.c): each packet's image byte ranges */
+    int in_place;             /* the format and geometry allow it */
+    int max_spans;            /* ranges one packet may need */
+    int *n_spans;             /* per packet */
+    size_t *span_offset;      /* packets_per_frame * max_spans: from the image's start */
+    size_t *span_length;
+    int probing;              /* the last batch asked for one datagram only, to open a frame */
     int has_closed;
     uint64_t last_closed_frame;
     rx_counters counters;     /* this module's share, owned by its thread */
     pthread_mutex_t published_lock;
+    int has_lock;             /* published_lock is initialised */
     rx_counters published;    /* a copy for readers, refreshed once per received batch */
     pthread_t thread;
 } module_rx;
 
-int module_rx_init(module_rx *mod);   /* buffers (fmt set); -1: out of memory */
+int module_rx_init(module_rx *mod);   /* buffers (fmt and geom set); -1: out of memory */
 void module_rx_free(module_rx *mod);
 void *module_rx_main(void *arg);
 /* The module's counters as of its last received batch (a consistent copy). */

@@ -1,8 +1,10 @@
 """Live preview of the latest image for ``/daq/live`` (a browser shows it as MJPEG).
 
-The consumer thread offers every image; at most ``max_rate_hz`` times a second a small
-8-bit copy is made (strided down to at most ``max_size`` pixels a side, scaled between the
-1st and 99.9th percentile). Everything else about the image path is untouched.
+The consumer thread offers every image; at most ``max_rate_hz`` times a second a small copy is kept
+(strided down to at most ``max_size`` pixels a side, in the image's own dtype: a few hundred kB,
+no arithmetic). Everything that costs -- the scaling between the 1st and 99.9th percentile and the
+JPEG -- is done only when someone asks for the preview, once per kept image, in the asking thread:
+an acquisition nobody watches spends nothing on it.
 """
 
 from __future__ import annotations
@@ -22,27 +24,25 @@ class LivePreview:
         self._interval = 1.0 / max_rate_hz
         self._max_size = max_size
         self._last_offer = 0.0
-        self._preview: np.ndarray = np.zeros((64, 64), dtype=np.uint8)
-        self._small: np.ndarray | None = None  # the strided copy before scaling, for the page's colour scales
+        self._small: np.ndarray | None = None  # the strided copy of the latest kept image
         self._frame_number: int | None = None
+        self._jpeg: tuple[int | None, bytes] | None = None  # the JPEG of the kept image, once asked for
         self._changed = threading.Condition()
 
     def offer(self, image: ReceivedImage) -> None:
-        """Called for every received image; cheap unless a new preview is due."""
+        """Called for every received image; a strided copy at most max_rate_hz times a second."""
         now = time.monotonic()
         if now - self._last_offer < self._interval:
             return
         self._last_offer = now
         step = max(1, -(-max(image.data.shape) // self._max_size))
-        small = image.data[::step, ::step].astype(np.float32)
-        low, high = np.percentile(small, (1, 99.9))
-        scaled = np.clip((small - low) * (255.0 / max(high - low, 1.0)), 0, 255).astype(np.uint8)
+        small = image.data[::step, ::step].copy()  # the slot goes back to the receiver after the offer
         with self._changed:
-            self._preview, self._small, self._frame_number = scaled, small, image.frame_number
+            self._small, self._frame_number, self._jpeg = small, image.frame_number, None
             self._changed.notify_all()
 
     def latest(self) -> tuple[int | None, np.ndarray | None]:
-        """Frame number and strided (unscaled, float32) copy of the latest preview; (None, None) before any."""
+        """Frame number and strided (unscaled) copy of the latest preview; (None, None) before any."""
         with self._changed:
             return self._frame_number, self._small
 
@@ -50,7 +50,22 @@ class LivePreview:
         """The latest preview as JPEG, waiting up to ``timeout`` for one newer than frame ``after``."""
         with self._changed:
             self._changed.wait_for(lambda: self._frame_number != after, timeout)
-            preview, frame = self._preview, self._frame_number
+            frame, small, jpeg = self._frame_number, self._small, self._jpeg
+        if jpeg is not None and jpeg[0] == frame:
+            return jpeg
         buffer = io.BytesIO()
-        Image.fromarray(preview, mode="L").save(buffer, format="JPEG", quality=85)
-        return frame, buffer.getvalue()
+        Image.fromarray(_scaled(small), mode="L").save(buffer, format="JPEG", quality=85)
+        encoded = (frame, buffer.getvalue())
+        with self._changed:
+            if self._frame_number == frame:  # several viewers share one encoding per kept image
+                self._jpeg = encoded
+        return encoded
+
+
+def _scaled(small: np.ndarray | None) -> np.ndarray:
+    """8-bit grey levels between the 1st and 99.9th percentile (a black square before any image)."""
+    if small is None:
+        return np.zeros((64, 64), dtype=np.uint8)
+    values = small.astype(np.float32)
+    low, high = np.percentile(values, (1, 99.9))
+    return np.clip((values - low) * (255.0 / max(high - low, 1.0)), 0, 255).astype(np.uint8)
