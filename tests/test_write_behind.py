@@ -1,6 +1,7 @@
-"""Write-behind: a long acquisition's pages leave the page cache once they are on disk, so the
-images never crowd the machine's memory (daq_server/write/write_behind.py). Read with util-linux's
-``fincore``, which counts the file's pages in the page cache."""
+"""A long acquisition never crowds the machine's memory: its image chunks bypass the page cache
+(O_DIRECT, daq_server/write/direct_file.py) or, where the file system refuses that, leave it once they
+are on disk (daq_server/write/write_behind.py). Read with util-linux's ``fincore``, which counts the
+file's pages in the page cache."""
 
 from __future__ import annotations
 

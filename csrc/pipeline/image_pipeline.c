@@ -121,6 +121,13 @@ static void pool_free(ip_pool *pool)
     free(pool);
 }
 
+/* A buffer on its own pages (NULL if out of memory). */
+static void *page_aligned(uint64_t bytes)
+{
+    void *memory = NULL;
+    return posix_memalign(&memory, 4096, (bytes + 4095) / 4096 * 4096) ? NULL : memory;
+}
+
 ip_pool *ip_create(int n_threads, int n_jobs, uint64_t max_bytes, int elem_size, const ip_stages *stages, char *err,
                    int err_len)
 {
@@ -150,9 +157,10 @@ ip_pool *ip_create(int n_threads, int n_jobs, uint64_t max_bytes, int elem_size,
     pool->queue = calloc(n_jobs, sizeof(int));
     pool->order = calloc(n_jobs, sizeof(int));
     if (!pool->jobs || !pool->queue || !pool->order) goto oom;
+    /* page-aligned: the writer hands chunks and converted images to the disk with O_DIRECT, from here */
     for (int k = 0; k < n_jobs; k++) {
-        if (pool->stages.compress && !(pool->jobs[k].out = malloc(pool->capacity))) goto oom;
-        if (conversion && !(pool->jobs[k].converted = malloc(pool->image_bytes))) goto oom;
+        if (pool->stages.compress && !(pool->jobs[k].out = page_aligned(pool->capacity))) goto oom;
+        if (conversion && !(pool->jobs[k].converted = page_aligned(pool->image_bytes))) goto oom;
     }
     pthread_mutex_init(&pool->lock, NULL);
     pthread_cond_init(&pool->work, NULL);

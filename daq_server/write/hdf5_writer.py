@@ -23,10 +23,17 @@ FAILED with "disk full" and a file that closes cleanly with every image written 
 Uncompressed images go from the ring buffer (or the image pipeline's converted image) into their chunk
 with ``write_direct_chunk`` (no copy in Python, no type conversion); so do chunks compressed by the native
 image pipeline (``daq_server.pipeline.image_pipeline``); other compressed ones go through h5py's filter
-pipeline. The small metadata datasets are written once a second, after an image that follows a pause (step scans) and at
-the end, with an HDF5 flush, so what was
-written survives a crash of the server (the kernel keeps the pages; power loss is not
-covered) and SWMR readers see it.
+pipeline. HDF5 writes the file through ``direct_file.DirectFile``: the image chunks reach the disk with
+``O_DIRECT``, straight from the ring buffer or the pipeline (no page cache copy, no write-back), where the
+file system allows it (not on ramfs, nor tmpfs before Linux 6.6: there, and for HDF5's metadata, the page
+cache as before, with ``write_behind``). The small metadata datasets are written once a second, after an
+image that follows a pause (step scans) and at the end, with an HDF5 flush, so SWMR readers see them.
+
+Durability: a chunk written with ``O_DIRECT`` is on the disk when its write returns (in the disk's own
+cache at worst), so what was flushed survives a crash of the server; with the page cache, the kernel
+keeps the pages, which survives a crash of the server but not of the machine. At the close the file is
+``fsync``-ed: an acquisition that ends ``Completed.`` is on the disk, metadata included, whatever
+happens to the machine after.
 """
 
 from __future__ import annotations
@@ -42,6 +49,7 @@ import h5py
 import numpy as np
 
 from daq_server.write import file_layout
+from daq_server.write.direct_file import BLOCK, DIRECT_MIN_BYTES, DirectFile
 from daq_server.write.file_layout import FileDatasets, LayoutError
 from daq_server.write.image_statistics import ImageStatistics
 from daq_server.write.output_file import CreatedFile, OutputPathError
@@ -112,6 +120,7 @@ class Hdf5Writer:
         self._reserved_end = 0
         self._size_bound = 0  # the file's size is at most this (refreshed when a reservation is made)
         self._write_behind: WriteBehind | None = None
+        self._disk: DirectFile | None = None
         self._direct = target.compression == "none"
         self._dtype = np.dtype(target.dtype)
         self._file: h5py.File | None = None
@@ -125,8 +134,10 @@ class Hdf5Writer:
             raise WriterError(str(error)) from None
         self._fd = self._created.fd  # also for fallocate and the reopen at close
         self._write_behind = WriteBehind(self._fd)
-        try:
-            self._file = self._created.open_hdf5(libver="latest")  # SWMR needs the latest format
+        self._disk = DirectFile(self._fd)
+        try:  # SWMR needs the latest format; large allocations (the chunks) start on O_DIRECT blocks
+            self._file = h5py.File(self._disk, "w", libver="latest", alignment_threshold=DIRECT_MIN_BYTES,
+                                   alignment_interval=BLOCK)  # fmt: skip
             self._create_layout()
             self._file.flush()  # a valid (empty) file on disk before it has its name
             self._file.swmr_mode = True  # readers may open it with swmr=True from now on
@@ -143,6 +154,11 @@ class Hdf5Writer:
             self._abandon()
             raise WriterError(str(error)) from None
         self._created.close_folder()
+
+    @property
+    def bytes_direct(self) -> int:
+        """Bytes of image chunks written with O_DIRECT so far (0: the file system refused it)."""
+        return self._disk.bytes_direct if self._disk is not None else 0
 
     def _create_layout(self) -> None:
         """Groups, attributes and the (empty, growing) datasets; nothing may be added once in SWMR mode."""
@@ -181,6 +197,8 @@ class Hdf5Writer:
             pass
         finally:
             self._file = None
+            if self._disk is not None:
+                self._disk.close()
             self._created.remove()
             self._created.close_folder()
             if self._fd is not None:
@@ -201,7 +219,7 @@ class Hdf5Writer:
         daq_server.pipeline.compression), written as it is."""
         i = self.n_written
         image_bytes = self.target.image_bytes if chunk is None else len(chunk)
-        # no system call per image: each image grows the file by at most image_bytes
+        image_bytes += BLOCK  # no system call per image: each grows the file by at most its aligned chunk
         if self._size_bound + image_bytes + METADATA_SLACK_BYTES > self._reserved_end:
             try:
                 self._reserve_ahead()
@@ -226,7 +244,8 @@ class Hdf5Writer:
                                "sum": total, "max": top}  # fmt: skip
         self.n_written += 1
         self._size_bound += image_bytes
-        self._write_behind.advance(self._size_bound)
+        if not self._disk.direct:  # with O_DIRECT, no image is in the page cache
+            self._write_behind.advance(self._size_bound)
         now = time.monotonic()
         last = self.n_written == self.target.n_images
         if last or now - self._last_flush > FLUSH_INTERVAL_S or now - self._last_write > SLOW_IMAGE_S:
@@ -295,6 +314,7 @@ class Hdf5Writer:
             try:
                 self._file.close()
             finally:
+                self._disk.close()
                 self._release_reservation()
 
     def _release_reservation(self) -> None:
@@ -307,14 +327,19 @@ class Hdf5Writer:
             os.ftruncate(self._fd, size)
         except OSError:
             pass  # the reservation only costs space until the file is rewritten
+        try:
+            os.fsync(self._fd)  # the durability promise: a closed file is on the disk
+        except OSError as error:
+            _log.warning("%s: fsync failed (%s)", self.target.output.path, error.strerror)
         os.close(self._fd)
         self._fd = None
 
     def _quarantine(self) -> None:
+        self._disk.close()  # HDF5 keeps the object (quarantined below) but writes nothing more
         if self._fd is not None:
             os.close(self._fd)
             self._fd = None
-        _QUARANTINE.extend([self._file, self.images, *self._datasets.per_image.values()])
+        _QUARANTINE.extend([self._file, self._disk, self.images, *self._datasets.per_image.values()])
         if self._statistics is not None:
             _QUARANTINE.extend(self._statistics.datasets)
             self._statistics = None
