@@ -222,6 +222,11 @@ int rx_socket_buffer_bytes(rx_receiver *rx)
     return bytes / 2; /* the kernel reports twice the payload it buffers (bookkeeping overhead) */
 }
 
+uint64_t rx_slot_bytes(rx_receiver *rx)
+{
+    return ring_slot_bytes(rx->ring);
+}
+
 int rx_next_image(rx_receiver *rx, int timeout_ms, rx_image *out)
 {
     return completion_wait_image(rx->ring, timeout_ms, out);

@@ -66,6 +66,10 @@ typedef struct rx_image {
     uint64_t data_bytes;
 } rx_image;
 
+/* Image slots start on page boundaries: each takes its image's bytes rounded up to this, so a slot can
+ * go to the disk with O_DIRECT as it is. */
+#define RX_SLOT_ALIGN 4096
+
 typedef struct rx_receiver rx_receiver;
 
 /* Start receiving; returns NULL and writes a message to err on failure. */
@@ -81,6 +85,8 @@ void rx_get_counters(rx_receiver *rx, rx_counters *out);
 int rx_realtime(rx_receiver *rx);
 /* The receive buffer each socket got from the kernel, in bytes (it may grant less than asked). */
 int rx_socket_buffer_bytes(rx_receiver *rx);
+/* Bytes from one image slot's start to the next (the image's bytes rounded up to RX_SLOT_ALIGN). */
+uint64_t rx_slot_bytes(rx_receiver *rx);
 /* Check a geometry without starting anything; 0 if valid, else -1 and a message. */
 int rx_check_config(const rx_config *cfg, char *err, int err_len);
 

@@ -115,6 +115,7 @@ ring_buffer *ring_create(const char *shm_name, int n_slots, size_t image_bytes, 
                          fill_module_fn fill, pending_fn pending, void *fill_ctx, char *err, int err_len);
 void ring_destroy(ring_buffer *ring);
 uint8_t *ring_slot_data(ring_buffer *ring, int slot);
+size_t ring_slot_bytes(const ring_buffer *ring); /* from one slot's start to the next */
 void ring_release(ring_buffer *ring, int slot);
 /* images_complete, images_incomplete, images_dropped and frame_restarts into out */
 void ring_counters(ring_buffer *ring, rx_counters *out);

@@ -79,7 +79,8 @@ ring_buffer *ring_create(const char *shm_name, int n_slots, size_t image_bytes, 
     }
     ring->n_slots = n_slots;
     ring->image_bytes = image_bytes;
-    ring->mapped_bytes = (size_t)n_slots * image_bytes;
+    ring->slot_bytes = (image_bytes + RX_SLOT_ALIGN - 1) / RX_SLOT_ALIGN * RX_SLOT_ALIGN;
+    ring->mapped_bytes = (size_t)n_slots * ring->slot_bytes;
     ring->data = map_slots(ring, shm_name, err, err_len);
     if (ring->data == MAP_FAILED) {
         if (!shm_name || !shm_name[0])
@@ -127,7 +128,12 @@ void ring_destroy(ring_buffer *ring)
 
 uint8_t *ring_slot_data(ring_buffer *ring, int slot)
 {
-    return ring->data + (size_t)slot * ring->image_bytes;
+    return ring->data + (size_t)slot * ring->slot_bytes;
+}
+
+size_t ring_slot_bytes(const ring_buffer *ring)
+{
+    return ring->slot_bytes;
 }
 
 int ring_find_assembling(ring_buffer *ring, uint64_t frame, int *free_slot)

@@ -38,6 +38,7 @@ struct ring_buffer {
     pthread_cond_t ready_cond;
     int n_slots;
     size_t image_bytes;
+    size_t slot_bytes;        /* image_bytes rounded up to RX_SLOT_ALIGN: every slot starts on a page */
     uint8_t *data;
     size_t mapped_bytes;
     char shm_name[64];        /* the named shared memory object holding data ("" if anonymous) */

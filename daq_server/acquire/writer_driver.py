@@ -141,7 +141,7 @@ class WriterDriver:
         self._receiver = receiver
         ring_name = getattr(receiver, "shared_memory_name", "")
         if self._pool is not None and ring_name:
-            self._pool.attach_ring(ring_name, receiver.n_slots, receiver.image_bytes, receiver.shape, receiver.dtype)
+            self._pool.attach_ring(ring_name, receiver.n_slots, receiver.slot_bytes, receiver.shape, receiver.dtype)
         self._consumer = ImageConsumer(receiver, self._sinks)
 
     def detach(self) -> None:

@@ -23,9 +23,9 @@ class WriterPool:
         self._ring: tuple | None = None
         self._processes: list[WriterProcess] = []
 
-    def attach_ring(self, name: str, n_slots: int, image_bytes: int, shape: tuple[int, int], dtype: str) -> None:
+    def attach_ring(self, name: str, n_slots: int, slot_bytes: int, shape: tuple[int, int], dtype: str) -> None:
         """A new receiver: every process maps its ring buffer (started now if not yet running)."""
-        self._ring = ("ring", name, n_slots, image_bytes, tuple(shape), str(dtype))
+        self._ring = ("ring", name, n_slots, slot_bytes, tuple(shape), str(dtype))
         self.processes()
 
     def processes(self) -> list[WriterProcess]:

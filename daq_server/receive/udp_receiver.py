@@ -55,13 +55,19 @@ def _c_config(config: dict, settings: ReceiverSettings, image_bytes: int = 0):
     for i in range(cfg.n_modules):
         for k, value in enumerate(config["module_positions"].get(str(i), ())):
             cfg.module_positions[4 * i + k] = int(value)
-    cfg.n_slots = max(1, settings.ring_bytes // image_bytes) if image_bytes else 1  # never more than ring_bytes
+    # never more than ring_bytes
+    cfg.n_slots = max(1, settings.ring_bytes // slot_bytes(image_bytes)) if image_bytes else 1
     cfg.idle_timeout_ms = settings.idle_timeout_ms
     cfg.stale_timeout_ms = settings.stale_timeout_ms
     cfg.rcvbuf_bytes = settings.rcvbuf_bytes
     cfg.pin_threads = int(settings.pin_threads)
     cfg.realtime_priority = settings.realtime_priority
     return cfg
+
+
+def slot_bytes(image_bytes: int) -> int:
+    """Bytes one ring slot takes: its image's, rounded up to a page (slots start on pages, for O_DIRECT)."""
+    return -(-image_bytes // lib.RX_SLOT_ALIGN) * lib.RX_SLOT_ALIGN
 
 
 def detector_addresses(config: dict) -> list[str]:
@@ -104,6 +110,8 @@ class Receiver:
         self._rx = lib.rx_start(cfg, err, len(err))
         if self._rx == ffi.NULL:
             raise RuntimeError(f"receiver did not start: {ffi.string(err).decode()}")
+        self.slot_bytes = int(lib.rx_slot_bytes(self._rx))
+        """Bytes from one slot's start to the next in the shared memory (writer processes map it so)."""
         self._image = ffi.new("rx_image *")
 
     def close(self) -> None:
@@ -151,7 +159,7 @@ class Receiver:
         buffer the kernel granted each module, and whether the receive threads run real-time."""
         return {
             "ring_images": self.n_slots,
-            "ring_bytes": self.n_slots * self.image_bytes,
+            "ring_bytes": self.n_slots * self.slot_bytes,
             "socket_buffer_bytes": int(lib.rx_socket_buffer_bytes(self._rx)),
             "realtime": self.realtime,
         }

@@ -4,6 +4,7 @@ memory its receiver may take. Checked before anything is allocated or applied.""
 from __future__ import annotations
 
 from daq_server.config import ConfigError
+from daq_server.receive.udp_receiver import slot_bytes
 from detectors import STREAM_BIT_DEPTHS, config_format, stream_dtype
 
 MAX_USER_ID = 2**31 - 1
@@ -57,10 +58,16 @@ def image_bytes(config: dict) -> int:
     return config["image_pixel_height"] * config["image_pixel_width"] * per_pixel
 
 
+def ring_image_bytes(config: dict) -> int:
+    """Bytes one image of ``config`` takes in a ring buffer: the UDP receiver's slots start on pages."""
+    one = image_bytes(config)
+    return one if config["detector_type"] in STREAM_BIT_DEPTHS else slot_bytes(one)
+
+
 def receiver_memory_bytes(config: dict, ring_bytes: int) -> int:
     """Memory the receiver of ``config`` allocates: its ring buffer (the images ``ring_bytes`` hold, at least
     MIN_RING_IMAGES, as ``daq_server.receive.udp_receiver`` sizes it) plus a few image buffers."""
-    one = image_bytes(config)
+    one = ring_image_bytes(config)
     slots = max(MIN_RING_IMAGES, ring_bytes // one)
     return (slots + PREVIEW_IMAGES) * one
 
@@ -68,7 +75,7 @@ def receiver_memory_bytes(config: dict, ring_bytes: int) -> int:
 def check_ring(config: dict, ring_bytes: int) -> None:
     """ConfigError if ``ring_bytes`` (``--ring-mb``) cannot hold MIN_RING_IMAGES images of ``config``: the
     ring never takes more than the operator gave it."""
-    one = image_bytes(config)
+    one = ring_image_bytes(config)
     if MIN_RING_IMAGES * one > ring_bytes:
         raise ConfigError(
             f"Invalid config: images of {config['image_pixel_width']} x {config['image_pixel_height']} pixels "

@@ -7,7 +7,7 @@ only slot numbers do (the odin-data model: shared memory plus a small ready/rele
 
 Messages (pickled tuples, :mod:`multiprocessing.connection` framing) from the server:
 
-``("ring", name, n_slots, image_bytes, shape, dtype)``  map this ring buffer (a new receiver)
+``("ring", name, n_slots, slot_bytes, shape, dtype)``   map this ring buffer (a new receiver)
 ``("open", target, compression_threads)``                create ``target``'s file -> ``opened`` | ``refused``
 ``("image", slot, frame, n_missing, receive_time)``      write the image in ``slot`` (ready)
 ``("close", write_pending, summary)``                    finish the file -> ``closed``
@@ -44,13 +44,15 @@ BURST = 32
 class RingView:
     """The receiver's ring buffer, mapped read-only by its shared memory name."""
 
-    def __init__(self, name: str, n_slots: int, image_bytes: int, shape: tuple[int, int], dtype: str):
+    def __init__(self, name: str, n_slots: int, slot_bytes: int, shape: tuple[int, int], dtype: str):
         fd = os.open("/dev/shm/" + name.lstrip("/"), os.O_RDONLY)
         try:
-            self._map = mmap.mmap(fd, n_slots * image_bytes, mmap.MAP_SHARED, mmap.PROT_READ)
+            self._map = mmap.mmap(fd, n_slots * slot_bytes, mmap.MAP_SHARED, mmap.PROT_READ)
         finally:
             os.close(fd)
-        self._images = np.frombuffer(self._map, dtype=np.dtype(dtype)).reshape((n_slots, *shape))
+        dtype = np.dtype(dtype)  # slot s starts at s * slot_bytes (a page boundary), its image C-contiguous
+        self._images = np.ndarray((n_slots, *shape), dtype, self._map, strides=(slot_bytes, shape[1] * dtype.itemsize,
+                                                                                 dtype.itemsize))  # fmt: skip
 
     def image(self, slot: int) -> np.ndarray:
         return self._images[slot]
