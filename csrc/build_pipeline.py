@@ -6,18 +6,21 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).parent))
 from _cdef import make_builder  # noqa: E402
 
+FOLDER = "pipeline"
+SOURCES = [
+    "image_pipeline.c",
+    "chunk_compression.c",
+    "bitshuffle.c",
+    "lz4_runs.c",
+    "jungfrau_conversion.c",
+    "jungfrau_pedestal.c",
+]
+
 ffibuilder = make_builder(
     "daq_server.pipeline._pipeline",
-    "pipeline",
+    FOLDER,
     "jungfrau_conversion.h",  # first: image_pipeline.h uses its types
-    [
-        "image_pipeline.c",
-        "chunk_compression.c",
-        "bitshuffle.c",
-        "lz4_runs.c",
-        "jungfrau_conversion.c",
-        "jungfrau_pedestal.c",
-    ],
+    SOURCES,
     extra_headers=("jungfrau_pedestal.h", "chunk_compression.h", "image_pipeline.h"),
     libraries=("lz4",),
     formats=False,

@@ -222,7 +222,7 @@ class SimulatedDetector:
 
     def stop(self) -> None:
         """Stop sending after the current frame."""
-        self._stop[0] = 1
+        lib.sim_stop(self._stop)  # an atomic store: the C loop reads it in another thread
         self._stop_event.set()
         self.join()
 
@@ -235,7 +235,9 @@ class SimulatedDetector:
         if self._bsread:
             counts = dict.fromkeys(("frames_sent", "packets_sent", "bytes_sent", "packets_not_sent", "foreign_sent"), 0)
             return counts | self._bsread_counters
-        return {name: int(getattr(self._counters, name)) for name, _ in ffi.typeof("sim_counters").fields}
+        counters = ffi.new("sim_counters *")
+        lib.sim_read_counters(self._counters, counters)  # atomic loads: the C loop may be updating them
+        return {name: int(getattr(counters, name)) for name, _ in ffi.typeof("sim_counters").fields}
 
     @property
     def running(self) -> bool:

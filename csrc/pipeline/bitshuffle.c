@@ -85,11 +85,17 @@ __attribute__((target("avx2"))) static void bitshuffle_16bit_avx2(const uint8_t 
     tail_16bit(in, out, n, i);
 }
 
+/* The processor check, cached: several compressing threads may ask at once (atomic, any of them may
+ * fill it; they all find the same answer). */
 static int have_avx2(void)
 {
     static int known = -1;
-    if (known < 0) known = __builtin_cpu_supports("avx2") ? 1 : 0;
-    return known;
+    int value = __atomic_load_n(&known, __ATOMIC_RELAXED);
+    if (value < 0) {
+        value = __builtin_cpu_supports("avx2") ? 1 : 0;
+        __atomic_store_n(&known, value, __ATOMIC_RELAXED);
+    }
+    return value;
 }
 #endif
 

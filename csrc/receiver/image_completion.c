@@ -212,7 +212,7 @@ int completion_wait_image(ring_buffer *ring, int timeout_ms, rx_image *out)
     add_ms(&deadline, timeout_ms);
     pthread_mutex_lock(&ring->lock);
     complete_finished_slots(ring);
-    while (ring->ready_count == 0) {
+    while (ring->ready_count == 0 && !ring->closing) {
         /* wake at least every 10 ms to release images whose modules went silent */
         struct timespec tick;
         clock_gettime(CLOCK_MONOTONIC, &tick);

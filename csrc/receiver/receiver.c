@@ -19,7 +19,29 @@ struct rx_receiver {
     int n_modules;            /* modules whose threads run (set once, before rx_start returns) */
     int stop;                 /* atomic */
     int realtime;             /* the receive threads got SCHED_FIFO */
+    /* callers of rx_next_image, rx_release and rx_get_counters in progress: rx_stop waits for them */
+    pthread_mutex_t api_lock;
+    pthread_cond_t api_idle;
+    int api_users;
+    int closing;              /* rx_stop began: new calls return at once */
 };
+
+/* A call of the API begins; 0 if the receiver is stopping (then the call does nothing). */
+static int api_enter(rx_receiver *rx)
+{
+    pthread_mutex_lock(&rx->api_lock);
+    int open = !rx->closing;
+    if (open) rx->api_users++;
+    pthread_mutex_unlock(&rx->api_lock);
+    return open;
+}
+
+static void api_leave(rx_receiver *rx)
+{
+    pthread_mutex_lock(&rx->api_lock);
+    if (--rx->api_users == 0) pthread_cond_broadcast(&rx->api_idle);
+    pthread_mutex_unlock(&rx->api_lock);
+}
 
 static int check_config(const rx_config *cfg, det_format *fmt, module_geometry *geoms,
                         char *err, int err_len)
@@ -190,6 +212,8 @@ rx_receiver *rx_start(const rx_config *cfg, char *err, int err_len)
         tune_thread(rx, m);
     }
     rx->n_modules = cfg->n_modules;
+    pthread_mutex_init(&rx->api_lock, NULL);
+    pthread_cond_init(&rx->api_idle, NULL);
     free(geoms);
     return rx;
 fail:
@@ -202,10 +226,21 @@ fail:
 void rx_stop(rx_receiver *rx)
 {
     if (!rx) return;
+    /* calls in progress in other threads (a writer waiting for an image) end first: none begins now,
+     * a waiting one is woken, and nothing is freed before the last has returned */
+    pthread_mutex_lock(&rx->api_lock);
+    rx->closing = 1;
+    pthread_mutex_unlock(&rx->api_lock);
+    ring_close_waiters(rx->ring);
     __atomic_store_n(&rx->stop, 1, __ATOMIC_RELEASE);
     for (int m = 0; m < rx->n_modules; m++) pthread_join(rx->modules[m].thread, NULL);
+    pthread_mutex_lock(&rx->api_lock);
+    while (rx->api_users > 0) pthread_cond_wait(&rx->api_idle, &rx->api_lock);
+    pthread_mutex_unlock(&rx->api_lock);
     free_modules(rx, rx->n_modules); /* sockets close only after every thread has ended */
     ring_destroy(rx->ring);
+    pthread_mutex_destroy(&rx->api_lock);
+    pthread_cond_destroy(&rx->api_idle);
     free(rx);
 }
 
@@ -229,17 +264,23 @@ uint64_t rx_slot_bytes(rx_receiver *rx)
 
 int rx_next_image(rx_receiver *rx, int timeout_ms, rx_image *out)
 {
-    return completion_wait_image(rx->ring, timeout_ms, out);
+    if (!api_enter(rx)) return 0;
+    int got = completion_wait_image(rx->ring, timeout_ms, out);
+    api_leave(rx);
+    return got;
 }
 
 void rx_release(rx_receiver *rx, int slot)
 {
+    if (!api_enter(rx)) return;
     ring_release(rx->ring, slot);
+    api_leave(rx);
 }
 
 void rx_get_counters(rx_receiver *rx, rx_counters *out)
 {
     memset(out, 0, sizeof(*out));
+    if (!api_enter(rx)) return;
     for (int m = 0; m < rx->n_modules; m++) {
         rx_counters c;
         module_rx_counters(&rx->modules[m], &c);
@@ -254,4 +295,5 @@ void rx_get_counters(rx_receiver *rx, rx_counters *out)
         out->module_frames_dropped += c.module_frames_dropped;
     }
     ring_counters(rx->ring, out);
+    api_leave(rx);
 }

@@ -74,9 +74,12 @@ typedef struct rx_receiver rx_receiver;
 
 /* Start receiving; returns NULL and writes a message to err on failure. */
 rx_receiver *rx_start(const rx_config *cfg, char *err, int err_len);
-/* Stop all threads, close sockets, unmap the ring buffer. */
+/* Stop all threads, close sockets, unmap the ring buffer. Calls of rx_next_image, rx_release and
+ * rx_get_counters in other threads may be in progress: a waiting rx_next_image returns 0 at once,
+ * and nothing is freed before every such call has returned (a call made after rx_stop returned is
+ * the caller's error; images still held are unmapped with the ring). */
 void rx_stop(rx_receiver *rx);
-/* Wait up to timeout_ms for the next assembled image; 1 if out is filled, 0 if none. */
+/* Wait up to timeout_ms for the next assembled image; 1 if out is filled, 0 if none (or stopping). */
 int rx_next_image(rx_receiver *rx, int timeout_ms, rx_image *out);
 /* Give an image slot back to the receiver. */
 void rx_release(rx_receiver *rx, int slot);

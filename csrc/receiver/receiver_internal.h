@@ -117,6 +117,8 @@ void ring_destroy(ring_buffer *ring);
 uint8_t *ring_slot_data(ring_buffer *ring, int slot);
 size_t ring_slot_bytes(const ring_buffer *ring); /* from one slot's start to the next */
 void ring_release(ring_buffer *ring, int slot);
+/* The receiver stops: wake whoever waits for an image, and let nobody wait again. */
+void ring_close_waiters(ring_buffer *ring);
 /* images_complete, images_incomplete, images_dropped and frame_restarts into out */
 void ring_counters(ring_buffer *ring, rx_counters *out);
 

@@ -190,6 +190,14 @@ int ring_pop_ready(ring_buffer *ring, rx_image *out)
     return 1;
 }
 
+void ring_close_waiters(ring_buffer *ring)
+{
+    pthread_mutex_lock(&ring->lock);
+    ring->closing = 1;
+    pthread_cond_broadcast(&ring->ready_cond);
+    pthread_mutex_unlock(&ring->lock);
+}
+
 void ring_release(ring_buffer *ring, int slot)
 {
     if (slot < 0 || slot >= ring->n_slots) return;

@@ -36,6 +36,7 @@ typedef struct module_progress {
 struct ring_buffer {
     pthread_mutex_t lock;
     pthread_cond_t ready_cond;
+    int closing;              /* the receiver stops: nobody waits for images any more */
     int n_slots;
     size_t image_bytes;
     size_t slot_bytes;        /* image_bytes rounded up to RX_SLOT_ALIGN: every slot starts on a page */

@@ -190,10 +190,32 @@ static const uint8_t *payload_cache_frame(payload_cache *cache, const det_format
     return payloads;
 }
 
-int sim_run(const sim_config *cfg, volatile int *stop, sim_counters *counters, char *err, int err_len)
+/* The counters are read by other threads while sim_run sends (sim_read_counters): atomic updates. */
+static void count(uint64_t *counter, uint64_t n)
+{
+    __atomic_fetch_add(counter, n, __ATOMIC_RELAXED);
+}
+
+void sim_stop(int *stop)
+{
+    __atomic_store_n(stop, 1, __ATOMIC_RELEASE);
+}
+
+void sim_read_counters(const sim_counters *counters, sim_counters *out)
+{
+    out->frames_sent = __atomic_load_n(&counters->frames_sent, __ATOMIC_RELAXED);
+    out->packets_sent = __atomic_load_n(&counters->packets_sent, __ATOMIC_RELAXED);
+    out->bytes_sent = __atomic_load_n(&counters->bytes_sent, __ATOMIC_RELAXED);
+    out->packets_not_sent = __atomic_load_n(&counters->packets_not_sent, __ATOMIC_RELAXED);
+    out->foreign_sent = __atomic_load_n(&counters->foreign_sent, __ATOMIC_RELAXED);
+}
+
+int sim_run(const sim_config *cfg, int *stop, sim_counters *counters, char *err, int err_len)
 {
     det_format fmt;
-    memset(counters, 0, sizeof(*counters));
+    uint64_t *fields[] = {&counters->frames_sent, &counters->packets_sent, &counters->bytes_sent,
+                          &counters->packets_not_sent, &counters->foreign_sent};
+    for (size_t k = 0; k < sizeof(fields) / sizeof(fields[0]); k++) __atomic_store_n(fields[k], 0, __ATOMIC_RELAXED);
     if (det_format_lookup(cfg->detector_kind, cfg->bit_depth, cfg->image_width, cfg->image_height, &fmt) != 0) {
         snprintf(err, err_len, "this detector type cannot send %d bit images of %d x %d", cfg->bit_depth,
                  cfg->image_width, cfg->image_height);
@@ -229,14 +251,15 @@ int sim_run(const sim_config *cfg, volatile int *stop, sim_counters *counters, c
     }
     uint64_t rng = 0x9e3779b97f4a7c15ull ^ ((uint64_t)cfg->seed + 1) * 0x2545F4914F6CDD1Dull;
     double start = monotonic();
-    for (uint64_t i = 0; rc == 0 && !*stop && (cfg->n_frames == 0 || i < cfg->n_frames); i++) {
+    for (uint64_t i = 0; rc == 0 && !__atomic_load_n(stop, __ATOMIC_ACQUIRE) && (cfg->n_frames == 0 || i < cfg->n_frames);
+         i++) {
         uint64_t frame = (cfg->restart_after && i >= cfg->restart_after) ? 1 + (i - cfg->restart_after)
                                                                            : cfg->first_frame + i;
         if (cfg->rate_hz > 0) sleep_until(start + i / cfg->rate_hz);
         uint64_t timestamp = (uint64_t)((monotonic() - start) * 1e7); /* 10 MHz clock */
         for (int m = 0; m < cfg->n_modules && rc == 0; m++) {
             if (m == cfg->silent_module && i >= cfg->silent_after) {
-                counters->packets_not_sent += ppf;
+                count(&counters->packets_not_sent, ppf);
                 continue;
             }
             uint8_t *module_buffer = buffer + (cfg->static_pixels ? (size_t)m * ppf * fmt.packet_size : 0);
@@ -263,7 +286,7 @@ int sim_run(const sim_config *cfg, volatile int *stop, sim_counters *counters, c
                     burst_left[m] = cfg->loss_burst > 1 ? cfg->loss_burst : 1;
                 if (burst_left[m] > 0) {
                     burst_left[m]--;
-                    counters->packets_not_sent++;
+                    count(&counters->packets_not_sent, 1);
                     continue;
                 }
                 if (cfg->foreign > 0 && rng_uniform(&rng) < cfg->foreign) {
@@ -272,7 +295,7 @@ int sim_run(const sim_config *cfg, volatile int *stop, sim_counters *counters, c
                     msgs[n].msg_hdr.msg_iovlen = 1;
                     bytes += sizeof(junk);
                     n++;
-                    counters->foreign_sent++;
+                    count(&counters->foreign_sent, 1);
                 }
                 int copies = (cfg->duplicate > 0 && rng_uniform(&rng) < cfg->duplicate) ? 2 : 1;
                 for (int c = 0; c < copies; c++) {
@@ -298,10 +321,10 @@ int sim_run(const sim_config *cfg, volatile int *stop, sim_counters *counters, c
                          strerror(errno));
                 rc = -1;
             }
-            counters->packets_sent += n;
-            counters->bytes_sent += bytes;
+            count(&counters->packets_sent, n);
+            count(&counters->bytes_sent, bytes);
         }
-        if (rc == 0) counters->frames_sent++;
+        if (rc == 0) count(&counters->frames_sent, 1);
     }
     for (int m = 0; m < n_open; m++) close(fds[m]);
     free(buffer); free(msgs); free(iov); free(order); free(values); free(cache.bytes); free(cache.filled);

@@ -46,8 +46,14 @@ typedef struct sim_counters {
     uint64_t foreign_sent;       /* foreign datagrams injected */
 } sim_counters;
 
-/* Send frames until n_frames are sent or *stop becomes non-zero; 0 on success, else -1 and err. */
-int sim_run(const sim_config *cfg, volatile int *stop, sim_counters *counters, char *err, int err_len);
+/* Send frames until n_frames are sent or *stop becomes non-zero (sim_stop, from another thread);
+ * 0 on success, else -1 and err. The counters are updated while sending: read them with
+ * sim_read_counters. */
+int sim_run(const sim_config *cfg, int *stop, sim_counters *counters, char *err, int err_len);
+/* Ask a running sim_run to stop (an atomic store: safe from any thread). */
+void sim_stop(int *stop);
+/* A copy of counters that sim_run is updating in another thread (atomic loads). */
+void sim_read_counters(const sim_counters *counters, sim_counters *out);
 
 /* The pixels the simulator sends for one module frame, unpacked into the image dtype
  * (uint8 for 4 and 8 bit, uint16 for 12 and 16 bit, uint32), row-major: what a test expects. */
