@@ -96,19 +96,23 @@ def _address(view: memoryview) -> int:
 
 
 class DirectFile:
-    """A file object over the open file ``fd`` (not closed here) for ``h5py.File(DirectFile(fd), ...)``."""
+    """A file object over the open file ``fd`` (not closed here) for ``h5py.File(DirectFile(fd), ...)``.
 
-    def __init__(self, fd: int, direct: bool = True):
+    ``reopen(flags)`` opens a second descriptor of the same file (default: through ``/proc/self/fd``); the
+    O_DIRECT one is made with it, and closed here."""
+
+    def __init__(self, fd: int, direct: bool = True, reopen=None):
         self.fd = fd
         self._pos = 0
         self._direct_fd: int | None = None
         self._bounce: np.ndarray | None = None  # an aligned buffer for unaligned ones
         self.bytes_direct = 0
         """Bytes written with O_DIRECT so far."""
+        reopen = reopen or (lambda flags: os.open(f"/proc/self/fd/{fd}", flags | os.O_CLOEXEC))
         if direct:
             try:  # a second open file description of the same file (/proc names the file itself)
-                self._direct_fd = os.open(f"/proc/self/fd/{fd}", os.O_RDWR | os.O_DIRECT | os.O_CLOEXEC)
-            except OSError as error:  # e.g. EINVAL: tmpfs has no O_DIRECT
+                self._direct_fd = reopen(os.O_RDWR | os.O_DIRECT)
+            except OSError as error:  # e.g. EINVAL: ramfs has no O_DIRECT
                 _log.debug("no O_DIRECT for this file (%s): written through the page cache", error.strerror)
 
     @property

@@ -134,10 +134,11 @@ class Hdf5Writer:
             raise WriterError(str(error)) from None
         self._fd = self._created.fd  # also for fallocate and the reopen at close
         self._write_behind = WriteBehind(self._fd)
-        self._disk = DirectFile(self._fd)
+        self._disk = DirectFile(self._fd, reopen=self._created.reopen)  # as the file's user
         try:  # SWMR needs the latest format; large allocations (the chunks) start on O_DIRECT blocks
-            self._file = h5py.File(self._disk, "w", libver="latest", alignment_threshold=DIRECT_MIN_BYTES,
-                                   alignment_interval=BLOCK)  # fmt: skip
+            self._file = self._created.open_hdf5(
+                fileobj=self._disk, libver="latest", alignment_threshold=DIRECT_MIN_BYTES, alignment_interval=BLOCK
+            )
             self._create_layout()
             self._file.flush()  # a valid (empty) file on disk before it has its name
             self._file.swmr_mode = True  # readers may open it with swmr=True from now on

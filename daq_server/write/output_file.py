@@ -182,8 +182,9 @@ class CreatedFile:
         """A name of the open file itself (a path that cannot be swapped)."""
         return f"/proc/self/fd/{self.fd}"
 
-    def open_hdf5(self, mode: str = "w", attempts: int = 5, **kwargs) -> h5py.File:
-        """The created file, opened by the HDF5 library through ``proc_path``.
+    def open_hdf5(self, mode: str = "w", attempts: int = 5, fileobj=None, **kwargs) -> h5py.File:
+        """The created file, opened by the HDF5 library through ``proc_path``, or through ``fileobj`` (a file
+        object over ``fd`` for h5py's ``fileobj`` driver, e.g. ``direct_file.DirectFile``).
 
         HDF5 checks a name that is a symbolic link by resolving its target by path, which fails
         (safely) while someone renames the folders on that path; that check is tried again. The open
@@ -191,6 +192,8 @@ class CreatedFile:
         server without CAP_DAC_OVERRIDE may not write another user's file as itself); HDF5's look at the
         real path then walks the folders from ``/`` as that user too, so where that user may not pass
         (a data root inside a private folder) the open is tried once more as the server."""
+        if fileobj is not None:  # no name at all: nothing to resolve
+            return h5py.File(fileobj, mode, **kwargs)
         for attempt in range(attempts):
             try:
                 return _as_user_else_server(self.uid, lambda: h5py.File(self.proc_path, mode, **kwargs))
@@ -199,6 +202,11 @@ class CreatedFile:
                     raise
                 time.sleep(0.001 * (attempt + 1))
         raise AssertionError("unreachable")
+
+    def reopen(self, flags: int) -> int:
+        """A second descriptor of the created file itself (``proc_path``) with ``flags`` (e.g. ``O_DIRECT``),
+        opened as the file's user like :meth:`open_hdf5`; OSError if it cannot be."""
+        return _as_user_else_server(self.uid, lambda: os.open(self.proc_path, flags | os.O_CLOEXEC))
 
     def publish(self) -> None:
         """Give the file its name (atomically, never replacing a file that took the name meanwhile);
