@@ -8,12 +8,17 @@
  *  - the first packet starts a sequence; after RESTART_IDLE_S without packets, a packet
  *    that does not simply go on from the newest frame starts a new sequence at once (a
  *    detector reset, restart or a new next frame number between acquisitions);
- *  - in a running sequence, a frame up to LATE_WINDOW behind the newest is late (dropped),
- *    one up to JUMP_LIMIT ahead is the stream going on (the frames between were lost);
- *  - any other frame number is a candidate sequence: its packets are kept aside, and only
- *    when CONFIRM_PACKETS of them arrive in a row does the module switch to it (replaying
- *    them). A single corrupt or spoofed frame number is counted foreign and changes nothing.
- *    A frame of a sequence that was never confirmed is abandoned, never written.
+ *  - a sequence is confirmed once CONFIRM_PACKETS different packets agreed with it; the frames
+ *    of a sequence never confirmed are abandoned, never written (one stray packet makes no image);
+ *  - in a running sequence, the open frame and the next one are the stream; a frame up to
+ *    LATE_WINDOW behind the newest is late (dropped; counted as going backwards when the module
+ *    never had that frame);
+ *  - any other frame number is held aside (a bounded window, held_packets.c) with the packets
+ *    that agree with it: a frame further ahead (up to JUMP_LIMIT: frames in between were lost)
+ *    until CONFIRM_PACKETS different packets agree, a restart of the numbering without a pause
+ *    until one of its frames is complete. Then the module switches to it, replaying what was
+ *    held; a packet of the running stream first drops what was held (counted foreign), so a
+ *    packet repeated or spoofed far ahead or behind changes nothing.
  *
  * A module frame closes when all its packets arrived, when a packet of a newer frame
  * arrives (the rest count as lost), or when the module was silent for idle_timeout.
@@ -73,6 +78,15 @@ static void close_frame(module_rx *mod)
 }
 
 /* The open frame belongs to a sequence that was never confirmed: give it back unwritten. */
+static void abandon_frame(module_rx *mod);
+
+/* The open frame is over: closed (written) if its sequence was confirmed, else abandoned. */
+static void end_frame(module_rx *mod)
+{
+    if (mod->confirmed) close_frame(mod);
+    else abandon_frame(mod);
+}
+
 static void abandon_frame(module_rx *mod)
 {
     if (!mod->has_frame) return;
@@ -89,14 +103,35 @@ static void open_frame(module_rx *mod, const packet_info *info)
     mod->n_packets = 0;
     mod->next_packet = 0;
     memset(mod->packet_seen, 0, sizeof(mod->packet_seen));
+    mod->recent[mod->n_recent++ % RECENT_FRAMES] = info->frame;
     mod->slot = ring_open_frame(mod->ring, mod->index, mod->epoch, info->frame, info->timestamp);
     if (mod->slot == RING_FULL) mod->counters.module_frames_dropped++;
 }
 
 static void drop_candidate(module_rx *mod)
 {
-    mod->counters.packets_foreign += mod->n_candidate;
-    mod->n_candidate = 0;
+    mod->counters.packets_foreign += mod->held.n;
+    mod->held.n = 0;
+}
+
+/* Is `frame` the stream: the open frame, the next one, or one behind (late)? */
+static int in_stream(const module_rx *mod, uint64_t frame)
+{
+    uint64_t newest = newest_frame(mod);
+    if (frame > newest) return frame - newest == 1;
+    return newest - frame < LATE_WINDOW;
+}
+
+/* A late packet of a frame this module never had: the frame numbers went backwards. */
+static void count_backwards(module_rx *mod, uint64_t frame)
+{
+    int known = mod->n_recent > RECENT_FRAMES ? RECENT_FRAMES : mod->n_recent;
+    for (int k = 0; k < known; k++)
+        if (mod->recent[k] == frame) return;
+    if (mod->has_backwards && mod->last_backwards == frame) return;
+    mod->has_backwards = 1;
+    mod->last_backwards = frame;
+    mod->counters.frames_backwards++;
 }
 
 /* Does `frame` simply go on from where the running sequence is (same frame, or ahead)? */
@@ -125,14 +160,14 @@ static void accept_packet(module_rx *mod, const uint8_t *packet, unsigned int le
                           int placed)
 {
     const det_format *fmt = mod->fmt;
-    if (++mod->n_agreeing >= CONFIRM_PACKETS) mod->confirmed = 1;
     int late = mod->has_frame ? info->frame < mod->frame : mod->has_closed && info->frame <= mod->last_closed_frame;
     if (late) {
         mod->counters.packets_late++;
+        count_backwards(mod, info->frame);
         return;
     }
     if (!mod->has_frame || info->frame != mod->frame) {
-        close_frame(mod);
+        end_frame(mod);
         open_frame(mod, info);
         if (mod->slot == RING_LATE) { /* the image went to the writer without us */
             mod->counters.packets_late++;
@@ -146,6 +181,7 @@ static void accept_packet(module_rx *mod, const uint8_t *packet, unsigned int le
         return;
     }
     mod->packet_seen[p / 64] |= 1ull << (p % 64);
+    if (++mod->n_agreeing >= CONFIRM_PACKETS) mod->confirmed = 1; /* different packets only */
     mod->n_packets++;
     mod->next_packet = p + 1;
     mod->counters.packets_received++;
@@ -156,25 +192,28 @@ static void accept_packet(module_rx *mod, const uint8_t *packet, unsigned int le
     if (mod->n_packets == fmt->packets_per_frame) close_frame(mod);
 }
 
-/* A packet that does not agree with the running sequence: keep it as a candidate, and switch
- * to the candidate sequence once CONFIRM_PACKETS packets in a row agree with it. */
+/* A packet that is not the stream: hold it with those that agree with it, and switch to them once
+ * they prove to be the detector's (see the rules at the top). */
 static void consider_candidate(module_rx *mod, const uint8_t *packet, unsigned int length, const packet_info *info)
 {
-    if (mod->n_candidate && !agrees_with(mod->candidate_newest, info->frame)) drop_candidate(mod);
-    if (!mod->n_candidate) mod->candidate_first = mod->candidate_newest = info->frame;
-    if (info->frame > mod->candidate_newest) mod->candidate_newest = info->frame;
-    size_t size = (size_t)mod->fmt->packet_size;
-    memcpy(mod->candidate_packets + mod->n_candidate * size, packet, length);
-    mod->candidate_length[mod->n_candidate++] = length;
-    if (mod->n_candidate < CONFIRM_PACKETS) return;
-    start_sequence(mod, mod->candidate_first);
-    int n = mod->n_candidate;
-    mod->n_candidate = 0;
+    held_packets *held = &mod->held;
+    if (held->n && !agrees_with(held->newest, info->frame))
+        drop_candidate(mod); /* another stray frame number: what was held was no sequence */
+    if (held_contains(held, info)) { /* the same packet again: no more proof than once */
+        mod->counters.packets_foreign++;
+        return;
+    }
+    mod->counters.packets_foreign += held_add(held, packet, length, info);
+    int ahead = goes_on(mod, held->first), restart = mod->confirmed && !ahead;
+    if (restart ? held_frame_packets(held, info->frame) < mod->fmt->packets_per_frame : held->n < CONFIRM_PACKETS)
+        return;
+    if (!ahead) start_sequence(mod, held->first); /* frames ahead: the same sequence going on */
+    int n = held->n;
+    held->n = 0;
     for (int k = 0; k < n; k++) {
-        const uint8_t *kept = mod->candidate_packets + k * size;
-        packet_info kept_info;
-        parse_packet(mod->fmt, kept, mod->candidate_length[k], &kept_info);
-        accept_packet(mod, kept, mod->candidate_length[k], &kept_info, 0);
+        unsigned int kept_length;
+        const uint8_t *kept = held_packet(held, k, &kept_length);
+        accept_packet(mod, kept, kept_length, &held->info[k], 0);
     }
 }
 
@@ -189,7 +228,7 @@ static int handle_packet(module_rx *mod, const uint8_t *packet, unsigned int len
     if (!mod->has_sequence || (after_silence && !goes_on(mod, info.frame))) {
         drop_candidate(mod);
         start_sequence(mod, info.frame);
-    } else if (!agrees_with(newest_frame(mod), info.frame)) {
+    } else if (!in_stream(mod, info.frame)) {
         consider_candidate(mod, packet, length, &info);
         return 0;
     }
@@ -241,8 +280,8 @@ static int find_spans(module_rx *mod)
 
 int module_rx_init(module_rx *mod)
 {
-    mod->candidate_packets = malloc((size_t)CONFIRM_PACKETS * mod->fmt->packet_size);
-    if (!mod->candidate_packets || find_spans(mod) != 0 ||
+    if (held_init(&mod->held, mod->fmt->packets_per_frame + CONFIRM_PACKETS, mod->fmt->packet_size) != 0 ||
+        find_spans(mod) != 0 ||
         rx_batch_init(&mod->batch, mod->fmt->packet_size, mod->fmt->header_size,
                       mod->in_place ? mod->max_spans : 0) != 0) {
         module_rx_free(mod);
@@ -256,11 +295,10 @@ int module_rx_init(module_rx *mod)
 void module_rx_free(module_rx *mod)
 {
     rx_batch_free(&mod->batch);
-    free(mod->candidate_packets);
+    held_free(&mod->held);
     free(mod->n_spans);
     free(mod->span_offset);
     free(mod->span_length);
-    mod->candidate_packets = NULL;
     mod->n_spans = NULL;
     mod->span_offset = mod->span_length = NULL;
     if (mod->has_lock) pthread_mutex_destroy(&mod->published_lock);
@@ -351,13 +389,13 @@ void *module_rx_main(void *arg)
             mod->last_packet_time = now;
             ring_module_alive(mod->ring, mod->index);
         } else if (mod->has_frame && now - mod->last_packet_time > mod->idle_timeout_s) {
-            close_frame(mod);
+            end_frame(mod);
         }
         if (n > 0) ring_module_busy(mod->ring, mod->index, 0);
         publish_counters(mod);
         socket_rx_pace(mod->fd, batch, n, asked, now);
     }
-    close_frame(mod);
+    end_frame(mod);
     publish_counters(mod);
     return NULL;
 }

@@ -290,6 +290,7 @@ void rx_get_counters(rx_receiver *rx, rx_counters *out)
         out->packets_foreign += c.packets_foreign;
         out->packets_duplicate += c.packets_duplicate;
         out->packets_late += c.packets_late;
+        out->frames_backwards += c.frames_backwards;
         out->module_frames_complete += c.module_frames_complete;
         out->module_frames_incomplete += c.module_frames_incomplete;
         out->module_frames_dropped += c.module_frames_dropped;

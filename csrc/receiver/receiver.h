@@ -50,6 +50,7 @@ typedef struct rx_counters {
     uint64_t module_frames_incomplete;
     uint64_t module_frames_dropped; /* no free ring slot: frame not received */
     uint64_t frame_restarts;        /* the detector started its frame numbers again (or jumped) */
+    uint64_t frames_backwards;      /* module frames whose number went backwards in the stream: dropped */
     uint64_t images_complete;       /* images handed to the writer, all packets present */
     uint64_t images_incomplete;     /* images handed to the writer with lost packets */
     uint64_t images_dropped;        /* images not received: no free ring slot (the writer fell behind) */

@@ -15,13 +15,18 @@
 #include "receiver.h"
 
 /* Frame-number rules of a running stream (frame_assembly.c, image_completion.c; docs/receiver.rst):
- * a frame up to LATE_WINDOW behind the newest is late, up to JUMP_LIMIT ahead is the stream going
- * on; anything else starts a new sequence only once CONFIRM_PACKETS packets in a row agree on it.
- * After RESTART_IDLE_S without packets, the next packet starts a new sequence at once. */
+ * the open frame and the next one are the stream; a frame up to LATE_WINDOW behind the newest is
+ * late; a frame further ahead (up to JUMP_LIMIT: frames in between were lost) is held until
+ * CONFIRM_PACKETS different packets agree on it; anything else (a restart without a pause) is held
+ * until one of its frames is complete. A sequence is confirmed by CONFIRM_PACKETS different packets;
+ * an unconfirmed one writes nothing. After RESTART_IDLE_S without packets, the next packet starts a
+ * new (unconfirmed) sequence at once. RECENT_FRAMES frames a module opened are remembered, to tell a
+ * late packet from a frame number that went backwards. */
 #define LATE_WINDOW 100
 #define JUMP_LIMIT 10000
 #define CONFIRM_PACKETS 4
 #define RESTART_IDLE_S 0.1
+#define RECENT_FRAMES 16
 #define RX_BATCH 64
 
 double now_monotonic(void);
@@ -142,6 +147,28 @@ void ring_module_busy(ring_buffer *ring, int module, int busy);
  * are completed meanwhile); 1 if out is filled, 0 if none. */
 int completion_wait_image(ring_buffer *ring, int timeout_ms, rx_image *out);
 
+/* ---- held_packets.c: packets kept aside until they prove to be the stream ----------------- */
+typedef struct held_packets {
+    int capacity;             /* packets held at most (a frame's and a few more) */
+    int packet_size;
+    int n;                    /* held now, oldest first */
+    uint8_t *bytes;           /* capacity * packet_size */
+    unsigned int *length;
+    packet_info *info;        /* their frame and packet numbers */
+    uint64_t first, newest;   /* lowest and highest frame held */
+} held_packets;
+
+int held_init(held_packets *held, int capacity, int packet_size);
+void held_free(held_packets *held);
+/* Is this packet (frame and packet number) held already? */
+int held_contains(const held_packets *held, const packet_info *info);
+/* Hold a packet; when the window is full the oldest leaves it first: 1 if one left, else 0. */
+int held_add(held_packets *held, const uint8_t *packet, unsigned int length, const packet_info *info);
+/* Different packets of one frame held. */
+int held_frame_packets(const held_packets *held, uint64_t frame);
+/* The k-th packet held (oldest first). */
+const uint8_t *held_packet(const held_packets *held, int k, unsigned int *length);
+
 /* ---- frame_assembly.c: one thread per module ----------------------------------------- */
 typedef struct module_rx {
     int index;
@@ -155,14 +182,15 @@ typedef struct module_rx {
     rx_batch batch;
     /* the frame-number sequence being received */
     int has_sequence;
-    int confirmed;            /* CONFIRM_PACKETS packets agreed with it */
+    int confirmed;            /* CONFIRM_PACKETS different packets agreed with it: its frames are written */
     int n_agreeing;
     uint32_t epoch;
-    /* a different sequence seen in the stream, not yet confirmed: its packets, kept to replay */
-    int n_candidate;
-    uint64_t candidate_first, candidate_newest;
-    uint8_t *candidate_packets;   /* CONFIRM_PACKETS * packet_size bytes */
-    unsigned int candidate_length[CONFIRM_PACKETS];
+    /* frames ahead of the stream or of a different sequence, not yet confirmed: held to replay */
+    held_packets held;
+    uint64_t recent[RECENT_FRAMES]; /* the last frames opened (a ring), to tell late from backwards */
+    int n_recent;
+    int has_backwards;
+    uint64_t last_backwards;  /* the last frame counted in frames_backwards */
     /* the frame being assembled */
     int has_frame;
     uint64_t frame;

@@ -104,7 +104,22 @@ class WriterDriver:
                     acquisition["message"] += (
                         f" {dropped} images dropped so far: the writer fell behind the detector (no free ring slot)."
                     )
+                backwards = self._frames_backwards()
+                if backwards:
+                    acquisition["message"] += (
+                        f" {backwards} module frames came with frame numbers going backwards and were dropped as late:"
+                        " the detector's frame numbers must count up."
+                    )
             return {"acquisition": acquisition, "state": self._state}
+
+    def _frames_backwards(self) -> int:
+        """Module frames whose numbers went backwards since this acquisition started (the C receiver's own
+        counter, not one of the published RECEIVER_COUNTERS)."""
+        if self._receiver is None or self._counters_at_start is None:
+            return 0
+        return int(self._receiver.counters().get("frames_backwards", 0)) - self._counters_at_start.get(
+            "frames_backwards", 0
+        )
 
     def _acquisition_counters(self) -> dict[str, int]:
         """The receiver's counters since this acquisition started."""
