@@ -13,6 +13,7 @@
  * overwritten afterwards (a short list).
  */
 #include "jungfrau_conversion.h"
+#include "cpu_dispatch.h"
 
 #include <immintrin.h>
 #include <math.h>
@@ -150,7 +151,7 @@ __attribute__((target("avx2"))) static void photons_gain0_avx2(const uint16_t *r
     photons_gain0(raw + k, pedestal + k, scale + k, out + k, m - k);
 }
 
-__attribute__((target_clones("avx2", "default"))) static void kev_gain0(const uint16_t *restrict raw,
+AVX2_OR_GENERIC static void kev_gain0(const uint16_t *restrict raw,
                                                                         const float *restrict pedestal,
                                                                         const float *restrict scale,
                                                                         float *restrict out, int m)

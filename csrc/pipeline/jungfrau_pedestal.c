@@ -6,6 +6,7 @@
  * pixel and stage (count, sum, sum of squares).
  */
 #include "jungfrau_pedestal.h"
+#include "cpu_dispatch.h"
 
 #include <math.h>
 #include <stdio.h>
@@ -68,7 +69,7 @@ static int frame_stage(const uint16_t *frame, uint64_t n)
     return best;
 }
 
-__attribute__((target_clones("avx2", "default"))) static void add_frame(const uint16_t *restrict frame, uint64_t n,
+AVX2_OR_GENERIC static void add_frame(const uint16_t *restrict frame, uint64_t n,
                                                                         uint16_t code, uint32_t *restrict count,
                                                                         uint32_t *restrict sum,
                                                                         uint64_t *restrict sum2)
