@@ -151,7 +151,7 @@ class StdDaqDetector(StandardDetector):
         keys = await super().describe_configuration()
         for field, doc in CONVERSION_FIELDS.items():
             source = f"{self.access.url_base} /daq/config + /writer/status: {field} ({doc})"
-            keys[f"{self.name}-{field}"] = DataKey(source=source, dtype="string", shape=[], dtype_numpy="|O")
+            keys[f"{self.name}-{field}"] = DataKey(source=source, dtype="string", shape=[])
         return keys
 
     async def read_configuration(self) -> dict[str, Reading]:
