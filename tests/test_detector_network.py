@@ -147,6 +147,8 @@ def test_an_absurd_frame_number_in_the_stream_changes_nothing(daq):
     wait_for(lambda: daq.client.get_status()["state"] != "WRITING", timeout=20)
     assert daq.client.get_status()["acquisition"]["message"] == "Completed."
     assert_exact(daq.config, output, 3001, 40)
+    # the statistics are sampled once a second: the last spoof shows at the next sample
+    wait_for(lambda: daq.client.get_stats()["detector"]["packets_foreign"] >= 3, timeout=5)
     assert daq.client.get_stats()["detector"]["packets_foreign"] == 3
 
 
