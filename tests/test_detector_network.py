@@ -138,7 +138,8 @@ def test_an_absurd_frame_number_in_the_stream_changes_nothing(daq):
     daq.client.start_writer_async({"output_file": output, "n_images": 40})
     detector = daq.simulator(n_images=50, first_frame=3001, rate_hz=100)
     detector.start()
-    wait_for(lambda: daq.client.get_status()["acquisition"]["stats"]["n_write_completed"] >= 10)
+    # mid-stream: 10 images taken (the count written follows only at the file's next flush)
+    wait_for(lambda: daq.client.get_status()["acquisition"]["stats"]["n_write_requested"] >= 10)
     for frame in (3001 + 10**12, 2**63, 7):
         sender.sendto(spoofed_packet(frame, 3), ("127.0.0.1", port))
         time.sleep(0.05)
