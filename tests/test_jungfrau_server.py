@@ -111,14 +111,15 @@ def test_pixels_sending_the_invalid_gain_code_hold_no_data_and_are_marked_in_tha
     content = {"seed": SEED, "noise": 0, "flux": 2.0, "broken_switch": 0.05}
     try:
         assert take_pedestal(daq)["acquisition"]["state"] == "FINISHED"
-        status, path = daq.acquire("broken.h5", 6, {"incident_wavelength": WAVELENGTH_12_4_KEV},
-                                   content="jungfrau-raw", rate_hz=50, **content)  # fmt: skip
+        status, path = daq.acquire("broken.h5", 12, {"incident_wavelength": WAVELENGTH_12_4_KEV},
+                                   content="jungfrau-raw", rate_hz=20, **content)  # fmt: skip
         assert status["acquisition"]["state"] == "FINISHED", status
         marked = 0
         with h5py.File(path, "r") as f:
             flagged = f["entry/instrument/detector/pixel_mask"][()] != 0
             assert np.array_equal(flagged, bad_pixels(daq.config)), "per-image faults stay out of pixel_mask"
             good = f["entry/data/is_good_frame"][:]
+            assert good.any(), "a busy machine may lose packets of some images, not of all"
             lost = f["entry/data/lost_pixel_mask"]
             for k in np.flatnonzero(good):
                 frame, image = int(f["entry/data/image_id"][k]), f["entry/data/data"][k]
