@@ -94,7 +94,7 @@ class StdDaqDetector(StandardDetector):
         image on the DAQ) and put them in the step-scan events (default True).
     run_metadata:
         Start-document keys sent as the run's metadata: key -> name in ``/entry/run`` (default
-        :data:`~ophyd_stddaq.RUN_METADATA`). The run's uid, scan_id, plan name and sample are always sent.
+        :data:`~ophyd_stddaq._run_identity.RUN_METADATA`). The run's uid, scan_id, plan name and sample are always sent.
     poll_interval:
         Seconds between two DAQ status polls while an acquisition runs.
     """
@@ -191,8 +191,9 @@ class StdDaqDetector(StandardDetector):
         return readings
 
     async def describe_configuration(self) -> dict[str, DataKey]:
-        """The configuration signals, the detector and its files (:data:`~ophyd_stddaq.DETECTOR_FIELDS`), the
-        exposure prepared (:data:`~ophyd_stddaq.EXPOSURE_FIELDS`) and the DAQ's conversion
+        """The configuration signals, the detector and its files
+        (:data:`~ophyd_stddaq._configuration.DETECTOR_FIELDS`), the exposure prepared
+        (:data:`~ophyd_stddaq._configuration.EXPOSURE_FIELDS`) and the DAQ's conversion
         (:data:`~ophyd_stddaq.CONVERSION_FIELDS`)."""
         keys = await super().describe_configuration()
         for field in (*DETECTOR_FIELDS, *EXPOSURE_FIELDS):

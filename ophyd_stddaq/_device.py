@@ -106,7 +106,7 @@ class StdDaq(FlyScanMixin, Device):
         step-scan events (default True).
     run_metadata:
         Start-document keys sent as the run's metadata: key -> name in ``/entry/run`` (default
-        :data:`~ophyd_stddaq.RUN_METADATA`).
+        :data:`~ophyd_stddaq._run_identity.RUN_METADATA`).
     """
 
     # DAQ config (settable: set_config validates and applies)
