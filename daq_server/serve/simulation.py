@@ -17,6 +17,9 @@ MAX_TRIGGER_IMAGES = 10_000
 TRIGGER_RATE_HZ = 100.0
 """Default frame rate of the frames of one software trigger."""
 
+MAX_FRAME_PERIOD_S = 1.0
+"""Longest frame period of the settings (a software trigger waits for its frames: at least 1 Hz)."""
+
 
 class BuiltInSimulator:
     def __init__(self, host: str = "127.0.0.1"):
@@ -68,10 +71,10 @@ class BuiltInSimulator:
         """Set the frame period (s; the rate ``1 / frame_period``) and exposure time (s) of the simulated detector,
         as a controller sets a real one's ``period`` and ``exptime``. A free-running simulator sends on at the
         new rate (restarted, frame numbers counting on); software triggers without a rate use it."""
-        if frame_period is not None and not 1 / 10_000 <= frame_period <= 3600:
-            raise AdminError(f"frame_period must be within 0.0001 … 3600 s, not {frame_period}")
-        if exposure_time is not None and not 0 < exposure_time <= 3600:
-            raise AdminError(f"exposure_time must be within 0 … 3600 s, not {exposure_time}")
+        if frame_period is not None and not 1 / 10_000 <= frame_period <= MAX_FRAME_PERIOD_S:
+            raise AdminError(f"frame_period must be within 0.0001 … {MAX_FRAME_PERIOD_S} s, not {frame_period}")
+        if exposure_time is not None and not 0 < exposure_time <= MAX_FRAME_PERIOD_S:
+            raise AdminError(f"exposure_time must be within 0 … {MAX_FRAME_PERIOD_S} s, not {exposure_time}")
         period = frame_period if frame_period is not None else self.frame_period
         if exposure_time is not None and period is not None and exposure_time > period:
             raise AdminError(f"exposure_time {exposure_time} s is longer than the frame period {period} s")

@@ -55,9 +55,9 @@ class SimulationSettingsBody(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    frame_period: Annotated[float, Field(ge=1e-4, le=3600, allow_inf_nan=False)] | None = None
+    frame_period: Annotated[float, Field(ge=1e-4, le=1, allow_inf_nan=False)] | None = None
     """Seconds from one frame to the next (the rate is its inverse)."""
-    exposure_time: Annotated[float, Field(gt=0, le=3600, allow_inf_nan=False)] | None = None
+    exposure_time: Annotated[float, Field(gt=0, le=1, allow_inf_nan=False)] | None = None
     """Seconds of exposure of each frame (at most the frame period)."""
 
 
