@@ -3,7 +3,7 @@ the log; a plan that ends after its N images leaves a "Completed." acquisition o
 path provider are created (``create_dir_depth``); the configuration says what the detector is."""
 
 import math
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 
 import bluesky.plan_stubs as bps
 import h5py
@@ -15,7 +15,7 @@ from conftest import RunningDaq, jungfrau_config, wait_for
 from ophyd_async.core import StaticPathProvider, TriggerInfo, UUIDFilenameProvider, YMDPathProvider
 from ophyd_async.plan_stubs import ensure_connected
 
-from ophyd_stddaq import StdDaqDetector
+from ophyd_stddaq import StdDaqDetector, folders_to_create, run_file_stem, run_request_fields
 
 
 @pytest.fixture
@@ -159,3 +159,21 @@ def test_stop_with_n_images(free_running):
     assert status["message"] == "Completed." and status["info"]["n_images"] == 2
     with h5py.File(target, "r") as f:
         assert f["entry/data/data"].shape[0] == 2
+
+
+def test_folders_to_create_follows_area_detectors_create_dir_depth():
+    directory = PurePosixPath("/data/beamtime/det/2026/12/06")
+    assert [folders_to_create(directory, depth) for depth in (0, -3, -4, 2, 6, 9, -9)] == [0, 3, 4, 4, 0, 0, 6]
+
+
+def test_run_request_fields_send_what_the_daq_accepts():
+    start = {"uid": "1f0c2a9e-aaaa", "scan_id": 7, "plan_name": "scan", "sample": {"name": "insulin", "T": 100},
+             "proposal_id": 12345, "operator": ["two", "people"], "beamline_id": float("nan"),
+             "project": True}  # fmt: skip
+    fields = run_request_fields(start)
+    assert fields == {
+        "run": {"uid": "1f0c2a9e-aaaa", "scan_id": 7, "plan_name": "scan",
+                "metadata": {"sample": "insulin", "proposal_id": 12345, "project": True}},
+        "sample_name": "insulin",
+    }  # fmt: skip
+    assert run_request_fields(None) == {} and run_file_stem(start) == "7_1f0c2a9e"
