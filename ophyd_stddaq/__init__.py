@@ -10,12 +10,14 @@ report progress, and Resource/Datum documents that point at the images in the HD
 """
 
 from ._access import OPEN_ENDED_IMAGES, DaqAccess
+from ._configuration import DETECTOR_FIELDS, EXPOSURE_FIELDS
 from ._device import StdDaq
 from ._documents import IMAGE_DATASET, MIMETYPE, SPEC, ImageAssets, StreamImageAssets
 from ._errors import StdDaqAcquisitionError
 from ._handler import StdDaqHDF5Handler
 from ._path_provider import PathProvider, UniqueFilePathProvider
 from ._pedestal import CONVERSION_FIELDS, ConversionSignal, conversion_values, pedestal_plan
+from ._run_identity import RUN_METADATA, RunFollower, run_file_stem, run_request_fields
 from ._signals import DaqConfigSignal, DaqStatusSignal, ImageReferenceSignal, ImageStatisticSignal
 from ._status import AcquisitionStatus, StatusMonitor
 
@@ -24,9 +26,11 @@ try:  # the ophyd-async detector needs ophyd-async (in the ``ophyd`` extra)
     from ._async_logic import (
         AcquisitionPlan,
         FreeRunningAcquireLogic,
+        ImageStreamProvider,
         SimulatorTriggerAcquireLogic,
         StdDaqDataLogic,
         StdDaqTriggerLogic,
+        folders_to_create,
     )
     from ._slsdet import SlsDetAcquireLogic
 except ImportError:  # pragma: no cover - ophyd v1 only
@@ -47,6 +51,14 @@ __all__ = [
     "StdDaqDataLogic",
     "StdDaqTriggerLogic",
     "SlsDetAcquireLogic",
+    "ImageStreamProvider",
+    "folders_to_create",
+    "RUN_METADATA",
+    "RunFollower",
+    "run_file_stem",
+    "run_request_fields",
+    "DETECTOR_FIELDS",
+    "EXPOSURE_FIELDS",
     "StdDaqAcquisitionError",
     "StdDaqHDF5Handler",
     "SPEC",

@@ -20,6 +20,9 @@ OPEN_ENDED_IMAGES = 1_000_000
 """``n_images`` of an acquisition whose length the plan does not say (a step scan's number of triggers):
 it is stopped when the plan ends, and the file holds the images written until then."""
 
+OPTIONAL_FIELDS = (REQUEST_FIELD, "run")
+"""Write-request fields an older DAQ may not know: sent again without them (the file then lacks them)."""
+
 
 class DaqAccess:
     """A :class:`~std_daq_client.StdDaqClient` with a short-lived cache and the ownership rules of the device.
@@ -95,19 +98,23 @@ class DaqAccess:
         with self._lock:
             self._status = None
             request = {**(extra or {}), "output_file": output_file, "n_images": n_images}
-            try:
-                status = self.client.start_writer_async(request)
-            except StdDaqAdminException as error:
-                if REQUEST_FIELD not in request or not _unknown_field(error, REQUEST_FIELD):
-                    raise
-                _log.warning("the DAQ at %s does not compute image statistics: %s", self.url_base, error)
-                del request[REQUEST_FIELD]
-                status = self.client.start_writer_async(request)
+            while True:
+                try:
+                    status = self.client.start_writer_async(request)
+                    break
+                except StdDaqAdminException as error:
+                    unknown = [name for name in OPTIONAL_FIELDS if name in request and _unknown_field(error, name)]
+                    if not unknown:
+                        raise
+                    _log.warning("the DAQ at %s does not know %s: %s", self.url_base, unknown[0], error)
+                    del request[unknown[0]]
             self._status = (time.monotonic(), status)
             return status
 
-    def stop_if_ours(self, output_file: str) -> dict[str, Any] | None:
+    def stop_if_ours(self, output_file: str, n_images: int | None = None) -> dict[str, Any] | None:
         """Stop the writer if, and only if, it is busy with our acquisition; return the status after it.
+
+        ``n_images``: the plan ended after this many images (the acquisition is "Completed." with them).
 
         "Busy" is WRITING, or UNKNOWN after a server restart that interrupted our acquisition (stop resets
         it to READY). Somebody else's acquisition is never stopped. Returns ``None`` if nothing was done.
@@ -118,7 +125,7 @@ class DaqAccess:
             ours = status["acquisition"]["info"].get("output_file") == output_file
             if not ours or status["state"] not in WriterState.BUSY:
                 return None
-            status = self.client.stop_writer()
+            status = self.client.stop_writer(n_images) if n_images is not None else self.client.stop_writer()
             self._status = (time.monotonic(), status)
             return status
 
@@ -148,14 +155,30 @@ class DaqAccess:
         except (requests.RequestException, ValueError, AttributeError):
             return False  # a server without a simulator, or an old one: a real detector sends by itself
 
-    def software_trigger(self, n_images: int = 1, rate_hz: float = 100.0) -> list[int]:
+    def simulator_settings(self, frame_period: float, exposure_time: float) -> dict[str, Any] | None:
+        """``POST /simulation/settings`` when the server's simulated detector runs or is armed (its frame period
+        and exposure, as a controller sets a real detector's); None when there is none or it is stopped."""
+        headers = {} if self.token is None else {"Authorization": f"Bearer {self.token}"}
+        try:
+            answer = requests.get(f"{self.url_base}/simulation/status", headers=headers, timeout=(3.0, 10.0))
+            state = answer.json().get("simulator", {}).get("state")
+        except (requests.RequestException, ValueError, AttributeError):
+            return None  # a server without a simulator
+        if state not in ("RUNNING", "ARMED"):
+            return None
+        body = {"frame_period": frame_period, "exposure_time": exposure_time}
+        return self._post("/simulation/settings", body, self.client_timeout)["simulator"]
+
+    def software_trigger(self, n_images: int = 1, rate_hz: float | None = None) -> list[int]:
         """``POST /simulation/trigger``: the server's simulated detector sends ``n_images`` frames now, at
-        ``rate_hz``; the answer comes when they are sent.
+        ``rate_hz`` (default: its frame period's rate, else 100 Hz); the answer comes when they are sent.
 
         Returns the frame numbers sent; StdDaqAdminException with the server's message if it refuses.
         """
-        body = {"n_images": n_images, "rate_hz": rate_hz}
-        reply = self._post("/simulation/trigger", body, self.client_timeout + n_images / rate_hz)
+        body: dict[str, Any] = {"n_images": n_images}
+        if rate_hz is not None:
+            body["rate_hz"] = rate_hz
+        reply = self._post("/simulation/trigger", body, self.client_timeout + n_images / (rate_hz or 1.0))
         return list(reply["simulator"]["frame_numbers"])
 
     # ------------------------------------------------------------- acquisitions

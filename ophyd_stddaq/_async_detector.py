@@ -8,7 +8,15 @@ from typing import Any, Literal
 
 from bluesky.protocols import Hints, Reading
 from event_model import DataKey
-from ophyd_async.core import DetectorAcquireLogic, DeviceConnector, NotConnectedError, PathProvider, StandardDetector
+from ophyd_async.core import (
+    AsyncStatus,
+    DetectorAcquireLogic,
+    DeviceConnector,
+    NotConnectedError,
+    PathProvider,
+    StandardDetector,
+    TriggerInfo,
+)
 
 from ._access import DaqAccess
 from ._async_logic import (
@@ -18,7 +26,9 @@ from ._async_logic import (
     StdDaqDataLogic,
     StdDaqTriggerLogic,
 )
+from ._configuration import DETECTOR_FIELDS, EXPOSURE_FIELDS, data_key_fields, detector_values, exposure_values
 from ._pedestal import CONVERSION_FIELDS, conversion_values
+from ._run_identity import RunFollower
 from ._statistics import STATISTICS, statistics_of
 
 TriggerMode = Literal["free", "simulator"]
@@ -27,10 +37,13 @@ TriggerMode = Literal["free", "simulator"]
 class DaqConnector(DeviceConnector):
     """Connecting the detector means reaching the DAQ: its config is read once (real mode only)."""
 
-    def __init__(self, access: DaqAccess) -> None:
+    def __init__(self, access: DaqAccess, runs: RunFollower | None = None) -> None:
         self.access = access
+        self.runs = runs
 
     async def connect_real(self, device: Any, timeout: float, force_reconnect: bool) -> None:
+        if self.runs is not None:  # connected by a RunEngine (ensure_connected): follow its runs from now on
+            self.runs.follow_running_engine()
         try:
             await asyncio.wait_for(asyncio.to_thread(self.access.config), timeout)
         except Exception as error:
@@ -79,6 +92,9 @@ class StdDaqDetector(StandardDetector):
     image_statistics:
         Ask the DAQ for each image's sum and maximum (``"image_statistics": true``, one pass over each
         image on the DAQ) and put them in the step-scan events (default True).
+    run_metadata:
+        Start-document keys sent as the run's metadata: key -> name in ``/entry/run`` (default
+        :data:`~ophyd_stddaq._run_identity.RUN_METADATA`). The run's uid, scan_id, plan name and sample are always sent.
     poll_interval:
         Seconds between two DAQ status polls while an acquisition runs.
     """
@@ -96,13 +112,24 @@ class StdDaqDetector(StandardDetector):
         poll_interval: float = 0.05,
         client_timeout: float = 10.0,
         image_statistics: bool = True,
+        run_metadata: dict[str, str] | None = None,
     ) -> None:
         if trigger_mode not in ("free", "simulator"):
             raise ValueError(f"trigger_mode must be 'free' or 'simulator', not {trigger_mode!r}")
         self.access = DaqAccess(url, client_timeout=client_timeout, token=token)
         self.plan = AcquisitionPlan()
+        self.runs = RunFollower()
+        """The start document of the open run (followed from the RunEngine that connects or stages this
+        detector; or subscribe it yourself: ``RE.subscribe(det.runs)``)."""
         self.data_logic = StdDaqDataLogic(
-            self.access, path_provider, self.plan, poll_interval, nexus, image_statistics=image_statistics
+            self.access,
+            path_provider,
+            self.plan,
+            poll_interval,
+            nexus,
+            image_statistics=image_statistics,
+            runs=self.runs,
+            run_metadata=run_metadata,
         )
         if acquire_logic is None:
             kind = SimulatorTriggerAcquireLogic if trigger_mode == "simulator" else FreeRunningAcquireLogic
@@ -110,8 +137,25 @@ class StdDaqDetector(StandardDetector):
         elif hasattr(acquire_logic, "attach"):
             acquire_logic.attach(self.data_logic)
         self.plan.gate = bool(getattr(acquire_logic, "gate", False))
+        self._acquire = acquire_logic
         self.add_detector_logics(StdDaqTriggerLogic(self.plan), acquire_logic, self.data_logic)
-        super().__init__(name=name, connector=DaqConnector(self.access))
+        super().__init__(name=name, connector=DaqConnector(self.access, self.runs))
+
+    @AsyncStatus.wrap
+    async def stage(self) -> None:
+        """Follow the runs of the RunEngine that stages the detector (their identity goes into the files)."""
+        self.runs.follow_running_engine()
+        await super().stage()
+
+    @AsyncStatus.wrap
+    async def prepare(self, value: TriggerInfo) -> None:
+        """Prepare for ``value`` (a new file each time the last one was closed); a livetime also sets the
+        detector's exposure and period (``count_time`` and ``frame_time`` of the file)."""
+        if self.plan.output_file is None:  # closed (unstaged) or never opened: start afresh, as stage does
+            await super().stage()
+        if value.livetime > 0 and hasattr(self._acquire, "apply_exposure"):
+            await self._acquire.apply_exposure(value.livetime, value.deadtime)
+        await super().prepare(value)
 
     @property
     def images_written_key(self) -> str:
@@ -147,8 +191,18 @@ class StdDaqDetector(StandardDetector):
         return readings
 
     async def describe_configuration(self) -> dict[str, DataKey]:
-        """The configuration signals, plus the DAQ's conversion (:data:`~ophyd_stddaq.CONVERSION_FIELDS`)."""
+        """The configuration signals, the detector and its files
+        (:data:`~ophyd_stddaq._configuration.DETECTOR_FIELDS`), the exposure prepared
+        (:data:`~ophyd_stddaq._configuration.EXPOSURE_FIELDS`) and the DAQ's conversion
+        (:data:`~ophyd_stddaq.CONVERSION_FIELDS`)."""
         keys = await super().describe_configuration()
+        for field in (*DETECTOR_FIELDS, *EXPOSURE_FIELDS):
+            dtype, dtype_numpy, doc = data_key_fields(field)
+            source = f"{self.access.url_base} /daq/config + /writer/status: {field} ({doc})"
+            key = DataKey(source=source, dtype=dtype, shape=[])  # type: ignore[typeddict-item]
+            if dtype_numpy is not None:
+                key["dtype_numpy"] = dtype_numpy
+            keys[f"{self.name}-{field}"] = key
         for field, doc in CONVERSION_FIELDS.items():
             source = f"{self.access.url_base} /daq/config + /writer/status: {field} ({doc})"
             keys[f"{self.name}-{field}"] = DataKey(source=source, dtype="string", shape=[])
@@ -159,7 +213,12 @@ class StdDaqDetector(StandardDetector):
         config = await asyncio.to_thread(self.access.config, 0.2)
         status = await asyncio.to_thread(self.access.status, 0.2)
         now = time.time()
-        for field, value in conversion_values(config, status).items():
+        values = {
+            **detector_values(config, status),
+            **exposure_values(self.plan.exposure()),
+            **conversion_values(config, status),
+        }
+        for field, value in values.items():
             readings[f"{self.name}-{field}"] = Reading(value=value, timestamp=now)
         return readings
 

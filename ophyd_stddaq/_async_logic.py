@@ -10,9 +10,11 @@ import asyncio
 import logging
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from pathlib import PurePath
 from typing import Any
 
 import numpy as np
+from event_model import DataKey
 from ophyd_async.core import (
     DetectorAcquireLogic,
     DetectorDataLogic,
@@ -30,6 +32,7 @@ from std_daq_client.acquisitions import AcquisitionLost, AcquisitionView, follow
 from ._access import OPEN_ENDED_IMAGES, DaqAccess
 from ._documents import IMAGE_DATASET
 from ._errors import StdDaqAcquisitionError
+from ._run_identity import RUN_METADATA, RunFollower, run_request_fields
 from ._signals import image_dtype
 from ._statistics import REQUEST_FIELD
 
@@ -37,6 +40,16 @@ _log = logging.getLogger("ophyd_stddaq")
 
 METADATA_DATASETS = {"frame_number": "/entry/data/image_id", "missing_packets": "/entry/data/n_missing_packets"}
 """Per-image scalars of the file streamed beside the images (data key suffix -> dataset)."""
+
+
+def folders_to_create(directory: PurePath, create_dir_depth: int) -> int:
+    """How many folders at the end of ``directory`` the DAQ may create, from ophyd-async's ``create_dir_depth``
+    (areaDetector's rule: > 0 -- so many folders from the root must exist, the rest are created; < 0 -- the
+    last ``-create_dir_depth`` folders are created; 0 -- none)."""
+    parts = len(directory.parts) - 1  # without the root
+    if create_dir_depth > 0:
+        return max(0, parts - create_dir_depth)
+    return min(parts, -create_dir_depth)
 
 
 @dataclass
@@ -62,6 +75,30 @@ class AcquisitionPlan:
     def index(self) -> int:
         """Images of the file that belong to events so far: written, and asked for by a trigger."""
         return min(self.images_written, self.images_requested)
+
+    def exposure(self) -> dict[str, float]:
+        """NXmx ``count_time`` (livetime) and ``frame_time`` (livetime + deadtime) in seconds, when prepared."""
+        if self.livetime <= 0:
+            return {}
+        return {"count_time": self.livetime, "frame_time": self.livetime + self.deadtime}
+
+
+class ImageStreamProvider(StreamResourceDataProvider):
+    """StreamResource/StreamDatum documents whose data keys have the file's rank.
+
+    With one image per event, an image's data key has the shape ``[height, width]`` (not ophyd-async's
+    ``[1, height, width]``), so tiled's array of the run is ``(events, height, width)`` like the file's
+    dataset: while the file already holds an image the documents have not announced yet, tiled cuts the
+    dataset to the images announced (``docs/tiled.rst``) instead of failing to reshape it.
+    """
+
+    async def make_datakeys(self, collections_per_event: int) -> dict[str, DataKey]:
+        keys = await super().make_datakeys(collections_per_event)
+        if collections_per_event == 1:
+            for key in keys.values():
+                if len(key["shape"]) > 2:
+                    key["shape"] = list(key["shape"][1:])
+        return keys
 
 
 class StdDaqTriggerLogic(DetectorTriggerLogic):
@@ -113,6 +150,11 @@ class FreeRunningAcquireLogic(DetectorAcquireLogic):
 
     async def ensure_stopped(self) -> None:
         return None
+
+    async def apply_exposure(self, livetime: float, deadtime: float) -> None:
+        """``prepare`` gave a livetime: the server's simulated detector (when it runs or is armed) takes its
+        frame period (livetime + deadtime) and exposure (``POST /simulation/settings``)."""
+        await asyncio.to_thread(self.data.access.simulator_settings, livetime + deadtime, livetime)
 
 
 class SimulatorTriggerAcquireLogic(FreeRunningAcquireLogic):
@@ -172,8 +214,12 @@ class StdDaqDataLogic(DetectorDataLogic):
         poll_interval: float = 0.05,
         nexus: dict[str, Any] | None = None,
         image_statistics: bool = True,
+        runs: RunFollower | None = None,
+        run_metadata: dict[str, str] | None = None,
     ) -> None:
         self.access = access
+        self.runs = runs if runs is not None else RunFollower()
+        self.run_metadata = dict(RUN_METADATA if run_metadata is None else run_metadata)
         self.image_statistics = image_statistics
         self.path_provider = path_provider
         self.plan = plan
@@ -191,7 +237,14 @@ class StdDaqDataLogic(DetectorDataLogic):
         output_file = str(info.directory_path / file_name)
         config = await asyncio.to_thread(self.access.config, 0.2)
         gated = self.plan.gate and self.plan.n_images == OPEN_ENDED_IMAGES
-        request = {**self.nexus, **({"gated": True} if gated else {})}
+        request = {
+            **self.nexus,
+            **run_request_fields(self.runs.start, self.run_metadata),
+            **self.plan.exposure(),
+            **({"gated": True} if gated else {}),
+        }
+        if info.create_dir_depth:
+            request["create_folders"] = folders_to_create(info.directory_path, info.create_dir_depth)
         if self.image_statistics and self.plan.n_images == OPEN_ENDED_IMAGES:  # step scans: one event an image
             request[REQUEST_FIELD] = True
         await asyncio.to_thread(self.access.start_writer, output_file, self.plan.n_images, request)
@@ -228,7 +281,7 @@ class StdDaqDataLogic(DetectorDataLogic):
                 parameters={"dataset": METADATA_DATASETS["missing_packets"]},
             ),
         ]
-        return StreamResourceDataProvider(
+        return ImageStreamProvider(
             uri=f"{info.directory_uri}{file_name}",
             resources=resources,
             mimetype="application/x-hdf5",
@@ -285,8 +338,12 @@ class StdDaqDataLogic(DetectorDataLogic):
         if output_file is None:
             return
         self.plan.output_file = None
+        # an open-ended acquisition that got every image its triggers asked for is complete with them
+        taken = self.plan.images_requested if self.plan.n_images == OPEN_ENDED_IMAGES else None
+        if taken is not None and (taken == 0 or self.plan.images_written < taken):
+            taken = None
         try:
-            await asyncio.to_thread(self.access.stop_if_ours, output_file)
+            await asyncio.to_thread(self.access.stop_if_ours, output_file, taken)
             if self._poller is not None:
                 await asyncio.wait_for(self._ended.wait(), timeout=30)
         finally:

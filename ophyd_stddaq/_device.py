@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import math
 from typing import Any, Literal
 
 from ophyd import Component as Cpt
@@ -13,11 +14,13 @@ from ophyd.status import StatusBase
 from std_daq_client import StdDaqAdminException, StdDaqClient
 
 from ._access import OPEN_ENDED_IMAGES, DaqAccess
+from ._configuration import DETECTOR_FIELDS, EXPOSURE_FIELDS
 from ._documents import ImageAssets, StreamImageAssets
 from ._errors import StdDaqAcquisitionError
 from ._fly import DeviceAcquisition, FlyScanMixin
 from ._path_provider import PathProvider, UniqueFilePathProvider
 from ._pedestal import CONVERSION_FIELDS, ConversionSignal
+from ._run_identity import RUN_METADATA, RunFollower, run_file_stem, run_request_fields
 from ._signals import DaqConfigSignal, DaqStatusSignal, ImageReferenceSignal, ImageStatisticSignal
 from ._statistics import REQUEST_FIELD, statistics_of
 from ._status import AcquisitionStatus, StatusMonitor
@@ -38,19 +41,25 @@ class StdDaq(FlyScanMixin, Device):
 
     The device talks to the DAQ only through :class:`~std_daq_client.StdDaqClient`.
 
-    **Step scans** (``count``, ``scan``, …): :meth:`stage` starts an acquisition into a new file
+    **The run**: the device follows the start documents of the RunEngine that stages it (:attr:`runs`) and
+    sends the run's uid, scan_id, plan name, sample and the start-document keys of ``run_metadata`` with the
+    write request; files are named after the run, ``<scan_id>_<uid8>_<name>.h5``. ``count_time`` and
+    ``frame_time`` (s, NaN: not set) go into the file's NXmx detector.
+
+    **Step scans** (``count``, ``scan``, …): the first :meth:`trigger` after :meth:`stage` (inside the run)
+    starts an acquisition into a new file
     (``start_writer_async``; ``n_images`` images if set, else open-ended: the number of triggers decides,
     and with a detector that sends by itself the acquisition is gated: each trigger makes the DAQ write
     the next image taken after it, ``POST /writer/trigger``),
     each :meth:`trigger` finishes when the next image has been written (image *i* of the dataset belongs
-    to event *i*), :meth:`unstage` stops the writer if the acquisition is still running. With
+    to event *i*), :meth:`unstage` stops the writer if the acquisition is still running (an open-ended one
+    that wrote every triggered image ends "Completed." with that many images). With
     ``trigger_mode="simulator"`` each trigger first makes the server's simulated detector send one frame
     (``POST /simulation/trigger``), so the image is taken at the point; with ``"free"`` the detector sends
     by itself and, with ``n_images`` set, the DAQ writes every image it sends (up to ``n_images``).
 
-    **Fly scans**: :meth:`kickoff` starts an acquisition of ``n_images`` images (or adopts the one
-    :meth:`stage` started), :meth:`complete` finishes when the DAQ reports it FINISHED with all images,
-    :meth:`collect` yields one event per image written.
+    **Fly scans**: :meth:`kickoff` starts an acquisition of ``n_images`` images, :meth:`complete` finishes
+    when the DAQ reports it FINISHED with all images, :meth:`collect` yields one event per image written.
 
     Step-scan events point at ``/entry/data/data`` of the file through StreamResource/StreamDatum
     documents (mimetype ``application/x-hdf5``: tiled stores them as they are), or, with
@@ -95,6 +104,9 @@ class StdDaq(FlyScanMixin, Device):
     image_statistics:
         Ask the DAQ for each image's sum and maximum (``"image_statistics": true``) and put them in the
         step-scan events (default True).
+    run_metadata:
+        Start-document keys sent as the run's metadata: key -> name in ``/entry/run`` (default
+        :data:`~ophyd_stddaq._run_identity.RUN_METADATA`).
     """
 
     # DAQ config (settable: set_config validates and applies)
@@ -116,8 +128,14 @@ class StdDaq(FlyScanMixin, Device):
         ConversionSignal, field="pedestal_sha256", kind="config", doc=CONVERSION_FIELDS["pedestal_sha256"]
     )
 
-    # acquisition setting of this device (not a DAQ field)
+    compression = Cpt(
+        DaqStatusSignal, path=("compression",), data_type="string", kind="config", doc=DETECTOR_FIELDS["compression"][1]
+    )
+
+    # acquisition settings of this device (not DAQ fields)
     n_images = Cpt(Signal, value=0, kind="config", doc="Images per acquisition; 0: as many as the plan triggers.")
+    count_time = Cpt(Signal, value=math.nan, kind="config", doc=EXPOSURE_FIELDS["count_time"][1])
+    frame_time = Cpt(Signal, value=math.nan, kind="config", doc=EXPOSURE_FIELDS["frame_time"][1])
     images_written = Cpt(Signal, value=0, kind="hinted", doc="Images of this acquisition written at the event.")
     image_sum = Cpt(ImageStatisticSignal, field="sum", kind="hinted", doc="Sum of the event's image (no lost pixel).")
     image_max = Cpt(ImageStatisticSignal, field="max", kind="hinted", doc="Largest pixel of the event's image.")
@@ -152,6 +170,7 @@ class StdDaq(FlyScanMixin, Device):
         token: str | None = None,
         nexus: dict[str, Any] | None = None,
         image_statistics: bool = True,
+        run_metadata: dict[str, str] | None = None,
         **kwargs: Any,
     ) -> None:
         if directory is not None and path_provider is not None:
@@ -184,6 +203,10 @@ class StdDaq(FlyScanMixin, Device):
         self.last_output_file: str | None = None
         """The file of the last acquisition this device started."""
         self._acquisition: DeviceAcquisition | None = None
+        self.runs = RunFollower()
+        """The start document of the open run (followed from the RunEngine that stages the device; or
+        subscribe it yourself: ``RE.subscribe(det.runs)``)."""
+        self.run_metadata = dict(RUN_METADATA if run_metadata is None else run_metadata)
 
     # ------------------------------------------------------------------ access
 
@@ -217,7 +240,22 @@ class StdDaq(FlyScanMixin, Device):
             raise ValueError(
                 f"{self.name} has no output folder: construct it with directory=... or set {self.name}.path_provider"
             )
+        if isinstance(self.path_provider, UniqueFilePathProvider):
+            return self.path_provider(run_file_stem(self.runs.start))
         return str(self.path_provider())
+
+    def _request_fields(self, gated: bool, fly: bool) -> dict[str, Any]:
+        """What the write request carries besides the file and the number of images."""
+        exposure = {name: float(getattr(self, name).get()) for name in EXPOSURE_FIELDS}
+        extra = {
+            **self.nexus,
+            **run_request_fields(self.runs.start, self.run_metadata),
+            **{name: value for name, value in exposure.items() if math.isfinite(value) and value > 0},
+            **({"gated": True} if gated else {}),
+        }
+        if self.image_statistics and not fly and (gated or self.trigger_mode != "free"):
+            extra[REQUEST_FIELD] = True  # only where each event has its own image (not at full rate)
+        return extra
 
     def _start(self, fly: bool = False) -> DeviceAcquisition:
         """Send start_writer_async for a new file; the DAQ must be READY (else it refuses with its message)."""
@@ -225,27 +263,28 @@ class StdDaq(FlyScanMixin, Device):
         output_file = self._next_file()
         gated = n_images == OPEN_ENDED_IMAGES and self.trigger_mode == "free" and not fly
         try:
-            extra = {**self.nexus, **({"gated": True} if gated else {})}
-            if self.image_statistics and not fly and (gated or self.trigger_mode != "free"):
-                extra[REQUEST_FIELD] = True  # only where each event has its own image (not at full rate)
-            self._daq_access.start_writer(output_file, n_images, extra)
+            self._daq_access.start_writer(output_file, n_images, self._request_fields(gated, fly))
         except StdDaqAdminException as error:
             raise StdDaqAdminException(f"{self.name}: the DAQ refused to write {output_file}: {error}") from error
         self.last_output_file = output_file
         self.images_written.put(0)
-        if self.image.stream and not fly:
-            config = self._daq_access.config(max_age=0.2)
-            shape = (int(config["image_pixel_height"]), int(config["image_pixel_width"]))
-            assets: ImageAssets | StreamImageAssets = StreamImageAssets(output_file, self.image.name, shape)
+        if self.image.stream and not fly:  # a fly scan's documents are chosen at its first collect
+            assets: ImageAssets | StreamImageAssets = self._stream_assets(output_file)
         else:
             assets = ImageAssets(output_file)
         return DeviceAcquisition(output_file=output_file, n_images=n_images, assets=assets, gated=gated)
 
-    def _stop_writer(self, acquisition: DeviceAcquisition) -> None:
-        """Stop the writer if it is still busy with ``acquisition`` (never somebody else's)."""
+    def _stream_assets(self, output_file: str) -> StreamImageAssets:
+        config = self._daq_access.config(max_age=0.2)
+        shape = (int(config["image_pixel_height"]), int(config["image_pixel_width"]))
+        return StreamImageAssets(output_file, self.image.name, shape)
+
+    def _stop_writer(self, acquisition: DeviceAcquisition, taken: int | None = None) -> None:
+        """Stop the writer if it is still busy with ``acquisition`` (never somebody else's); ``taken``: the
+        plan ended after so many images."""
         if acquisition.stop_sent:
             return
-        if self._daq_access.stop_if_ours(acquisition.output_file) is not None:
+        if self._daq_access.stop_if_ours(acquisition.output_file, taken) is not None:
             _log.info("%s: stopped the writer of %s", self.name, acquisition.output_file)
         acquisition.stop_sent = True  # only once it worked: a stop that failed is tried again by unstage
 
@@ -261,19 +300,19 @@ class StdDaq(FlyScanMixin, Device):
     # ----------------------------------------------------------- step scans
 
     def stage(self) -> list[Any]:
-        """Start an acquisition of ``n_images`` images into a new file (``start_writer_async``).
+        """Get ready for a run: the first :meth:`trigger` (or :meth:`kickoff`) starts the acquisition, inside
+        the run, so the file is named after it and knows it.
 
-        Fails with the DAQ's message (``StdDaqAdminException``) if the DAQ is not READY, and with the
-        client's ``RuntimeError`` if it is unreachable; nothing is started then.
+        Follows the runs of the RunEngine that stages the device. Fails at once if ``n_images`` is not a
+        valid setting or there is no output folder; the DAQ's refusal (``StdDaqAdminException``, e.g. not
+        READY) or the client's ``RuntimeError`` (unreachable) come with the first trigger.
         """
+        self._n_images_setting()
+        if self.path_provider is None:
+            self._next_file()  # the ValueError that says how to give one
         self._acquisition = None
-        staged = super().stage()
-        try:
-            self._acquisition = self._start()
-        except BaseException:
-            super().unstage()
-            raise
-        return staged
+        self.runs.follow_running_engine()
+        return super().stage()
 
     def trigger(self) -> StatusBase:
         """Finishes when the next image of the staged acquisition has been written.
@@ -282,8 +321,10 @@ class StdDaq(FlyScanMixin, Device):
         *k - 1* of the file. Fails if the acquisition ends first (with the DAQ's message), and at once if
         the plan triggers more than ``n_images`` times.
         """
-        if self._staged != Staged.yes or self._acquisition is None:
-            raise RuntimeError(f"{self.name} must be staged before trigger(): stage starts the acquisition")
+        if self._staged != Staged.yes:
+            raise RuntimeError(f"{self.name} must be staged before trigger(): stage prepares the acquisition")
+        if self._acquisition is None:
+            self._acquisition = self._start()
         acquisition = self._acquisition
         index = acquisition.n_triggers
         if index >= acquisition.n_images:
@@ -324,8 +365,11 @@ class StdDaq(FlyScanMixin, Device):
     def unstage(self) -> list[Any]:
         """Stop the writer if our acquisition is still running (the file keeps the images written)."""
         try:
-            if self._acquisition is not None:
-                self._stop_writer(self._acquisition)
+            acquisition = self._acquisition
+            if acquisition is not None:
+                open_ended = acquisition.n_images == OPEN_ENDED_IMAGES and not acquisition.kicked_off
+                taken = acquisition.n_triggers if open_ended and acquisition.n_triggers else None
+                self._stop_writer(acquisition, taken)
         finally:
             unstaged = super().unstage()
         return unstaged

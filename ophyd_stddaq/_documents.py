@@ -84,9 +84,10 @@ class StreamImageAssets:
         self.resource: dict[str, Any] = dict(self.bundle.stream_resource_doc)
         self._pending: deque[tuple[str, dict[str, Any]]] = deque([("stream_resource", self.resource)])
 
-    def datum(self, index: int) -> str:
-        """Queue the StreamDatum of image ``index`` (0-based in the dataset); return its uid."""
-        doc = dict(self.bundle.compose_stream_datum({"start": index, "stop": index + 1}))
+    def datum(self, index: int, stop: int | None = None) -> str:
+        """Queue the StreamDatum of image ``index`` (0-based in the dataset), or of images ``index`` to
+        ``stop`` (exclusive); return its uid."""
+        doc = dict(self.bundle.compose_stream_datum({"start": index, "stop": index + 1 if stop is None else stop}))
         self._pending.append(("stream_datum", doc))
         return doc["uid"]
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -36,14 +36,29 @@ class DeviceAcquisition:
     fly_batch: list[tuple[str, float]] | None = None
     stop_sent: bool = False
     gated: bool = False
+    completing: bool = False
+    """``complete`` was called (a fly scan)."""
+    stream: bool | None = None
+    """A fly scan's documents: StreamResource/StreamDatum (True), Resource/Datum (False); decided at its first
+    collect."""
 
 
 class FlyScanMixin:
     """Fly scans of :class:`~ophyd_stddaq.StdDaq`: one acquisition of ``n_images`` images, one event per image.
 
-    The device provides the attributes declared here and the methods ``_start``, ``_current``, ``_watch``
-    and ``_n_images_setting``.
+    A plan that declares the device's stream before ``complete`` (``bps.declare_stream(det,
+    name="primary", collect=True)``, then ``bps.collect(det, name="primary")``) gets StreamResource/StreamDatum
+    documents, which tiled's default ``TiledWriter`` stores (with ``asset_documents="stream"``, the default).
+    Plans that declare nothing, such as ``bluesky.plans.fly``, get one event per image with a Datum id
+    (bluesky takes StreamDatum documents only into a declared stream); so do all fly scans with
+    ``asset_documents="resource"``.
+
+    The device provides the attributes declared here and the methods ``_start``, ``_current``, ``_watch``,
+    ``_stream_assets`` and ``_n_images_setting``.
     """
+
+    _declared_stream: bool = False
+    _stream_assets: Callable[[str], StreamImageAssets]
 
     name: str
     image: ImageReferenceSignal
@@ -71,6 +86,7 @@ class FlyScanMixin:
         if adopt:
             self._n_images_setting(fly=True)  # a fly scan needs its number of images
             acquisition.assets = ImageAssets(acquisition.output_file)  # nothing was referenced yet
+            acquisition.stream = None
         else:
             self._acquisition = acquisition = self._start(fly=True)
         if self.trigger_mode == "simulator":  # the frames are sent while the plan goes on; complete waits
@@ -94,6 +110,7 @@ class FlyScanMixin:
         asked for ``n_images`` and did not get them. Watchers see the images written (progress bar).
         """
         acquisition = self._current("complete")
+        acquisition.completing = True
         return self._watch(
             AcquisitionStatus(
                 self,
@@ -106,9 +123,23 @@ class FlyScanMixin:
             )
         )
 
-    def describe_collect(self) -> dict[str, dict[str, dict[str, Any]]]:
-        """One stream (``fly_stream``) with the image data key."""
+    def describe_collect(self) -> dict[str, Any]:
+        """The image data key. Asked before ``complete`` (a plan declaring the stream): a StreamResource key,
+        flat (``{key: data key}``); asked by ``collect`` itself (a plan that declares nothing): a Datum key
+        in one stream, ``{fly_stream: {key: data key}}``."""
+        acquisition = self._acquisition
+        completing = acquisition is not None and acquisition.kicked_off and acquisition.completing
+        self._declared_stream = self.image.stream and not completing
+        if self._declared_stream:
+            return self.image.describe_as(stream=True)
         return {self.fly_stream: self.image.describe_as(stream=False)}
+
+    def _fly_documents(self, acquisition: DeviceAcquisition) -> None:
+        """Choose the fly scan's documents at its first collect (nothing was referenced before)."""
+        if acquisition.stream is None:
+            acquisition.stream = self._declared_stream
+            if acquisition.stream:
+                acquisition.assets = self._stream_assets(acquisition.output_file)
 
     def _fly_batch(self, acquisition: DeviceAcquisition) -> list[tuple[str, float]]:
         """The images written since the last collect, each with its new Datum (made once per collect)."""
@@ -118,9 +149,15 @@ class FlyScanMixin:
                 raise StdDaqAcquisitionError(f"{self.name}: the DAQ no longer reports {acquisition.output_file}")
             n_written = int(found["stats"].get("n_write_completed") or 0)
             now = time.time()
-            acquisition.fly_batch = [
-                (acquisition.assets.datum(index), now) for index in range(acquisition.n_collected, n_written)
-            ]
+            self._fly_documents(acquisition)
+            if isinstance(acquisition.assets, StreamImageAssets):  # one StreamDatum for the batch, no events
+                if n_written > acquisition.n_collected:
+                    acquisition.assets.datum(acquisition.n_collected, n_written)
+                acquisition.fly_batch = []
+            else:
+                acquisition.fly_batch = [
+                    (acquisition.assets.datum(index), now) for index in range(acquisition.n_collected, n_written)
+                ]
             acquisition.n_collected = max(acquisition.n_collected, n_written)
         return acquisition.fly_batch
 

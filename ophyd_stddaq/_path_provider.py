@@ -21,10 +21,13 @@ class PathProvider(Protocol):
 
 
 class UniqueFilePathProvider:
-    """Names ``<directory>/<prefix>_<YYYYmmdd-HHMMSS>_<8 hex digits>.h5``, a new one per call.
+    """Names ``<directory>/<prefix>_<YYYYmmdd-HHMMSS>_<8 hex digits>.h5``, a new one per call; within a run
+    (``run`` = ``<scan_id>_<uid8>``, :func:`~ophyd_stddaq.run_file_stem`) ``<directory>/<run>_<prefix>.h5``,
+    then ``<run>_<prefix>_2.h5`` … for further acquisitions of the same run.
 
     The time stamp sorts the files of a day; the random part (from :func:`uuid.uuid4`) makes names
-    unique without looking at the DAQ's file system, which the ophyd host usually cannot see.
+    unique without looking at the DAQ's file system, which the ophyd host usually cannot see; a run's
+    uid makes its names unique.
 
     Parameters
     ----------
@@ -47,8 +50,14 @@ class UniqueFilePathProvider:
         self.directory = str(folder)
         self.prefix = prefix
         self.suffix = suffix
+        self._run: tuple[str, int] | None = None  # the last run named, and how many files it got
 
-    def __call__(self) -> str:
+    def __call__(self, run: str | None = None) -> str:
+        if run:
+            count = self._run[1] + 1 if self._run is not None and self._run[0] == run else 1
+            self._run = (run, count)
+            repeat = f"_{count}" if count > 1 else ""
+            return str(PurePosixPath(self.directory) / f"{run}_{self.prefix}{repeat}{self.suffix}")
         stamp = time.strftime("%Y%m%d-%H%M%S")
         return str(PurePosixPath(self.directory) / f"{self.prefix}_{stamp}_{uuid.uuid4().hex[:8]}{self.suffix}")
 

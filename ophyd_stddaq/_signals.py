@@ -190,9 +190,10 @@ class ImageReferenceSignal(Signal):
     """The image of an event: a reference into the DAQ's HDF5 file.
 
     With ``stream = True`` (the default of :class:`~ophyd_stddaq.StdDaq`) ``describe()`` marks it
-    ``external: "STREAM:"`` (shape ``[1, height, width]``) and the event carries no value: a StreamDatum
-    document points at the image. With ``stream = False`` its value is a Datum id (``FILESTORE:``). Shape
-    and dtype come from the current DAQ config.
+    ``external: "STREAM:"`` and the event carries no value: a StreamDatum document points at the image. With
+    ``stream = False`` its value is a Datum id (``FILESTORE:``). The shape is one image's, ``[height,
+    width]``, the rank of the file's image stack per event (tiled then cuts a stack that already holds more
+    images than announced, ``docs/tiled.rst``); shape and dtype come from the current DAQ config.
     """
 
     def __init__(self, *, name: str, parent: Any = None, kind: str = "normal", **kwargs: Any):
@@ -214,7 +215,7 @@ class ImageReferenceSignal(Signal):
             self.name: {
                 "source": f"{access.url_base} HDF5 /entry/data/data",
                 "dtype": "array",
-                "shape": [1, *shape] if stream else shape,
+                "shape": shape,
                 "dtype_numpy": image_dtype(config["bit_depth"]),
                 "external": "STREAM:" if stream else "FILESTORE:",
             }

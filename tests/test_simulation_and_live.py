@@ -67,8 +67,28 @@ def test_get_never_starts_the_simulator(daq):
     answer = requests.get(daq.url + "/simulation/start", params={"rate_hz": 10}, timeout=10)
     assert answer.status_code == 405 and answer.json()["status"] == "error"
     assert api(daq, "/simulation/status")["simulator"] == {
-        "state": "STOPPED", "rate_hz": None, "n_images": None, "frames_sent": 0, "error": None, "content": None
+        "state": "STOPPED", "rate_hz": None, "n_images": None, "frames_sent": 0, "error": None, "content": None,
+        "frame_period": None, "exposure_time": None,
     }  # fmt: skip
+
+
+def test_settings_set_the_frame_period_of_a_running_simulator(daq):
+    for body in ({"frame_period": 0}, {"frame_period": "fast"}, {"exposure_time": -1}, {"period": 0.1},
+                 {"frame_period": 0.01, "exposure_time": 0.02}):  # fmt: skip
+        answer = requests.post(daq.url + "/simulation/settings", json=body, timeout=10).json()
+        assert answer["status"] == "error", (body, answer)
+    assert api(daq, "/simulation/status")["simulator"]["frame_period"] is None
+    assert api(daq, "/simulation/start", rate_hz=10)["status"] == "ok"
+    try:
+        answer = requests.post(daq.url + "/simulation/settings", json={"frame_period": 0.005, "exposure_time": 0.004},
+                               timeout=10).json()  # fmt: skip
+        assert answer["status"] == "ok", answer
+        status = answer["simulator"]
+        assert (status["state"], status["rate_hz"], status["exposure_time"]) == ("RUNNING", 200, 0.004)
+        sent = api(daq, "/simulation/status")["simulator"]["frames_sent"]
+        wait_for(lambda: api(daq, "/simulation/status")["simulator"]["frames_sent"] >= sent + 100, timeout=20)
+    finally:
+        requests.post(daq.url + "/simulation/stop", timeout=10)
 
 
 def read_mjpeg(response, n):

@@ -84,9 +84,14 @@ class StdDaqClient:
         """
         return self._request("POST", "/writer/write_sync", "writer", body=request, no_read_timeout=True)
 
-    def stop_writer(self) -> dict[str, Any]:
-        """Stop the running write (always allowed, resets UNKNOWN to READY); return the DAQ status."""
-        return self._request("POST", "/writer/stop", "writer", body={})
+    def stop_writer(self, n_images: int | None = None) -> dict[str, Any]:
+        """Stop the running write (always allowed, resets UNKNOWN to READY); return the DAQ status.
+
+        ``n_images``: the plan that ran the acquisition ended after this many images; once the file holds
+        exactly them the acquisition ends "Completed." (its ``n_images`` becomes N), else "Interrupted.".
+        """
+        body = {} if n_images is None else {"n_images": n_images}
+        return self._request("POST", "/writer/stop", "writer", body=body)
 
     # --------------------------------------------------------------------- daq
 

@@ -13,6 +13,7 @@ straight from the ring buffer. The acquisition's own state and JSON are ``daq_se
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
 import threading
@@ -281,11 +282,16 @@ class WriterDriver:
         """The option, else the default for this receiver (every CPU when its threads are real-time)."""
         return self._compression_threads or default_threads(bool(getattr(self._receiver, "realtime", False)))
 
-    def stop(self) -> dict:
-        """Always allowed: interrupt a running acquisition, reset UNKNOWN to READY."""
+    def stop(self, n_images: int | None = None) -> dict:
+        """Always allowed: interrupt a running acquisition, reset UNKNOWN to READY.
+
+        ``n_images``: the plan that ran the acquisition ended after this many images (an open-ended step
+        scan). Once the file holds exactly them, the acquisition is "Completed." and its ``n_images`` is
+        ``n_images``; with fewer it is "Interrupted." as without.
+        """
         with self._lock:
             if self._state == WRITING and self._acquisition.active:
-                self._end(FINISHED, Message.INTERRUPTED)
+                self._end(FINISHED, Message.INTERRUPTED, planned=n_images)
             elif self._state != READY:
                 self._state = READY
                 self._remove_marker()
@@ -315,8 +321,11 @@ class WriterDriver:
             self._ended.wait_for(lambda: self._state != WRITING, timeout)
             return self.status()
 
-    def _end(self, state: str, message: str) -> None:
-        """Write what is in flight, close the file, record the acquisition, back to READY. Caller holds the lock."""
+    def _end(self, state: str, message: str, planned: int | None = None) -> None:
+        """Write what is in flight, close the file, record the acquisition, back to READY. Caller holds the lock.
+
+        ``planned``: the number of images the plan ended with (``stop``); met exactly, the acquisition is complete.
+        """
         acquisition = self._acquisition
         acquisition.state = AcquisitionState.FLUSHING_IMAGES
         self._changed()
@@ -332,6 +341,9 @@ class WriterDriver:
                 state, message = FAILED, f"{Message.ERROR_PREFIX}Closing the file failed: {describe_error(error)}"
         if writer is not None:
             self._take_progress(writer, acquisition)
+        if planned is not None and state == FINISHED and acquisition.n_write_completed == planned:
+            acquisition.request = dataclasses.replace(acquisition.request, n_images=planned)
+            message = Message.COMPLETED
         acquisition.end(state, message)
         try:
             self._on_end(acquisition)

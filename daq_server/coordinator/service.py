@@ -25,7 +25,7 @@ from daq_server.serve.errors import AdminError
 from daq_server.serve.host_part import Part, part_config, part_name, part_of, plan_part
 from daq_server.serve.redis_publisher import RedisPublisher
 from daq_server.write.file_layout import HostPart, LayoutError, part_output, write_hosts_master
-from daq_server.write.request import RequestError, WriteRequest, parse_write_request
+from daq_server.write.request import RequestError, WriteRequest, parse_write_request, stop_request_images
 from std_daq_client.acquisitions import AcquisitionState, AcquisitionView, Message, WriterState
 
 _log = logging.getLogger("daq_server.coordinator")
@@ -239,8 +239,13 @@ class Coordinator:
             self._ended.wait_for(lambda: self._state != WRITING)
             return self.status()
 
-    def stop_writer(self) -> dict:
-        """Stop every host (always allowed), then wait until the acquisition has ended."""
+    def stop_writer(self, body: object = None) -> dict:
+        """Stop every host (always allowed), then wait until the acquisition has ended. A stop's
+        ``n_images`` is checked; the hosts are stopped without it (each holds only its part of the images)."""
+        try:
+            stop_request_images(body)
+        except ValueError as error:
+            raise AdminError(str(error)) from None
         with self._command_lock:
             self._stop_hosts()
             with self._lock:

@@ -34,7 +34,7 @@ from daq_server.serve.redis_publisher import RedisPublisher
 from daq_server.serve.simulation import BuiltInSimulator
 from daq_server.serve.stats import StatsSampler
 from daq_server.write.hdf5_writer import COMPRESSIONS
-from daq_server.write.request import parse_write_request
+from daq_server.write.request import parse_write_request, stop_request_images
 from detectors import describe
 from std_daq_client.acquisitions import AcquisitionState, WriterState
 
@@ -256,13 +256,15 @@ class DaqService:
             config = self.get_config()
             try:
                 conversion = plan_conversion(request, config, self.pedestals)
-                return self.driver.start(request, self._config, self.options.compression, conversion)
+                self.driver.start(request, self._config, self.options.compression, conversion)
             except (DriverError, ConversionRefused) as error:
                 raise AdminError(str(error)) from None
+        return self.status()
 
     def write_sync(self, body: object) -> dict:
         self.write_async(body)
-        return self.driver.wait_until_ended()
+        self.driver.wait_until_ended()
+        return self.status()
 
     def _parse(self, body: object):
         try:
@@ -277,15 +279,20 @@ class DaqService:
         except DriverError as error:
             raise AdminError(str(error)) from None
 
-    def stop_writer(self) -> dict:
-        self.driver.stop()
+    def stop_writer(self, body: object = None) -> dict:
+        """Stop the writer; ``{"n_images": N}``: the plan ended after N images (``stop_request_images``)."""
+        try:
+            n_images = stop_request_images(body)
+        except ValueError as error:
+            raise AdminError(str(error)) from None
+        self.driver.stop(n_images)
         return self.status()
 
     def status(self) -> dict:
-        """The writer's status; ERROR with the ``reason`` while no receiver runs (it did not start); for a
-        gain-switching detector with a conversion configured (or a pedestal taken) also the pedestal in use
-        (None before the first)."""
-        status = self.driver.status()
+        """The writer's status (with the ``compression`` of the files); ERROR with the ``reason`` while no
+        receiver runs (it did not start); for a gain-switching detector with a conversion configured (or a
+        pedestal taken) also the pedestal in use (None before the first)."""
+        status = self.driver.status() | {"compression": self.options.compression}
         if self._receiver is None and status["state"] == WriterState.READY:
             reason = self._deployment.get("message") or "the receiver is not running"
             status = {**status, "state": WriterState.ERROR, "reason": reason}

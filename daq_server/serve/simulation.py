@@ -17,6 +17,9 @@ MAX_TRIGGER_IMAGES = 10_000
 TRIGGER_RATE_HZ = 100.0
 """Default frame rate of the frames of one software trigger."""
 
+MAX_FRAME_PERIOD_S = 1.0
+"""Longest frame period of the settings (a software trigger waits for its frames: at least 1 Hz)."""
+
 
 class BuiltInSimulator:
     def __init__(self, host: str = "127.0.0.1"):
@@ -24,6 +27,10 @@ class BuiltInSimulator:
         self._detector: SimulatedDetector | None = None
         self._armed = False  # trigger_mode software: waits for /simulation/trigger, sends nothing by itself
         self._lock = threading.Lock()
+        self.frame_period: float | None = None
+        """Seconds from one frame to the next (``settings``): the rate of triggers that name none."""
+        self.exposure_time: float | None = None
+        """The exposure a controller set (reported; the simulated frames do not depend on it)."""
 
     def start(
         self, config: dict, rate_hz: float, n_images: int, content: str = "ramp", trigger_mode: str = "free"
@@ -60,7 +67,41 @@ class BuiltInSimulator:
             self._detector.start()
             return self._status_locked()
 
-    def trigger(self, config: dict, n_images: int = 1, rate_hz: float = TRIGGER_RATE_HZ) -> dict:
+    def settings(self, config: dict, frame_period: float | None, exposure_time: float | None) -> dict:
+        """Set the frame period (s; the rate ``1 / frame_period``) and exposure time (s) of the simulated detector,
+        as a controller sets a real one's ``period`` and ``exptime``. A free-running simulator sends on at the
+        new rate (restarted, frame numbers counting on); software triggers without a rate use it."""
+        if frame_period is not None and not 1 / 10_000 <= frame_period <= MAX_FRAME_PERIOD_S:
+            raise AdminError(f"frame_period must be within 0.0001 … {MAX_FRAME_PERIOD_S} s, not {frame_period}")
+        if exposure_time is not None and not 0 < exposure_time <= MAX_FRAME_PERIOD_S:
+            raise AdminError(f"exposure_time must be within 0 … {MAX_FRAME_PERIOD_S} s, not {exposure_time}")
+        period = frame_period if frame_period is not None else self.frame_period
+        if exposure_time is not None and period is not None and exposure_time > period:
+            raise AdminError(f"exposure_time {exposure_time} s is longer than the frame period {period} s")
+        with self._lock:
+            self.exposure_time = exposure_time if exposure_time is not None else self.exposure_time
+            if frame_period is None or frame_period == self.frame_period:
+                return self._status_locked()
+            self.frame_period = frame_period
+            running = self._detector
+            if running is None or not running.running:
+                return self._status_locked()
+            running.stop()
+            left = 0 if running.n_images == 0 else running.n_images - running.live_counters()["frames_sent"]
+            if running.n_images and left <= 0:
+                return self._status_locked()
+            self._detector = SimulatedDetector(
+                config,
+                rate_hz=1 / frame_period,
+                n_images=left,
+                first_frame=running.first_frame + running.live_counters()["frames_sent"],
+                host=self._host,
+                content=running.content,
+            )
+            self._detector.start()
+            return self._status_locked()
+
+    def trigger(self, config: dict, n_images: int = 1, rate_hz: float | None = None) -> dict:
         """Software trigger: send exactly ``n_images`` frames now (consecutive frame numbers, at ``rate_hz``),
         then return.
 
@@ -69,6 +110,8 @@ class BuiltInSimulator:
         """
         if isinstance(n_images, bool) or not isinstance(n_images, int) or not 1 <= n_images <= MAX_TRIGGER_IMAGES:
             raise AdminError(f"n_images must be an integer within 1 … {MAX_TRIGGER_IMAGES}, not {n_images!r}")
+        if rate_hz is None:
+            rate_hz = TRIGGER_RATE_HZ if self.frame_period is None else 1 / self.frame_period
         if isinstance(rate_hz, bool) or not isinstance(rate_hz, int | float) or not 0 < rate_hz <= 10_000:
             raise AdminError(f"rate_hz must be a number within 0 … 10000, not {rate_hz!r}")
         with self._lock:
@@ -114,8 +157,9 @@ class BuiltInSimulator:
     def _status_locked(self) -> dict:
         detector = self._detector
         idle = "ARMED" if self._armed else "STOPPED"  # ARMED: waits for software triggers
+        settings = {"frame_period": self.frame_period, "exposure_time": self.exposure_time}
         if detector is None:
-            return {
+            return settings | {
                 "state": idle,
                 "rate_hz": None,
                 "n_images": None,
@@ -124,7 +168,7 @@ class BuiltInSimulator:
                 "error": None,
             }
         counters = detector.live_counters()
-        return {
+        return settings | {
             "state": "RUNNING" if detector.running else idle,
             "rate_hz": detector.rate_hz,
             "n_images": detector.n_images,

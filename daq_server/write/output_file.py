@@ -142,6 +142,49 @@ def open_folder(target: OutputPath, uid: int) -> Iterator[int]:
         os.close(fd)
 
 
+def make_folders(target: OutputPath, n_folders: int, uid: int) -> None:
+    """Create the last ``n_folders`` folders of ``target``'s path that do not exist yet, as ``uid``, each in
+    its parent reached from the data root without following links (ophyd-async's ``create_dir_depth``).
+
+    OutputPathError if ``n_folders`` reaches up to the data root or above it (folders are made only inside
+    it), or a folder cannot be made."""
+    if n_folders > len(target.folders):
+        raise OutputPathError(
+            f"create_folders is {n_folders}, but only {len(target.folders)} folder(s) of {target.folder} lie "
+            f"inside the data root {target.root}; folders are created only inside it"
+        )
+    first_new = len(target.folders) - n_folders
+    try:
+        fd = os.open(target.root, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+    except OSError as error:
+        raise OutputPathError(f"The data root {target.root} cannot be opened: {error.strerror}") from None
+    try:
+        where = target.root
+        with as_file_user(uid):
+            for index, name in enumerate(target.folders):
+                where = os.path.join(where, name)
+                if index >= first_new:
+                    try:
+                        os.mkdir(name, dir_fd=fd)
+                    except FileExistsError:
+                        pass
+                    except OSError as error:
+                        who = f"User id {uid}" if uid > 0 else "The server"
+                        raise OutputPathError(f"{who} cannot create the folder {where}: {error.strerror}") from None
+                try:
+                    child = os.open(name, _DIR_FLAGS, dir_fd=fd)
+                except OSError as error:
+                    if error.errno == errno.ENOTDIR and _is_link(name, fd):
+                        error = OSError(errno.ELOOP, "is a symbolic link")
+                    raise _folder_error(error, where, uid) from None
+                os.close(fd)
+                fd = child
+    except FileOwnerError as error:
+        raise OutputPathError(str(error)) from None
+    finally:
+        os.close(fd)
+
+
 def _refuse_if_taken(target: OutputPath, folder: int) -> None:
     """OutputPathError if anything (a file, a link) has ``target``'s name in ``folder`` already."""
     try:

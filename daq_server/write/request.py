@@ -24,10 +24,18 @@ from daq_server.config import DaqConfig
 from daq_server.pipeline.jungfrau_conversion import ConversionSpec
 from daq_server.pipeline.pedestal import MAX_FRAMES as MAX_PEDESTAL_FRAMES
 from daq_server.write.nxmx import REQUEST_FIELDS as NEXUS_FIELDS
-from daq_server.write.output_file import MAX_PATH_BYTES, OutputPath, OutputPathError, check_creatable, split_output_path
+from daq_server.write.output_file import (
+    MAX_PATH_BYTES,
+    OutputPath,
+    OutputPathError,
+    check_creatable,
+    make_folders,
+    split_output_path,
+)
 
 MAX_N_IMAGES = 2**31 - 1
 MAX_RUN_ID = 2**63 - 1
+MAX_CREATE_FOLDERS = 32
 
 
 class RequestError(ValueError):
@@ -173,6 +181,16 @@ class _WriteRequestCore(BaseModel):
     """Write only the images that ``POST /writer/trigger`` asks for (honest step scans)."""
     run: RunIdentity | None = None
     """The bluesky run: ``{"uid", "scan_id", "plan_name", "metadata": {key: value}}`` (all optional)."""
+    create_folders: Annotated[
+        int,
+        Field(
+            ge=0,
+            le=MAX_CREATE_FOLDERS,
+            description="Create this many folders at the end of output_file's folder path if they do not exist "
+            "(as writer_user_id, inside the data root only; ophyd-async's create_dir_depth). Default 0: the "
+            "folder must exist.",
+        ),
+    ] = 0
     image_statistics: Annotated[
         StrictBool,
         Field(
@@ -195,7 +213,7 @@ class _WriteRequestCore(BaseModel):
         Field(description="Write the raw gain-switching words although the config asks for a conversion."),
     ] = False
 
-    @field_validator("n_images", "run_id", mode="before")
+    @field_validator("n_images", "run_id", "create_folders", mode="before")
     @classmethod
     def _no_bool(cls, value: object) -> object:
         if isinstance(value, bool):
@@ -250,16 +268,18 @@ def parse_write_request(body: object, data_root: Path, writer_user_id: int) -> W
         raise RequestError(str(error)) from None
     if not PurePath(output.name).suffix or output_file.endswith("/"):
         raise RequestError(f"output_file must name a file with an extension (e.g. .h5), not '{output_file}'")
-    try:
-        check_creatable(output, writer_user_id)
-    except OutputPathError as error:
-        raise RequestError(str(error)) from None
     if parsed.pedestal and (parsed.gated or parsed.raw or parsed.image_statistics):
         raise RequestError(
             "A pedestal acquisition takes every dark frame: it cannot be gated, raw or give image statistics"
         )
     if parsed.pedestal and parsed.n_images > MAX_PEDESTAL_FRAMES:
         raise RequestError(f"A pedestal takes at most {MAX_PEDESTAL_FRAMES} frames, not {parsed.n_images}")
+    try:
+        if parsed.create_folders:  # last: a request refused for anything else creates no folder
+            make_folders(output, parsed.create_folders, writer_user_id)
+        check_creatable(output, writer_user_id)
+    except OutputPathError as error:
+        raise RequestError(str(error)) from None
     return WriteRequest(
         output=output,
         n_images=parsed.n_images,
@@ -271,3 +291,39 @@ def parse_write_request(body: object, data_root: Path, writer_user_id: int) -> W
         pedestal=parsed.pedestal,
         raw=parsed.raw,
     )
+
+
+class StopRequestBody(BaseModel):
+    """The JSON body of ``POST /writer/stop`` (optional; an empty body stops as always)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    n_images: (
+        Annotated[
+            int,
+            Field(
+                ge=1,
+                le=MAX_N_IMAGES,
+                strict=True,
+                description="The plan that ran the acquisition ended after this many images: once the file holds "
+                "exactly them the acquisition is 'Completed.' with n_images = N, else 'Interrupted.'.",
+            ),
+        ]
+        | None
+    ) = None
+
+
+def stop_request_images(body: object) -> int | None:
+    """The ``n_images`` of a ``POST /writer/stop`` body (None: a plain stop); RequestError for a bad body."""
+    if body is None:
+        return None
+    if not isinstance(body, dict):
+        raise RequestError('The stop request is empty or a JSON object {"n_images": N}')
+    try:
+        return StopRequestBody.model_validate(body).n_images
+    except ValidationError as error:
+        item = error.errors()[0]
+        if item["type"] == "extra_forbidden":
+            raise RequestError(f"Unknown field(s) in the stop request: {str(item['loc'][0])[:200]}") from None
+        value = str(item.get("input"))[:40]
+        raise RequestError(f"n_images of a stop must be an integer within 1 … {MAX_N_IMAGES}, not {value}") from None

@@ -41,7 +41,7 @@ class DaqBackend(Protocol):
         """Start an acquisition and answer when it has ended."""
         ...
 
-    def stop_writer(self) -> dict:
+    def stop_writer(self, body: object = None) -> dict:
         """Stop the running acquisition (always allowed); the status after."""
         ...
 

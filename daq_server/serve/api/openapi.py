@@ -16,8 +16,8 @@ from pydantic import BaseModel
 from daq_server import __version__
 from daq_server.config import DaqConfig
 from daq_server.serve.api.gate import WriterTriggerBody
-from daq_server.serve.api.simulation import SimulationStartBody, SimulationTriggerBody
-from daq_server.write.request import WriteRequestBody
+from daq_server.serve.api.simulation import SimulationSettingsBody, SimulationStartBody, SimulationTriggerBody
+from daq_server.write.request import StopRequestBody, WriteRequestBody
 
 blueprint = Blueprint("openapi", __name__)
 REF = "#/components/schemas/{model}"
@@ -72,7 +72,7 @@ OPERATIONS: dict[str, dict[str, dict]] = {
     "/writer/status": {"get": _op("Writer and acquisition status", "writer")},
     "/writer/write_async": {"post": _op("Start an acquisition; answer at once", "writer", "WriteRequestBody")},
     "/writer/write_sync": {"post": _op("Start an acquisition; answer when it ends", "writer", "WriteRequestBody")},
-    "/writer/stop": {"post": _op("Stop the acquisition (always allowed)", "writer")},
+    "/writer/stop": {"post": _op("Stop the acquisition (always allowed)", "writer", "StopRequestBody")},
     "/writer/trigger": {
         "post": _op("Software trigger of a gated acquisition: write the next images", "writer", "WriterTriggerBody")
     },
@@ -97,6 +97,9 @@ OPERATIONS: dict[str, dict[str, dict]] = {
     "/simulation/start": {"post": _op("Start the built-in simulated detector", "simulator", "SimulationStartBody")},
     "/simulation/stop": {"post": _op("Stop the built-in simulated detector", "simulator")},
     "/simulation/trigger": {"post": _op("Send frames now (software trigger)", "simulator", "SimulationTriggerBody")},
+    "/simulation/settings": {
+        "post": _op("Frame period and exposure time of the simulated detector", "simulator", "SimulationSettingsBody")
+    },
     "/openapi.json": {
         "get": {"summary": "This description", "security": [], "responses": {"200": {"description": "OpenAPI"}}}
     },
@@ -112,6 +115,8 @@ def openapi_document() -> dict:
         (WriteRequestBody, False, "WriteRequestBody"),
         (SimulationStartBody, False, "SimulationStartBody"),
         (SimulationTriggerBody, False, "SimulationTriggerBody"),
+        (SimulationSettingsBody, False, "SimulationSettingsBody"),
+        (StopRequestBody, False, "StopRequestBody"),
         (WriterTriggerBody, False, "WriterTriggerBody"),
     ):
         schema, definitions = _schema(model, partial)

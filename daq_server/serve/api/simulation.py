@@ -2,7 +2,8 @@
 
 ``GET /simulation/status`` reads; ``POST /simulation/start`` with a JSON body
 ``{"rate_hz": 100, "n_images": 0, "content": "ramp", "trigger_mode": "free"}`` (all optional; n_images 0:
-until stopped; also as query parameters), ``POST /simulation/trigger`` and ``POST /simulation/stop``
+until stopped; also as query parameters), ``POST /simulation/settings`` with ``{"frame_period": s,
+"exposure_time": s}`` (a controller's period and exptime), ``POST /simulation/trigger`` and ``POST /simulation/stop``
 change state (they were GET in the original API: a GET never
 changes anything here).
 """
@@ -45,8 +46,19 @@ class SimulationTriggerBody(BaseModel):
 
     n_images: Annotated[int, Field(ge=1, le=100_000, strict=True)] = 1
     """Frames to send for this trigger."""
-    rate_hz: Annotated[float, Field(gt=0, le=10_000, allow_inf_nan=False)] = 100.0
-    """Their rate."""
+    rate_hz: Annotated[float, Field(gt=0, le=10_000, allow_inf_nan=False)] | None = None
+    """Their rate (default: ``1 / frame_period`` of the settings, else 100 Hz)."""
+
+
+class SimulationSettingsBody(BaseModel):
+    """The JSON body of ``POST /simulation/settings`` (both optional)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    frame_period: Annotated[float, Field(ge=1e-4, le=1, allow_inf_nan=False)] | None = None
+    """Seconds from one frame to the next (the rate is its inverse)."""
+    exposure_time: Annotated[float, Field(gt=0, le=1, allow_inf_nan=False)] | None = None
+    """Seconds of exposure of each frame (at most the frame period)."""
 
 
 def _body(model: type[BaseModel], route: str, from_query: bool = False) -> BaseModel:
@@ -79,6 +91,13 @@ def start():
     return simulator.start(
         daq_service().get_config(), body.rate_hz, body.n_images, content=body.content, trigger_mode=body.trigger_mode
     )
+
+
+@blueprint.post("/settings")
+@answer("simulator", "Simulated detector settings applied.")
+def settings():
+    body = _body(SimulationSettingsBody, "settings")
+    return daq_service().simulator.settings(daq_service().get_config(), body.frame_period, body.exposure_time)
 
 
 @blueprint.post("/trigger")

@@ -28,4 +28,4 @@ def write_sync():
 @blueprint.post("/stop")
 @answer("writer", "Writer stopped.")
 def stop():
-    return service().stop_writer()
+    return service().stop_writer(json_body())
