@@ -14,6 +14,7 @@ SOURCES = [
     "lz4_runs.c",
     "jungfrau_conversion.c",
     "jungfrau_pedestal.c",
+    "image_results.c",
 ]
 
 ffibuilder = make_builder(
@@ -21,7 +22,7 @@ ffibuilder = make_builder(
     FOLDER,
     "jungfrau_conversion.h",  # first: image_pipeline.h uses its types
     SOURCES,
-    extra_headers=("jungfrau_pedestal.h", "chunk_compression.h", "image_pipeline.h"),
+    extra_headers=("jungfrau_pedestal.h", "chunk_compression.h", "image_results.h", "image_pipeline.h"),
     libraries=("lz4",),
     formats=False,
 )

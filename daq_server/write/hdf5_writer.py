@@ -105,9 +105,11 @@ def has_quarantined_files() -> bool:
 class Hdf5Writer:
     """One open output file; ``write`` one image at a time, then ``close``."""
 
-    def __init__(self, target: WriteTarget, conversion=None):
+    def __init__(self, target: WriteTarget, conversion=None, results=None):
         """``conversion``: the open conversion of a converting acquisition (its ``record`` and ``flags`` go
-        into the file, ``daq_server.write.conversion``)."""
+        into the file, ``daq_server.write.conversion``); ``results``: the acquisition's ``ImageResults``
+        (``/entry/results``, ``daq_server.write.results_file``)."""
+        self._results = results
         self.target = target
         self._conversion = conversion
         self.n_written = 0
@@ -163,7 +165,9 @@ class Hdf5Writer:
 
     def _create_layout(self) -> None:
         """Groups, attributes and the (empty, growing) datasets; nothing may be added once in SWMR mode."""
-        self._datasets: FileDatasets = file_layout.create_layout(self._file, self.target, time.time(), self._conversion)
+        self._datasets: FileDatasets = file_layout.create_layout(
+            self._file, self.target, time.time(), self._conversion, self._results
+        )
         self.images = self._datasets.images
         self._statistics = self._datasets.statistics
 
@@ -213,11 +217,13 @@ class Hdf5Writer:
         n_missing_packets: int,
         receive_time: float,
         chunk: memoryview | bytes | None = None,
+        results: dict | None = None,
     ) -> None:
         """Write the next image and its metadata; DiskFull (nothing written) when no space is left.
 
         ``chunk``: the image already compressed in the dataset's filter format (see
-        daq_server.pipeline.compression), written as it is."""
+        daq_server.pipeline.compression), written as it is; ``results``: the image's results (if the file has
+        ``/entry/results``; None: not computed for this image)."""
         i = self.n_written
         image_bytes = self.target.image_bytes if chunk is None else len(chunk)
         image_bytes += BLOCK  # no system call per image: each grows the file by at most its aligned chunk
@@ -243,6 +249,8 @@ class Hdf5Writer:
             total, top = self._statistics.add(image, missing, self._lost.missing_value)
             self.last_image = {"index": i, "image_id": frame_number, "n_missing_packets": n_missing_packets,
                                "sum": total, "max": top}  # fmt: skip
+        if self._datasets.results is not None:
+            self._datasets.results.add(results)
         self.n_written += 1
         self._size_bound += image_bytes
         if not self._disk.direct:  # with O_DIRECT, no image is in the page cache
@@ -288,6 +296,8 @@ class Hdf5Writer:
                 dataset[start:end] = np.asarray(values, dtype=dataset.dtype)
             if self._statistics is not None:
                 self._statistics.flush(start, end)
+            if self._datasets.results is not None:
+                self._datasets.results.flush(start, end)
             self._lost.flush(self._datasets.lost_pixels, end)
             self._pending.clear()
             self._flushed = end
@@ -341,6 +351,8 @@ class Hdf5Writer:
             os.close(self._fd)
             self._fd = None
         _QUARANTINE.extend([self._file, self._disk, self.images, *self._datasets.per_image.values()])
+        if self._datasets.results is not None:
+            _QUARANTINE.extend(self._datasets.results.datasets)
         if self._statistics is not None:
             _QUARANTINE.extend(self._statistics.datasets)
             self._statistics = None
