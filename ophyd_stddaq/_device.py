@@ -18,6 +18,7 @@ from ._errors import StdDaqAcquisitionError
 from ._fly import DeviceAcquisition, FlyScanMixin
 from ._path_provider import PathProvider, UniqueFilePathProvider
 from ._pedestal import CONVERSION_FIELDS, ConversionSignal
+from ._results import ResultReadings
 from ._signals import DaqConfigSignal, DaqStatusSignal, ImageReferenceSignal, ImageStatisticSignal
 from ._statistics import REQUEST_FIELD, statistics_of
 from ._status import AcquisitionStatus, StatusMonitor
@@ -33,7 +34,7 @@ def _status(path: tuple[str, ...], data_type: str, doc: str) -> Cpt:
     return Cpt(DaqStatusSignal, path=path, data_type=data_type, kind="omitted", doc=doc)
 
 
-class StdDaq(FlyScanMixin, Device):
+class StdDaq(ResultReadings, FlyScanMixin, Device):
     """A std-daq detector DAQ as an ophyd device, for bluesky step scans, fly scans and IPython.
 
     The device talks to the DAQ only through :class:`~std_daq_client.StdDaqClient`.
@@ -270,6 +271,7 @@ class StdDaq(FlyScanMixin, Device):
         staged = super().stage()
         try:
             self._acquisition = self._start()
+            self._stage_results(self._daq_access.config(max_age=0.2))  # the config's results: readings (_results)
         except BaseException:
             super().unstage()
             raise
@@ -320,6 +322,7 @@ class StdDaq(FlyScanMixin, Device):
         ``index``)."""
         for name, value in statistics_of(acquisition, index).items():
             getattr(self, name).put(value)
+        self._put_results(acquisition, index)
 
     def unstage(self) -> list[Any]:
         """Stop the writer if our acquisition is still running (the file keeps the images written)."""

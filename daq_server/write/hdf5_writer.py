@@ -55,6 +55,7 @@ from daq_server.write.image_statistics import ImageStatistics
 from daq_server.write.output_file import CreatedFile, OutputPathError
 from daq_server.write.pixel_mask import LostPixels
 from daq_server.write.request import WriteTarget
+from daq_server.write.results_file import jsonable
 from daq_server.write.write_behind import WriteBehind
 
 COMPRESSIONS = ("none", "bitshuffle-lz4")
@@ -129,7 +130,8 @@ class Hdf5Writer:
         self._lost = LostPixels(self._dtype)  # the lost pixels of the images that lost packets, for the mask
         self._statistics: ImageStatistics | None = None
         self.last_image: dict | None = None
-        """Index, frame, missing packets, sum and max of the last image written (with image statistics)."""
+        """Index, frame, missing packets, sum and max of the last image written (with image statistics), and its
+        ``results`` (with results in the config)."""
         try:  # created as user_id, no link followed below the data root; HDF5 opens the created file itself
             self._created: CreatedFile = file_layout.create_file(target)
         except LayoutError as error:
@@ -245,12 +247,15 @@ class Hdf5Writer:
             raise
         self._pending.append((frame_number, n_missing_packets, receive_time))
         missing = self._lost.note(i, image) if n_missing_packets else None  # only images that lost packets
-        if self._statistics is not None:
-            total, top = self._statistics.add(image, missing, self._lost.missing_value)
-            self.last_image = {"index": i, "image_id": frame_number, "n_missing_packets": n_missing_packets,
-                               "sum": total, "max": top}  # fmt: skip
-        if self._datasets.results is not None:
-            self._datasets.results.add(results)
+        if self._statistics is not None or self._datasets.results is not None:
+            last = {"index": i, "image_id": frame_number, "n_missing_packets": n_missing_packets}
+            if self._statistics is not None:
+                total, top = self._statistics.add(image, missing, self._lost.missing_value)
+                last |= {"sum": total, "max": top}
+            if self._datasets.results is not None:
+                self._datasets.results.add(results)
+                last["results"] = jsonable(results)
+            self.last_image = last
         self.n_written += 1
         self._size_bound += image_bytes
         if not self._disk.direct:  # with O_DIRECT, no image is in the page cache

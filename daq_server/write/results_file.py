@@ -84,6 +84,24 @@ def open_results(
     return ImageResults(shape, np.dtype(dtype), excluded, radial, rois, spots)
 
 
+def jsonable(results: dict | None) -> dict | None:
+    """An image's results for the status (JSON): lists and floats, None for NaN."""
+    if results is None:
+        return None
+
+    def number(value: float) -> float | None:
+        return float(value) if math.isfinite(value) else None
+
+    out: dict = {}
+    if "radial_profile" in results:
+        out["radial_profile"] = [number(v) for v in results["radial_profile"].tolist()]
+    if "roi_sums" in results:
+        out["roi_sums"] = {name: number(v) for name, v in results["roi_sums"].items()}
+    if "spot_count" in results:
+        out["spot_count"] = int(results["spot_count"])
+    return out
+
+
 def _group(parent: h5py.Group, name: str, nx_class: str) -> h5py.Group:
     group = parent.create_group(name)
     group.attrs["NX_class"] = nx_class
