@@ -87,11 +87,13 @@ def check_against_oracles(path, config: dict, geometry: dict) -> int:
     return compared
 
 
-@pytest.mark.parametrize("compression", ["none", "bitshuffle-lz4"])
-def test_eiger_photons_results_agree_with_numpy_pyfai_and_scipy(tmp_path, compression):
+@pytest.mark.parametrize(("compression", "writers"), [("none", 1), ("bitshuffle-lz4", 1), ("none", 2)])
+def test_eiger_photons_results_agree_with_numpy_pyfai_and_scipy(tmp_path, compression, writers):
+    """With 2 writer processes, the master file joins the parts' results as it joins their images."""
     config = example_configs.eiger_config(16, free_udp_ports(4), "EG-results")
     config["results"] = results_config(tmp_path, (config["image_pixel_height"], config["image_pixel_width"]))
-    daq = RunningDaq(tmp_path / "server", config, extra_args=["--compression", compression]).start()
+    args = ["--compression", compression, "--writer-processes", str(writers)]
+    daq = RunningDaq(tmp_path / "server", config, extra_args=args).start()
     try:
         status, output = daq.acquire(
             "results.h5", 12, GEOMETRY, content="photons", seed=3, loss=0.003, first_frame=1, rate_hz=50
@@ -99,6 +101,7 @@ def test_eiger_photons_results_agree_with_numpy_pyfai_and_scipy(tmp_path, compre
         assert status["acquisition"]["state"] == "FINISHED", status
         with h5py.File(output, "r") as f:
             assert f["entry/data/n_missing_packets"][:].any(), "lost packets: their pixels are left out"
+            assert ("parts" in f["entry"].attrs) == (writers > 1)
         assert check_against_oracles(output, config, GEOMETRY) > 12 * 75
     finally:
         daq.stop()

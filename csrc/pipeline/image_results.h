@@ -15,15 +15,11 @@
 #define IR_U32 2
 #define IR_F32 3
 
-/* bin_of values that are not a bin: a pixel outside the profile's range, a masked pixel (left out of
- * every result). */
-#define IR_OUTSIDE -1
-#define IR_MASKED -2
-
 typedef struct ir_tables {
     uint64_t height, width;
     int pixel_type;           /* IR_U8 .. IR_F32 */
-    const int32_t *bin_of;    /* per pixel: its radial bin, IR_OUTSIDE or IR_MASKED */
+    const int32_t *bin_of;    /* per pixel: its radial bin (0 .. n_bins - 1), n_bins: outside the profile's
+                                 range, n_bins + 1: masked (left out of every result) */
     int n_bins;               /* 0: no radial profile */
     const uint64_t *roi_runs; /* n_runs triples (first pixel, pixels, roi), masked pixels already left out */
     uint64_t n_runs;
@@ -36,8 +32,7 @@ typedef struct ir_tables {
 typedef struct ir_scratch ir_scratch;
 
 /* Doubles one image's results take: the profile (n_bins means, NaN where no pixel counted), the ROI sums
- * (n_rois), the spot count, the image's no-data pixels
- * outside the mask (NaN with neither a profile nor spots). */
+ * (n_rois), the spot count. */
 uint64_t ir_n_values(const ir_tables *tables);
 
 /* Scratch of one thread (NULL: out of memory). */

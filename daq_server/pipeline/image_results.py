@@ -58,14 +58,14 @@ def radial_positions(shape: tuple[int, int], geometry: RadialGeometry, unit: str
 
 
 def radial_bins(positions: np.ndarray, excluded: np.ndarray, n_bins: int) -> tuple[np.ndarray, np.ndarray]:
-    """(bin of every pixel, or IR_OUTSIDE; the ``n_bins + 1`` edges): equal bins from the smallest to the
+    """(bin of every pixel, or ``n_bins``: outside; the ``n_bins + 1`` edges): equal bins from the smallest to the
     largest position of the pixels not ``excluded``, the largest one inside the last bin."""
     kept = positions[~excluded]
     low, high = (float(kept.min()), float(kept.max())) if kept.size else (0.0, 1.0)
     high = high + max(abs(high), 1.0) * 1e-9  # the largest position falls inside the last bin
     edges = np.linspace(low, high, n_bins + 1)
     bins = np.floor((positions - low) / (high - low) * n_bins).astype(np.int64)
-    bins[(bins < 0) | (bins >= n_bins)] = lib.IR_OUTSIDE
+    bins[(bins < 0) | (bins >= n_bins)] = n_bins
     return bins.astype(np.int32), edges
 
 
@@ -125,7 +125,8 @@ class ImageResults:
         self.roi_names = list(rois or {})
         self.radial = radial
         self.spots = spots
-        bin_of = np.full(self.shape, lib.IR_OUTSIDE, dtype=np.int32)
+        n_bins = radial[2] if radial is not None else 0
+        bin_of = np.full(self.shape, n_bins, dtype=np.int32)  # outside the profile's range
         self.axis: np.ndarray | None = None
         """The centres of the radial bins (their ``edges``: ``n_bins + 1``)."""
         self.edges: np.ndarray | None = None
@@ -134,8 +135,8 @@ class ImageResults:
             geometry, unit, n_bins = radial
             bin_of, edges = radial_bins(radial_positions(self.shape, geometry, unit), excluded, n_bins)
             self.edges, self.axis = edges, (edges[:-1] + edges[1:]) / 2
-            self.bin_pixels = np.bincount(bin_of[~excluded & (bin_of >= 0)], minlength=n_bins)
-        bin_of[excluded] = lib.IR_MASKED
+            self.bin_pixels = np.bincount(bin_of[~excluded & (bin_of < n_bins)], minlength=n_bins)
+        bin_of[excluded] = n_bins + 1  # masked: left out of every result
         self._bin_of = np.ascontiguousarray(bin_of)
         self._runs = np.ascontiguousarray(roi_runs([rois[name] for name in self.roi_names], excluded))
         self.tables = ffi.new("ir_tables *")
@@ -143,7 +144,7 @@ class ImageResults:
         t.height, t.width = self.shape
         t.pixel_type = PIXEL_TYPES[dtype]
         t.bin_of = ffi.from_buffer("int32_t[]", self._bin_of)
-        t.n_bins = radial[2] if radial is not None else 0
+        t.n_bins = n_bins
         t.roi_runs = ffi.from_buffer("uint64_t[]", self._runs)
         t.n_runs = len(self._runs)
         t.n_rois = len(self.roi_names)

@@ -33,7 +33,7 @@ import numpy as np
 from daq_server import __version__
 from daq_server.config import as_dict
 from daq_server.receive.image_source import RECEIVER_COUNTERS
-from daq_server.write import nxmx
+from daq_server.write import nxmx, results_file
 from daq_server.write.image_statistics import ImageStatistics
 from daq_server.write.output_file import (
     CreatedFile,
@@ -230,6 +230,7 @@ def write_writers_master(
     LayoutError if a part cannot be read (the message names it)."""
     joined = (*PER_IMAGE, *STATISTICS)
     columns: list[dict[str, np.ndarray]] = []
+    results: list[dict | None] = []
     counts = []
     for part in parts:
         try:
@@ -238,6 +239,7 @@ def write_writers_master(
                 n = min(data["data"].shape[0], data["image_id"].shape[0])
                 counts.append(n)
                 columns.append({key: data[key][:n] for key in joined if key in data})
+                results.append(results_file.read_part(f, n))
         except (OSError, KeyError, OutputPathError) as error:
             raise LayoutError(f"part file {part.output.path} cannot be read: {error}") from None
     n_parts = len(parts)
@@ -277,6 +279,7 @@ def write_writers_master(
                     values[i::n_parts] = c[key][: len(range(i, total, n_parts))]
                 data.create_dataset(key, data=values)
                 data[key].attrs.update(PER_IMAGE.get(key, (None, {}))[1])
+        results_file.write_joined(entry, results, total)
         nxmx.build(f, images, config, target.request, stop)
         nxmx.finish(entry, stop)
     try:

@@ -178,3 +178,41 @@ class ResultsDatasets:
     @property
     def datasets(self) -> list[h5py.Dataset]:
         return list(self.columns.values())
+
+
+def read_part(file: h5py.File, n: int) -> dict | None:
+    """``/entry/results`` of a writer process's part file holding ``n`` images: {path: (values, attributes,
+    per image)} of its datasets and {path: attributes} of its groups, for :func:`write_joined`; None without."""
+    if GROUP not in file:
+        return None
+    datasets: dict = {}
+    groups = {"": dict(file[GROUP].attrs)}
+
+    def visit(name: str, item) -> None:
+        if isinstance(item, h5py.Group):
+            groups[name] = dict(item.attrs)
+        else:
+            per_image = item.maxshape[0] is None
+            datasets[name] = (item[:n] if per_image else item[()], dict(item.attrs), per_image)
+
+    file[GROUP].visititems(visit)
+    return {"datasets": datasets, "groups": groups}
+
+
+def write_joined(entry: h5py.Group, parts: list[dict | None], total: int) -> None:
+    """``/entry/results`` of the master over writer processes: image *k* of part *k mod n* is row *k*; the
+    constant datasets (axis, edges) of the first part."""
+    if not parts or any(part is None for part in parts):
+        return
+    n_parts, first = len(parts), parts[0]
+    for name, attributes in sorted(first["groups"].items()):
+        group = entry.require_group("results" + (f"/{name}" if name else ""))
+        group.attrs.update(attributes)
+    for name, (values, attributes, per_image) in first["datasets"].items():
+        if per_image:
+            joined = np.empty((total, *values.shape[1:]), dtype=values.dtype)
+            for i, part in enumerate(parts):
+                joined[i::n_parts] = part["datasets"][name][0][: len(range(i, total, n_parts))]
+            values = joined
+        dataset = entry["results"].create_dataset(name, data=values)
+        dataset.attrs.update(attributes)
