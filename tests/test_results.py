@@ -177,3 +177,44 @@ def test_a_request_without_the_geometry_the_profile_needs_is_refused(daq):
     assert status["acquisition"]["state"] == "FINISHED"
     with h5py.File(written, "r") as f:
         assert f["entry/results/radial_profile/intensity"].shape == (2, 10)
+
+
+@pytest.mark.parametrize("dtype", [np.uint8, np.uint16, np.uint32, np.float32])
+@pytest.mark.parametrize("threshold", [-0.5, 2.5, 7])
+def test_the_native_stage_on_every_pixel_type_against_numpy_pyfai_and_scipy(dtype, threshold):
+    """The stage alone (no server) on random images with pixels without data, a mask and diagonal neighbours."""
+    from daq_server.pipeline.image_results import ImageResults, RadialGeometry, rectangle
+
+    rng = np.random.default_rng(int(threshold * 10) + 10 + np.dtype(dtype).itemsize)
+    shape = (120, 200)
+    image = rng.poisson(3, shape).astype(dtype)
+    if np.dtype(dtype).kind == "f":
+        image += rng.random(shape, dtype=np.float32)
+    no_data = rng.random(shape) < 0.01
+    image[no_data] = np.nan if np.dtype(dtype).kind == "f" else np.iinfo(dtype).max
+    image[10, 10] = image[11, 11] = 200  # diagonal neighbours: two spots with 4-connectivity
+    excluded = np.zeros(shape, bool)
+    excluded[60:62, :] = excluded[:, 100:103] = True
+    excluded[rng.random(shape) < 0.01] = True
+    pixel = 75e-6
+    geometry = RadialGeometry(80.5, 40.0, pixel, pixel, 0.05, 1.0)
+    rois = {"a": rectangle(shape, 5, 5, 150, 90), "b": rng.random(shape) < 0.3}
+    stage = ImageResults(shape, dtype, excluded, (geometry, "2theta", 30), rois, (threshold, 2))
+    out = stage.compute(image)
+    left_out = excluded | no_data
+    for name, inside in rois.items():
+        expected = image[inside & ~left_out].astype(np.float64).sum()
+        assert out["roi_sums"][name] == pytest.approx(expected, rel=1e-12 if np.dtype(dtype).kind == "f" else 0)
+    labels, _ = scipy.ndimage.label((image > threshold) & ~left_out)
+    assert out["spot_count"] == np.count_nonzero(np.bincount(labels.ravel())[1:] >= 2)
+    integrator = AzimuthalIntegrator(dist=0.05, poni1=40.0 * pixel, poni2=80.5 * pixel, pixel1=pixel, pixel2=pixel,
+                                     wavelength=1e-10)  # fmt: skip
+    oracle = integrator.integrate1d(
+        np.where(no_data, 0, image).astype(np.float64), 30, unit="2th_deg", mask=left_out, correctSolidAngle=False,
+        radial_range=(float(stage.edges[0]), float(stage.edges[-1])), polarization_factor=None,
+        method=("no", "histogram", "cython"),
+    )  # fmt: skip
+    enough = oracle.count >= 50
+    assert enough.sum() > 15
+    relative = np.abs(out["radial_profile"][enough] - oracle.intensity[enough]) / oracle.intensity[enough]
+    assert relative.max() < 0.005
