@@ -7,15 +7,8 @@ sys.path.insert(0, str(Path(__file__).parent))
 from _cdef import make_builder  # noqa: E402
 
 FOLDER = "pipeline"
-SOURCES = [
-    "image_pipeline.c",
-    "chunk_compression.c",
-    "bitshuffle.c",
-    "lz4_runs.c",
-    "jungfrau_conversion.c",
-    "jungfrau_pedestal.c",
-    "image_results.c",
-]
+SOURCES = ["image_pipeline.c", "jungfrau_conversion.c", "jungfrau_pedestal.c", "image_results.c"]  # the pool, stages
+SOURCES += ["chunk_compression.c", "bitshuffle.c", "lz4_runs.c"]  # the compress stage: bitshuffle+LZ4
 
 ffibuilder = make_builder(
     "daq_server.pipeline._pipeline",

@@ -4,17 +4,18 @@ equal to the file's /entry/results rows of the event's image and to numpy's ROI 
 ophyd-async fly scan declares the file's results datasets as StreamResources."""
 
 import math
+from contextlib import contextmanager
 
 import bluesky.plan_stubs as bps
 import h5py
 import matplotlib
 import numpy as np
 import pytest
-from bluesky.callbacks.best_effort import BestEffortCallback
 from bluesky.plans import count
 from conftest import RunningDaq, jungfrau_config
 from ophyd_async.core import StaticPathProvider, TriggerInfo, UUIDFilenameProvider
 from ophyd_async.plan_stubs import ensure_connected
+from test_ophyd_statistics import table  # noqa: F401 - the BestEffortCallback fixture
 
 from ophyd_stddaq import StdDaq, StdDaqDetector
 from ophyd_stddaq._results import ResultKeys
@@ -28,21 +29,26 @@ RESULTS = {"rois": {"roi0": ROI}, "radial_profile": {"bins": 40, "unit": "2theta
 @pytest.fixture
 def daq1(tmp_path):
     """A 1-module Jungfrau with results and a beamline distance in its config, sending photon-like images."""
-    config = jungfrau_config(1) | {"results": RESULTS, "nexus": {"detector_distance": 60.0}}
-    running = RunningDaq(tmp_path, config).start()
-    sender = running.simulator(content="photons", first_frame=1)
-    sender.start()
-    yield running
-    sender.stop()
-    running.stop()
+    daq = RunningDaq(tmp_path, jungfrau_config(1) | {"results": RESULTS, "nexus": {"detector_distance": 60.0}})
+    with running(daq.start()) as started, sending(started.simulator(content="photons", first_frame=1)):
+        yield started
 
 
-@pytest.fixture
-def table(RE):
-    bec = BestEffortCallback()
-    bec.disable_plots()
-    RE.subscribe(bec)
-    return bec
+@contextmanager
+def running(daq: RunningDaq):
+    try:
+        yield daq
+    finally:
+        daq.stop()
+
+
+@contextmanager
+def sending(detector):
+    detector.start()
+    try:
+        yield detector
+    finally:
+        detector.stop()
 
 
 def file_results(path: str, indices: list[int]) -> tuple[list[float], np.ndarray, list[int], list[float]]:
@@ -60,35 +66,26 @@ def file_results(path: str, indices: list[int]) -> tuple[list[float], np.ndarray
     return rois, profiles, spots, [float(i[inside & ~mask & (i != 0xFFFF)].sum()) for i in images]
 
 
-def test_ophyd_v1_count_events_carry_their_results(daq1, RE, documents, table, capsys):
-    det = StdDaq(daq1.url, name="daq", directory=str(daq1.data_root), wait_timeout=60)
+@pytest.mark.usefixtures("table")
+@pytest.mark.parametrize("kind", ["ophyd", "ophyd-async"])
+def test_count_events_carry_their_results(daq1, RE, documents, capsys, kind):
+    if kind == "ophyd":
+        det, sep = StdDaq(daq1.url, name="daq", directory=str(daq1.data_root), wait_timeout=60), "_"
+    else:
+        det, sep = StdDaqDetector(daq1.url, StaticPathProvider(UUIDFilenameProvider(), daq1.data_root), name="daq"), "-"
+        RE(ensure_connected(det))
     RE(count([det], num=3))
     descriptor = next(d for n, d in documents if n == "descriptor")
-    assert "daq_roi0_sum" in descriptor["hints"]["daq"]["fields"]
-    assert descriptor["data_keys"]["daq_radial_profile"]["shape"] == [40]
+    assert f"daq{sep}roi0_sum" in descriptor["hints"]["daq"]["fields"]
+    assert descriptor["data_keys"][f"daq{sep}radial_profile"]["shape"] == [40]
     events = [d for n, d in documents if n == "event"]
     rois, profiles, spots, numpy_rois = file_results(det.last_output_file, [0, 1, 2])
-    assert [e["data"]["daq_roi0_sum"] for e in events] == rois == numpy_rois
-    assert [e["data"]["daq_spot_count"] for e in events] == spots
+    assert [e["data"][f"daq{sep}roi0_sum"] for e in events] == rois == numpy_rois
+    assert [e["data"][f"daq{sep}spot_count"] for e in events] == spots
     for event, row in zip(events, profiles, strict=True):
-        assert np.array_equal(np.asarray(event["data"]["daq_radial_profile"], float), row, equal_nan=True)
+        assert np.array_equal(np.asarray(event["data"][f"daq{sep}radial_profile"], float), row, equal_nan=True)
     assert len(set(rois)) > 1, "the images differ"
-    assert "daq_roi0_sum" in capsys.readouterr().out  # a column of the table
-
-
-def test_ophyd_async_step_scan_events_carry_their_results(daq1, RE, documents, table):
-    det = StdDaqDetector(daq1.url, StaticPathProvider(UUIDFilenameProvider(), daq1.data_root), name="adaq")
-    RE(ensure_connected(det))
-    RE(count([det], num=3))
-    descriptor = next(d for n, d in documents if n == "descriptor")
-    assert "adaq-roi0_sum" in descriptor["hints"]["adaq"]["fields"]
-    assert descriptor["data_keys"]["adaq-radial_profile"]["shape"] == [40]
-    events = [d for n, d in documents if n == "event"]
-    rois, profiles, spots, numpy_rois = file_results(det.last_output_file, [0, 1, 2])
-    assert [e["data"]["adaq-roi0_sum"] for e in events] == rois == numpy_rois
-    assert [e["data"]["adaq-spot_count"] for e in events] == spots
-    for event, row in zip(events, profiles, strict=True):
-        assert np.array_equal(np.asarray(event["data"]["adaq-radial_profile"], float), row, equal_nan=True)
+    assert f"daq{sep}roi0_sum" in capsys.readouterr().out  # a column of the table
 
 
 def test_ophyd_async_fly_scan_declares_the_results_datasets(daq1, RE, documents):
