@@ -54,7 +54,7 @@ class RadialProfileConfig(BaseModel):
     """The radial profile of every image: ``bins`` equal bins in q (1/nm) or 2θ (deg)."""
 
     model_config = ConfigDict(extra="forbid")
-    bins: Annotated[int, Field(ge=1, le=100_000)] = 200
+    bins: Annotated[int, Field(ge=1, le=65_534)] = 200
     unit: Literal["q", "2theta"] = "q"
 
 

@@ -52,7 +52,7 @@ ir_scratch *ir_scratch_new(const ir_tables *t)
         return NULL;
     }
     for (uint64_t i = 0; i < t->height * t->width; i++)
-        if (t->bin_of[i] >= 0 && t->bin_of[i] < t->n_bins) s->pixels[t->bin_of[i]]++;
+        if (t->bin_of[i] < t->n_bins) s->pixels[t->bin_of[i]]++;
     return s;
 }
 
@@ -137,18 +137,18 @@ static void close_run(ir_scratch *s, uint32_t start, uint32_t end, const run *ab
     static void pass_##type(const ir_tables *t, const type *image, ir_scratch *s, acc *sums, uint64_t *lacking)    \
     {                                                                                                              \
         const uint64_t stride = (uint64_t)t->n_bins + 2, width = t->width;                                        \
-        const int32_t masked = t->n_bins + 1;                                                                      \
+        const uint16_t masked = (uint16_t)(t->n_bins + 1);                                                         \
         const type threshold = limit;                                                                              \
         const int all_above = t->spots && t->threshold < 0 && (type)-1 > 0; /* unsigned: all pixels are above */ \
         uint64_t n_above = 0;                                                                                      \
         int current = 0;                                                                                           \
         for (uint64_t y = 0; y < t->height; y++) {                                                                 \
             const type *line = image + y * width;                                                                  \
-            const int32_t *bins = t->bin_of + y * width;                                                           \
+            const uint16_t *bins = t->bin_of + y * width;                                                          \
             if (t->n_bins > 0)                                                                                     \
                 for (uint64_t x = 0; x < width; x++) {                                                             \
                     const type v = line[x];                                                                        \
-                    const int32_t b = bins[x];                                                                     \
+                    const uint16_t b = bins[x];                                                                    \
                     if (add) sums[(x & (COPIES - 1)) * stride + b] += (acc)v;                                      \
                     if (no_data) lacking[b]++;                                                                     \
                 }                                                                                                  \

@@ -15,12 +15,15 @@
 #define IR_U32 2
 #define IR_F32 3
 
+/* Bins of a radial profile at most (bin_of is uint16, with two values that are not bins). */
+#define IR_MAX_BINS 65534
+
 typedef struct ir_tables {
     uint64_t height, width;
     int pixel_type;           /* IR_U8 .. IR_F32 */
-    const int32_t *bin_of;    /* per pixel: its radial bin (0 .. n_bins - 1), n_bins: outside the profile's
+    const uint16_t *bin_of;   /* per pixel: its radial bin (0 .. n_bins - 1), n_bins: outside the profile's
                                  range, n_bins + 1: masked (left out of every result) */
-    int n_bins;               /* 0: no radial profile */
+    int n_bins;               /* 0: no radial profile; at most IR_MAX_BINS */
     const uint64_t *roi_runs; /* n_runs triples (first pixel, pixels, roi), masked pixels already left out */
     uint64_t n_runs;
     int n_rois;

@@ -66,7 +66,7 @@ def radial_bins(positions: np.ndarray, excluded: np.ndarray, n_bins: int) -> tup
     edges = np.linspace(low, high, n_bins + 1)
     bins = np.floor((positions - low) / (high - low) * n_bins).astype(np.int64)
     bins[(bins < 0) | (bins >= n_bins)] = n_bins
-    return bins.astype(np.int32), edges
+    return bins.astype(np.uint16), edges
 
 
 def roi_runs(rois: list[np.ndarray], excluded: np.ndarray) -> np.ndarray:
@@ -118,6 +118,8 @@ class ImageResults:
         spots: tuple[float, int] | None = None,
     ):
         dtype = np.dtype(dtype)
+        if radial is not None and not 1 <= radial[2] <= lib.IR_MAX_BINS:
+            raise ValueError(f"a radial profile has 1 to {lib.IR_MAX_BINS} bins, not {radial[2]}")
         if dtype not in PIXEL_TYPES:
             raise ValueError(f"results are computed on images of {', '.join(map(str, PIXEL_TYPES))}, not {dtype}")
         self.shape, self.dtype = (int(shape[0]), int(shape[1])), dtype
@@ -126,7 +128,7 @@ class ImageResults:
         self.radial = radial
         self.spots = spots
         n_bins = radial[2] if radial is not None else 0
-        bin_of = np.full(self.shape, n_bins, dtype=np.int32)  # outside the profile's range
+        bin_of = np.full(self.shape, n_bins, dtype=np.uint16)  # outside the profile's range
         self.axis: np.ndarray | None = None
         """The centres of the radial bins (their ``edges``: ``n_bins + 1``)."""
         self.edges: np.ndarray | None = None
@@ -143,7 +145,7 @@ class ImageResults:
         t = self.tables
         t.height, t.width = self.shape
         t.pixel_type = PIXEL_TYPES[dtype]
-        t.bin_of = ffi.from_buffer("int32_t[]", self._bin_of)
+        t.bin_of = ffi.from_buffer("uint16_t[]", self._bin_of)
         t.n_bins = n_bins
         t.roi_runs = ffi.from_buffer("uint64_t[]", self._runs)
         t.n_runs = len(self._runs)
