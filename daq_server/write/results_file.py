@@ -139,7 +139,9 @@ class ResultsDatasets:
         grow = {"shape": (0,), "maxshape": (None,), "chunks": (chunk,)}
         if results.roi_names:
             sums = _group(group, "roi_sums", "NXdata")
-            sums.attrs.update({"signal": results.roi_names[0], "auxiliary_signals": results.roi_names[1:]})
+            sums.attrs["signal"] = results.roi_names[0]
+            if len(results.roi_names) > 1:
+                sums.attrs["auxiliary_signals"] = results.roi_names[1:]
             for name in results.roi_names:
                 dataset = sums.create_dataset(name, dtype=np.float64, **grow)
                 roi = config.results.rois[name]
