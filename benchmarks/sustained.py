@@ -8,7 +8,9 @@ Every row starts ``std_daq_server`` (with or without ``--compression bitshuffle-
 (``jungfrau-raw`` for Jungfrau, ``photons`` for Eiger) as fast as it can for ``--seconds``, into
 one acquisition writing to ``--dir``. Rows: 1 and 4 Jungfrau modules and one Eiger module (16
 bit), each without and with compression; one Jungfrau module converted to photons and compressed
-(``jungfrau_conversion``, the simulator's gain maps, a pedestal taken first), beside the raw rows;
+(``jungfrau_conversion``, the simulator's gain maps, a pedestal taken first), beside the raw rows; the
+compressed Eiger row again with every per-image result on (``eigerres``: a 200-bin radial profile in q,
+four ROI sums and a spot count, docs/results.rst), offered the rate the compressed Eiger row reached;
 the receiver alone (no acquisition) for 4 Jungfrau
 modules; and a busy machine: a 1 kHz Jungfrau acquisition, and a compressed Eiger one flat out, while
 ``dd ... conv=fdatasync`` writes to the same disk. The same run measures the loopback ceiling (a bare
@@ -121,6 +123,15 @@ def photon_config(folder: Path) -> dict:
     return config | extra
 
 
+def results_config(folder: Path) -> dict:
+    """One Eiger module (16 bit) with every per-image result on, the geometry as beamline defaults."""
+    config = configs.eiger_config(16, free_port(socket.SOCK_DGRAM, 4), "bench")
+    rois = {f"roi{k}": [200 * k, 100, 200 * k + 200, 300] for k in range(4)}
+    nexus = {"detector_distance": 80.0, "incident_wavelength": 1.0, "beam_center_x": 250.5, "beam_center_y": 500.0}
+    results = {"radial_profile": {"bins": 200, "unit": "q"}, "rois": rois, "spots": {"threshold": 5, "min_pixels": 2}}
+    return config | {"nexus": nexus, "results": results}
+
+
 def take_pedestal(server: Server) -> None:
     """A pedestal acquisition from the simulator's pedestal mode (before a converting row)."""
     request = {"output_file": str(server.folder / "pedestal.h5"), "n_images": PEDESTAL_CYCLE, "pedestal": True}
@@ -197,12 +208,14 @@ def main() -> None:
     parser.add_argument("--dir", type=Path, default=Path(tempfile.gettempdir()), help="where the files go")
     parser.add_argument("--compression-threads", type=int, default=0, help="server option (default: its own)")
     parser.add_argument("--writer-processes", type=int, help="server option (default: its own, 1)")
-    parser.add_argument("--rows", default="all", help="comma-separated row names (jf1,jfph,jf4,eiger,rx4,busy) or all")
+    parser.add_argument("--rows", default="all",
+                        help="comma-separated row names (jf1,jfph,jf4,eiger,eigerres,rx4,busy) or all")  # fmt: skip
     args = parser.parse_args()
     if args.writer_processes is not None:
         SERVER_OPTIONS.extend(["--writer-processes", str(args.writer_processes)])
     folder = Path(tempfile.mkdtemp(prefix="std_daq_sustained_", dir=args.dir))
-    wanted = {"jf1", "jfph", "jf4", "eiger", "rx4", "busy"} if args.rows == "all" else set(args.rows.split(","))
+    every = {"jf1", "jfph", "jf4", "eiger", "eigerres", "rx4", "busy"}
+    wanted = every if args.rows == "all" else set(args.rows.split(","))
     ceilings = {JUNGFRAU_PACKET: ceiling(JUNGFRAU_PACKET, 2), EIGER_PACKET: ceiling(EIGER_PACKET, 2)}
     disk = disk_rate(folder, int(min(4 << 30, max(256 << 20, args.seconds * 50e6))))
     s, threads, rows = args.seconds, args.compression_threads, []
@@ -221,6 +234,13 @@ def main() -> None:
             row = run_row("1 x Jungfrau, photons", photon_config(folder), "jungfrau-raw", folder, s, 0,
                           "bitshuffle-lz4", threads, prepare=take_pedestal)  # fmt: skip
             rows.append(row | {"ceiling": ceilings[JUNGFRAU_PACKET]})
+    if "eigerres" in wanted:  # beside the Eiger rows: the compressed one with every per-image result, offered
+        # the rate the compressed row reached without results (flat out if that row did not run)
+        plain = [r for r in rows if r["case"] == "Eiger 16 bit" and r["compression"] == "bitshuffle-lz4"]
+        rate = round(plain[-1]["sent"] / plain[-1]["seconds"]) if plain else 0
+        row = run_row("Eiger 16 bit, results", results_config(folder), "photons", folder, s, rate, "bitshuffle-lz4",
+                      threads)  # fmt: skip
+        rows.append(row | {"ceiling": ceilings[EIGER_PACKET]})
     if "rx4" in wanted:
         config = configs.jungfrau_config(4, free_port(socket.SOCK_DGRAM, 4), "bench")
         row = run_row("4 x Jungfrau, receiver only", config, "jungfrau-raw", folder, s, 0, "none", threads, False)

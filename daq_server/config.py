@@ -14,6 +14,7 @@ import tempfile
 from pathlib import Path
 from typing import Annotated, Literal
 
+import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from daq_server.receive.udp_receiver import MAX_MODULES, check_geometry
@@ -43,6 +44,59 @@ NEXUS_CONFIG_FIELDS: dict[str, tuple[type, str]] = {
 }
 """Optional NXmx facts of the detector config: name -> (type, unit of the value). The detector's own facts, and
 beamline defaults (wavelength, distance, beam centre, sample name) that a write request's values override."""
+
+
+ROI_NAME = r"^[A-Za-z][A-Za-z0-9_.-]{0,63}$"
+MAX_ROIS = 64
+
+
+class RadialProfileConfig(BaseModel):
+    """The radial profile of every image: ``bins`` equal bins in q (1/nm) or 2θ (deg)."""
+
+    model_config = ConfigDict(extra="forbid")
+    bins: Annotated[int, Field(ge=1, le=65_534)] = 200
+    unit: Literal["q", "2theta"] = "q"
+
+
+class SpotsConfig(BaseModel):
+    """The spot count of every image: 4-connected pixels above ``threshold``, at least ``min_pixels`` of them."""
+
+    model_config = ConfigDict(extra="forbid")
+    threshold: Annotated[float, Field(allow_inf_nan=False)]
+    min_pixels: Annotated[int, Field(ge=1, le=1 << 24)] = 1
+
+
+class ResultsConfig(BaseModel):
+    """Per-image results computed in the image pipeline (docs/results.rst); each part optional."""
+
+    model_config = ConfigDict(extra="forbid")
+    radial_profile: RadialProfileConfig | None = None
+    rois: (
+        Annotated[
+            dict[
+                Annotated[str, Field(pattern=ROI_NAME)],
+                tuple[Coordinate, Coordinate, Coordinate, Coordinate] | Annotated[str, Field(max_length=4096)],
+            ],
+            Field(max_length=MAX_ROIS),
+        ]
+        | None
+    ) = None
+    """name -> a rectangle ``[x0, y0, x1, y1]`` (pixels, ends exclusive) or the absolute path of a ``.npy``
+    mask of the image's shape (nonzero: in the ROI)."""
+    spots: SpotsConfig | None = None
+
+
+def roi_mask_file(path: str, shape: tuple[int, int]) -> np.ndarray:
+    """The boolean ROI mask in the ``.npy`` file ``path``; ValueError saying why it does not fit."""
+    if not os.path.isabs(path) or not path.endswith(".npy"):
+        raise ValueError(f"an ROI mask is the absolute path of a .npy file, not {path!r}")
+    try:
+        mask = np.load(path, allow_pickle=False)
+    except (OSError, ValueError) as error:
+        raise ValueError(f"the ROI mask {path} cannot be read: {error}") from None
+    if mask.shape != tuple(shape):
+        raise ValueError(f"the ROI mask {path} is {mask.shape}, the images are {tuple(shape)}")
+    return mask != 0
 
 
 class ConfigError(ValueError):
@@ -113,6 +167,25 @@ class DaqConfig(BaseModel):
             if not os.path.isabs(path):
                 raise ValueError(f"must be absolute paths, not '{path}'")
         return value
+
+    results: ResultsConfig | None = None
+    """Per-image ROI sums, radial profile and spot count (docs/results.rst)."""
+
+    @model_validator(mode="after")
+    def _results_fit(self) -> DaqConfig:
+        shape = (self.image_pixel_height, self.image_pixel_width)
+        for name, roi in ((self.results.rois or {}) if self.results else {}).items():
+            if isinstance(roi, str):
+                try:
+                    roi_mask_file(roi, shape)
+                except ValueError as error:
+                    raise ValueError(f"results.rois.{name}: {error}") from None
+            elif not (0 <= roi[0] < roi[2] <= shape[1] and 0 <= roi[1] < roi[3] <= shape[0]):
+                raise ValueError(
+                    f"results.rois.{name}: [x0, y0, x1, y1] = {list(roi)} must have 0 <= x0 < x1 <= {shape[1]} "
+                    f"and 0 <= y0 < y1 <= {shape[0]} (ends exclusive)"
+                )
+        return self
 
     nexus: Annotated[dict[str, str | float], Field(max_length=32)] | None = None
     """Optional NXmx facts about the detector for the files, e.g. ``{"sensor_thickness": 320}`` (keys and

@@ -18,7 +18,7 @@ from ophyd_async.core import (
     TriggerInfo,
 )
 
-from ._access import DaqAccess
+from ._access import OPEN_ENDED_IMAGES, DaqAccess
 from ._async_logic import (
     AcquisitionPlan,
     FreeRunningAcquireLogic,
@@ -28,6 +28,7 @@ from ._async_logic import (
 )
 from ._configuration import DETECTOR_FIELDS, EXPOSURE_FIELDS, data_key_fields, detector_values, exposure_values
 from ._pedestal import CONVERSION_FIELDS, conversion_values
+from ._results import ResultKeys
 from ._run_identity import RunFollower
 from ._statistics import STATISTICS, statistics_of
 
@@ -170,6 +171,9 @@ class StdDaqDetector(StandardDetector):
     async def describe(self) -> dict[str, DataKey]:
         keys = await super().describe()
         source = f"{self.access.url_base} /writer/status acquisition.stats"
+        results = await self._results()  # step scans: from the status (_results)
+        if results and self.plan.n_images == OPEN_ENDED_IMAGES:
+            keys.update({key: DataKey(**value) for key, value in results.describe(source).items()})
         keys[self.images_written_key] = DataKey(
             source=f"{source}.n_write_completed", dtype="integer", shape=[], dtype_numpy="<i8"
         )
@@ -188,7 +192,17 @@ class StdDaqDetector(StandardDetector):
             values = statistics_of({"stats": {"last_image": self.plan.last_image}}, self.plan.index - 1)
             for name, key in self.statistics_keys.items():
                 readings[key] = Reading(value=float(values[name]), timestamp=now)
+        results = await self._results()
+        if results and self.plan.n_images == OPEN_ENDED_IMAGES:
+            values = results.values({"stats": {"last_image": self.plan.last_image}}, self.plan.index - 1)
+            readings.update({key: Reading(value=value, timestamp=now) for key, value in values.items()})
         return readings
+
+    async def _results(self) -> ResultKeys:
+        """The results the DAQ config asks for (kept for :attr:`hints`)."""
+        config = await asyncio.to_thread(self.access.config, 1.0)
+        self._result_keys = ResultKeys(self.name, config.get("results"))
+        return self._result_keys
 
     async def describe_configuration(self) -> dict[str, DataKey]:
         """The configuration signals, the detector and its files
@@ -224,7 +238,9 @@ class StdDaqDetector(StandardDetector):
 
     @property
     def hints(self) -> Hints:
-        return Hints(fields=[self.images_written_key, *self.statistics_keys.values()])
+        results = getattr(self, "_result_keys", None)
+        hinted = results.hinted if results and self.plan.n_images == OPEN_ENDED_IMAGES else []
+        return Hints(fields=[self.images_written_key, *self.statistics_keys.values(), *hinted])
 
     @property
     def last_output_file(self) -> str | None:

@@ -32,6 +32,7 @@ from std_daq_client.acquisitions import AcquisitionLost, AcquisitionView, follow
 from ._access import OPEN_ENDED_IMAGES, DaqAccess
 from ._documents import IMAGE_DATASET
 from ._errors import StdDaqAcquisitionError
+from ._results import ResultKeys
 from ._run_identity import RUN_METADATA, RunFollower, run_request_fields
 from ._signals import image_dtype
 from ._statistics import REQUEST_FIELD
@@ -281,6 +282,9 @@ class StdDaqDataLogic(DetectorDataLogic):
                 parameters={"dataset": METADATA_DATASETS["missing_packets"]},
             ),
         ]
+        if self.plan.n_images != OPEN_ENDED_IMAGES:  # fly scans: the file's results (step scans: from the status)
+            results = ResultKeys(datakey_name, config.get("results")).stream_resources(self.plan.n_images)
+            resources += [StreamResourceInfo(**resource) for resource in results]
         return ImageStreamProvider(
             uri=f"{info.directory_uri}{file_name}",
             resources=resources,

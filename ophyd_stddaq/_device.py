@@ -20,6 +20,7 @@ from ._errors import StdDaqAcquisitionError
 from ._fly import DeviceAcquisition, FlyScanMixin
 from ._path_provider import PathProvider, UniqueFilePathProvider
 from ._pedestal import CONVERSION_FIELDS, ConversionSignal
+from ._results import ResultReadings
 from ._run_identity import RUN_METADATA, RunFollower, run_file_stem, run_request_fields
 from ._signals import DaqConfigSignal, DaqStatusSignal, ImageReferenceSignal, ImageStatisticSignal
 from ._statistics import REQUEST_FIELD, statistics_of
@@ -36,7 +37,7 @@ def _status(path: tuple[str, ...], data_type: str, doc: str) -> Cpt:
     return Cpt(DaqStatusSignal, path=path, data_type=data_type, kind="omitted", doc=doc)
 
 
-class StdDaq(FlyScanMixin, Device):
+class StdDaq(ResultReadings, FlyScanMixin, Device):
     """A std-daq detector DAQ as an ophyd device, for bluesky step scans, fly scans and IPython.
 
     The device talks to the DAQ only through :class:`~std_daq_client.StdDaqClient`.
@@ -312,7 +313,13 @@ class StdDaq(FlyScanMixin, Device):
             self._next_file()  # the ValueError that says how to give one
         self._acquisition = None
         self.runs.follow_running_engine()
-        return super().stage()
+        staged = super().stage()
+        try:
+            self._stage_results(self._daq_access.config(max_age=0.2))  # the config's results: readings (_results)
+        except BaseException:
+            super().unstage()
+            raise
+        return staged
 
     def trigger(self) -> StatusBase:
         """Finishes when the next image of the staged acquisition has been written.
@@ -361,6 +368,7 @@ class StdDaq(FlyScanMixin, Device):
         ``index``)."""
         for name, value in statistics_of(acquisition, index).items():
             getattr(self, name).put(value)
+        self._put_results(acquisition, index)
 
     def unstage(self) -> list[Any]:
         """Stop the writer if our acquisition is still running (the file keeps the images written)."""

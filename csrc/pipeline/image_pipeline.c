@@ -4,9 +4,8 @@
  * A job is one image: a worker thread takes it and runs the pool's stages on it, each reading the
  * image the previous one left (first the ring-buffer slot itself, no copy):
  *   convert   raw gain-switching words -> photons or keV into the job's own buffer (jungfrau_conversion.c)
- *   compress  a bitshuffle+LZ4 chunk into the job's output buffer (chunk_compression.c)
- * A new per-image stage (e.g. results computed from the converted image) goes between them, reading
- * `image` and writing into the job. Jobs are queued by ip_submit, done by whichever thread is free,
+ *   results   ROI sums, radial profile and spot count of that image into the job's values (image_results.c)
+ *   compress  a bitshuffle+LZ4 chunk into the job's output buffer (chunk_compression.c) Jobs are queued by ip_submit, done by whichever thread is free,
  * and handed back by ip_next strictly in submission order, so the writer writes them in order.
  */
 #define _GNU_SOURCE
@@ -29,6 +28,7 @@ typedef struct job {
     uint64_t nbytes, tag;
     uint8_t *converted;   /* the convert stage's image (NULL without it) */
     uint8_t *out;         /* the compress stage's chunk (NULL without it) */
+    double *values;       /* the results stage's values (NULL without it) */
     const uint8_t *result, *image;
     uint64_t size, image_bytes;
     jc_counts counts;
@@ -56,7 +56,7 @@ static uint64_t thread_cpu_ns(void)
 }
 
 /* The stages of one job, in a worker thread, without the lock. */
-static void run_stages(ip_pool *pool, job *j, cp_scratch *s)
+static void run_stages(ip_pool *pool, job *j, cp_scratch *s, ir_scratch *r)
 {
     const void *image = j->src;
     uint64_t bytes = j->nbytes;
@@ -68,6 +68,7 @@ static void run_stages(ip_pool *pool, job *j, cp_scratch *s)
     }
     j->image = image;
     j->image_bytes = bytes;
+    if (pool->stages.results) ir_compute(pool->stages.results, image, j->values, r);
     if (pool->stages.compress) {
         j->size = cp_compress_with(image, bytes, pool->image_elem_size, j->out, pool->capacity, s);
         j->result = j->out;
@@ -83,6 +84,8 @@ static void *worker(void *arg)
     pthread_setname_np(pthread_self(), "daq-compress"); /* visible in top -H and /proc/<pid>/task */
     cp_scratch s;
     if (cp_scratch_alloc(&s, pool->image_elem_size) != 0) abort();
+    ir_scratch *r = pool->stages.results ? ir_scratch_new(pool->stages.results) : NULL;
+    if (pool->stages.results && !r) abort();
     pthread_mutex_lock(&pool->lock);
     for (;;) {
         while (pool->queue_count == 0 && !pool->stopping) pthread_cond_wait(&pool->work, &pool->lock);
@@ -93,7 +96,7 @@ static void *worker(void *arg)
         j->state = JOB_RUNNING;
         pthread_mutex_unlock(&pool->lock);
         uint64_t start = thread_cpu_ns();
-        run_stages(pool, j, &s);
+        run_stages(pool, j, &s, r);
         uint64_t busy = thread_cpu_ns() - start;
         pthread_mutex_lock(&pool->lock);
         j->state = JOB_DONE;
@@ -105,6 +108,7 @@ static void *worker(void *arg)
     }
     pthread_mutex_unlock(&pool->lock);
     cp_scratch_free(&s);
+    ir_scratch_free(r);
     return NULL;
 }
 
@@ -114,6 +118,7 @@ static void pool_free(ip_pool *pool)
         for (int k = 0; k < pool->n_jobs; k++) {
             free(pool->jobs[k].out);
             free(pool->jobs[k].converted);
+            free(pool->jobs[k].values);
         }
     free(pool->jobs);
     free(pool->queue);
@@ -143,12 +148,19 @@ ip_pool *ip_create(int n_threads, int n_jobs, uint64_t max_bytes, int elem_size,
                  (unsigned long long)jc_pixels(conversion));
         return NULL;
     }
+    const ir_tables *results = stages ? stages->results : NULL;
+    uint64_t image_pixels = conversion ? jc_pixels(conversion) : max_bytes / (uint64_t)elem_size;
+    if (results && results->height * results->width != image_pixels) {
+        snprintf(err, err_len, "the results tables are for images of %llu pixels, not %llu",
+                 (unsigned long long)(results->height * results->width), (unsigned long long)image_pixels);
+        return NULL;
+    }
     ip_pool *pool = calloc(1, sizeof(*pool));
     if (!pool) goto oom;
     pool->n_threads = 0;
     pool->n_jobs = n_jobs;
     pool->elem_size = elem_size;
-    pool->stages = stages ? *stages : (ip_stages){NULL, 1};
+    pool->stages = stages ? *stages : (ip_stages){NULL, 1, NULL};
     pool->max_bytes = max_bytes;
     pool->image_elem_size = conversion ? jc_output_size(conversion) : elem_size;
     pool->image_bytes = conversion ? jc_pixels(conversion) * (uint64_t)pool->image_elem_size : max_bytes;
@@ -161,6 +173,9 @@ ip_pool *ip_create(int n_threads, int n_jobs, uint64_t max_bytes, int elem_size,
     for (int k = 0; k < n_jobs; k++) {
         if (pool->stages.compress && !(pool->jobs[k].out = page_aligned(pool->capacity))) goto oom;
         if (conversion && !(pool->jobs[k].converted = page_aligned(pool->image_bytes))) goto oom;
+        if (pool->stages.results &&
+            !(pool->jobs[k].values = calloc(ir_n_values(pool->stages.results), sizeof(double))))
+            goto oom;
     }
     pthread_mutex_init(&pool->lock, NULL);
     pthread_cond_init(&pool->work, NULL);
@@ -183,7 +198,8 @@ oom:
 
 int ip_submit(ip_pool *pool, const void *src, uint64_t nbytes, uint64_t tag)
 {
-    if (nbytes > pool->max_bytes || (pool->stages.conversion && nbytes != pool->max_bytes)) return -1;
+    if (nbytes > pool->max_bytes || ((pool->stages.conversion || pool->stages.results) && nbytes != pool->max_bytes))
+        return -1;
     pthread_mutex_lock(&pool->lock);
     int k;
     for (;;) {
@@ -227,6 +243,7 @@ int ip_next(ip_pool *pool, int timeout_ms, ip_result *out)
             out->counts = j->counts;
             out->image = j->image;
             out->image_bytes = j->image_bytes;
+            out->results = j->values;
             j->state = JOB_TAKEN;
             pool->order_head = (pool->order_head + 1) % pool->n_jobs;
             pool->order_count--;

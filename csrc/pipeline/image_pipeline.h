@@ -9,16 +9,18 @@
 #define STD_DAQ_IMAGE_PIPELINE_H
 #include <stdint.h>
 
+#include "image_results.h"
 #include "jungfrau_conversion.h"
 
 #define IP_MAX_THREADS 64
 
 typedef struct ip_pool ip_pool;
 
-/* The stages every image goes through, in this order; each reads what the previous one left. */
+/* The stages every image goes through, in this order (convert, results, compress); each reads what the previous one left. */
 typedef struct ip_stages {
     const jc_tables *conversion; /* raw gain-switching words -> photons or keV (NULL: none) */
     int compress;                /* bitshuffle+LZ4 chunk of the image (0: none) */
+    const ir_tables *results;    /* ROI sums, radial profile, spot count of the (converted) image (NULL: none) */
 } ip_stages;
 
 typedef struct ip_result {
@@ -29,6 +31,7 @@ typedef struct ip_result {
     const uint8_t *image; /* the image before compression: the converted one, or the submitted one */
     uint64_t image_bytes;
     jc_counts counts;     /* of the conversion (zeros without one) */
+    const double *results; /* ir_n_values doubles of the results stage (NULL without it) */
 } ip_result;
 
 typedef struct ip_counters {
@@ -40,7 +43,7 @@ typedef struct ip_counters {
 
 /* A pool of n_threads running `stages` on images of at most max_bytes of elem_size-byte pixels (a
  * converting pool takes uint16 images of exactly the conversion's pixels), n_jobs of them in flight.
- * The conversion tables must outlive the pool. */
+ * The conversion and results tables must outlive the pool. */
 ip_pool *ip_create(int n_threads, int n_jobs, uint64_t max_bytes, int elem_size, const ip_stages *stages, char *err,
                    int err_len);
 

@@ -96,7 +96,8 @@ class Acquisition:
 
     def to_json(self) -> dict:
         """The status object of the seed README (a fresh copy), with counters and image ids when known, and
-        ``stats.last_image`` (null before the first image) when the request asked for image statistics."""
+        ``stats.last_image`` (null before the first image) when the request asked for image statistics, or
+        once an image with results (config ``results``) was written."""
         extra = {"counters": dict(self.counters)} if self.counters is not None else {}
         if self.image_ids is not None:
             extra["image_ids"] = dict(self.image_ids)
@@ -106,6 +107,6 @@ class Acquisition:
             "start_time": self.start_time,
             "stop_time": self.stop_time,
         }
-        if self.image_statistics:
+        if self.image_statistics or (self.last_image is not None and "results" in self.last_image):
             stats["last_image"] = None if self.last_image is None else dict(self.last_image)
         return extra | {"info": self.info, "message": self.message, "state": self.state, "stats": stats}

@@ -4,7 +4,9 @@ Stages (``csrc/pipeline/image_pipeline.c``), each reading what the previous one 
 
 1. **convert** (optional): raw gain-switching words to photon counts or keV
    (``daq_server.pipeline.jungfrau_conversion``), into a buffer of the job;
-2. **compress** (optional): a bitshuffle+LZ4 chunk (``daq_server.pipeline.compression``).
+2. **results** (optional): ROI sums, radial profile, spot count of that image
+   (``daq_server.pipeline.image_results``), into :attr:`PipelineResult.results`;
+3. **compress** (optional): a bitshuffle+LZ4 chunk (``daq_server.pipeline.compression``).
 
 The images stay in the ring buffer while the threads work on them (no copy): :meth:`ImagePipeline.submit`
 queues an image, :meth:`ImagePipeline.next` hands back the results strictly in the order the images
@@ -19,6 +21,7 @@ import numpy as np
 
 from daq_server.pipeline._pipeline import ffi, lib
 from daq_server.pipeline.compression import MAX_THREADS
+from daq_server.pipeline.image_results import ImageResults
 from daq_server.pipeline.jungfrau_conversion import JungfrauConversion, counts_dict
 
 
@@ -36,12 +39,16 @@ class PipelineResult:
     """The image before compression: the converted one (the job's buffer), or the submitted one."""
     counts: dict[str, int] | None
     """The conversion's counts of this image (None without a conversion)."""
+    results: dict | None = None
+    """The image's results (:meth:`ImageResults.unpack`: ``radial_profile``, ``roi_sums``, ``spot_count``, as
+    configured), None without a results stage."""
 
 
 class ImagePipeline:
     """``n_threads`` native threads running images of at most ``max_bytes`` of ``itemsize``-byte pixels
-    through ``conversion`` (a converting pipeline takes raw uint16 images of the conversion's shape)
-    and, with ``compress``, bitshuffle+LZ4."""
+    through ``conversion`` (a converting pipeline takes raw uint16 images of the conversion's shape),
+    ``results`` (its tables must be of the images after the conversion) and, with ``compress``,
+    bitshuffle+LZ4."""
 
     def __init__(
         self,
@@ -51,17 +58,20 @@ class ImagePipeline:
         in_flight: int | None = None,
         conversion: JungfrauConversion | None = None,
         compress: bool = True,
+        results: ImageResults | None = None,
     ):
         if not 1 <= n_threads <= MAX_THREADS:
             raise ValueError(f"compression threads must be 1 to {MAX_THREADS}, not {n_threads}")
-        if conversion is None and not compress:
+        if conversion is None and results is None and not compress:
             raise ValueError("an image pipeline without stages has nothing to do")
         err = ffi.new("char[256]")
         stages = ffi.new("ip_stages *")
         stages.conversion = conversion.tables if conversion is not None else ffi.NULL
         stages.compress = int(compress)
+        stages.results = results.tables if results is not None else ffi.NULL
         self.in_flight = in_flight or 2 * n_threads + 2
         self._conversion = conversion  # its tables must outlive the threads
+        self._results = results  # so must these
         self._pool = lib.ip_create(n_threads, self.in_flight, max_bytes, itemsize, stages, err, len(err))
         if self._pool == ffi.NULL:
             raise RuntimeError(ffi.string(err).decode())
@@ -93,7 +103,10 @@ class ImagePipeline:
         counts = counts_dict(r.counts) if self._conversion is not None else None
         data = memoryview(ffi.buffer(r.data, r.size))
         image = memoryview(ffi.buffer(r.image, r.image_bytes))
-        return PipelineResult(r.job, int(r.tag), data, self._raw_bytes.pop(r.job), self.compress, image, counts)
+        results = self._results.unpack(ffi.buffer(r.results, 8 * self._results.n_values)) if self._results else None
+        return PipelineResult(
+            r.job, int(r.tag), data, self._raw_bytes.pop(r.job), self.compress, image, counts, results
+        )
 
     def done(self, result: PipelineResult) -> None:
         """The result was written: its buffer may be reused."""

@@ -35,6 +35,8 @@ from daq_server.serve.simulation import BuiltInSimulator
 from daq_server.serve.stats import StatsSampler
 from daq_server.write.hdf5_writer import COMPRESSIONS
 from daq_server.write.request import parse_write_request, stop_request_images
+from daq_server.write.results_file import ResultsRefused
+from daq_server.write.results_file import check_request as check_results
 from detectors import describe
 from std_daq_client.acquisitions import AcquisitionState, WriterState
 
@@ -256,8 +258,9 @@ class DaqService:
             config = self.get_config()
             try:
                 conversion = plan_conversion(request, config, self.pedestals)
+                check_results(request, config)
                 self.driver.start(request, self._config, self.options.compression, conversion)
-            except (DriverError, ConversionRefused) as error:
+            except (DriverError, ConversionRefused, ResultsRefused) as error:
                 raise AdminError(str(error)) from None
         return self.status()
 

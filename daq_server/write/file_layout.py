@@ -33,7 +33,7 @@ import numpy as np
 from daq_server import __version__
 from daq_server.config import as_dict
 from daq_server.receive.image_source import RECEIVER_COUNTERS
-from daq_server.write import nxmx
+from daq_server.write import nxmx, results_file
 from daq_server.write.image_statistics import ImageStatistics
 from daq_server.write.output_file import (
     CreatedFile,
@@ -44,6 +44,7 @@ from daq_server.write.output_file import (
 )
 from daq_server.write.pixel_mask import GZIP_LEVEL, LOST_DESCRIPTION
 from daq_server.write.request import Share, WriteRequest, WriteTarget
+from daq_server.write.results_file import ResultsDatasets
 
 IMAGES = "/entry/data/data"
 DATA_GROUP = "/entry/data"
@@ -140,6 +141,7 @@ class FileDatasets:
     per_image: dict[str, h5py.Dataset]
     statistics: ImageStatistics | None
     lost_pixels: h5py.Dataset
+    results: ResultsDatasets | None = None
 
 
 # ---- the file of one writer ----------------------------------------------------------------------
@@ -148,10 +150,13 @@ def create_file(target: WriteTarget) -> CreatedFile:
     return _create(target.output, target.user_id)
 
 
-def create_layout(file: h5py.File, target: WriteTarget, start_time: float, conversion=None) -> FileDatasets:
+def create_layout(
+    file: h5py.File, target: WriteTarget, start_time: float, conversion=None, results=None
+) -> FileDatasets:
     """Groups, attributes and the (empty, growing) datasets of a new file; nothing may be added once the
     file is in SWMR mode. ``conversion``: a converting acquisition's open conversion (``record``, ``flags``;
-    ``daq_server.write.conversion``), described by ``nxmx.describe_conversion``."""
+    ``daq_server.write.conversion``), described by ``nxmx.describe_conversion``; ``results``: the acquisition's
+    ``ImageResults`` (``/entry/results``, ``results_file``)."""
     config = as_dict(target.config)
     entry = file.create_group("entry")
     entry.attrs.update({**entry_attributes(target.request, config), "start_time": start_time})
@@ -179,7 +184,8 @@ def create_layout(file: h5py.File, target: WriteTarget, start_time: float, conve
     nxmx.build(file, images, config, target.request, start_time)
     if conversion is not None:
         nxmx.describe_conversion(images, conversion.record, conversion.flags)
-    return FileDatasets(images, per_image, statistics, lost)
+    datasets = ResultsDatasets(entry, results, target.config, chunk[0]) if results is not None else None
+    return FileDatasets(images, per_image, statistics, lost, datasets)
 
 
 def finish(file: h5py.File, n_written: int, summary: dict | None) -> None:
@@ -224,6 +230,7 @@ def write_writers_master(
     LayoutError if a part cannot be read (the message names it)."""
     joined = (*PER_IMAGE, *STATISTICS)
     columns: list[dict[str, np.ndarray]] = []
+    results: list[dict | None] = []
     counts = []
     for part in parts:
         try:
@@ -232,6 +239,7 @@ def write_writers_master(
                 n = min(data["data"].shape[0], data["image_id"].shape[0])
                 counts.append(n)
                 columns.append({key: data[key][:n] for key in joined if key in data})
+                results.append(results_file.read_part(f, n))
         except (OSError, KeyError, OutputPathError) as error:
             raise LayoutError(f"part file {part.output.path} cannot be read: {error}") from None
     n_parts = len(parts)
@@ -271,6 +279,7 @@ def write_writers_master(
                     values[i::n_parts] = c[key][: len(range(i, total, n_parts))]
                 data.create_dataset(key, data=values)
                 data[key].attrs.update(PER_IMAGE.get(key, (None, {}))[1])
+        results_file.write_joined(entry, results, total)
         nxmx.build(f, images, config, target.request, stop)
         nxmx.finish(entry, stop)
     try:

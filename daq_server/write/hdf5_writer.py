@@ -55,6 +55,7 @@ from daq_server.write.image_statistics import ImageStatistics
 from daq_server.write.output_file import CreatedFile, OutputPathError
 from daq_server.write.pixel_mask import LostPixels
 from daq_server.write.request import WriteTarget
+from daq_server.write.results_file import jsonable
 from daq_server.write.write_behind import WriteBehind
 
 COMPRESSIONS = ("none", "bitshuffle-lz4")
@@ -105,9 +106,11 @@ def has_quarantined_files() -> bool:
 class Hdf5Writer:
     """One open output file; ``write`` one image at a time, then ``close``."""
 
-    def __init__(self, target: WriteTarget, conversion=None):
+    def __init__(self, target: WriteTarget, conversion=None, results=None):
         """``conversion``: the open conversion of a converting acquisition (its ``record`` and ``flags`` go
-        into the file, ``daq_server.write.conversion``)."""
+        into the file, ``daq_server.write.conversion``); ``results``: the acquisition's ``ImageResults``
+        (``/entry/results``, ``daq_server.write.results_file``)."""
+        self._results = results
         self.target = target
         self._conversion = conversion
         self.n_written = 0
@@ -127,7 +130,8 @@ class Hdf5Writer:
         self._lost = LostPixels(self._dtype)  # the lost pixels of the images that lost packets, for the mask
         self._statistics: ImageStatistics | None = None
         self.last_image: dict | None = None
-        """Index, frame, missing packets, sum and max of the last image written (with image statistics)."""
+        """Index, frame, missing packets, sum and max of the last image written (with image statistics), and its
+        ``results`` (with results in the config)."""
         try:  # created as user_id, no link followed below the data root; HDF5 opens the created file itself
             self._created: CreatedFile = file_layout.create_file(target)
         except LayoutError as error:
@@ -163,7 +167,9 @@ class Hdf5Writer:
 
     def _create_layout(self) -> None:
         """Groups, attributes and the (empty, growing) datasets; nothing may be added once in SWMR mode."""
-        self._datasets: FileDatasets = file_layout.create_layout(self._file, self.target, time.time(), self._conversion)
+        self._datasets: FileDatasets = file_layout.create_layout(
+            self._file, self.target, time.time(), self._conversion, self._results
+        )
         self.images = self._datasets.images
         self._statistics = self._datasets.statistics
 
@@ -214,12 +220,14 @@ class Hdf5Writer:
         receive_time: float,
         chunk: memoryview | bytes | None = None,
         no_data: bool = False,
+        results: dict | None = None,
     ) -> None:
         """Write the next image and its metadata; DiskFull (nothing written) when no space is left.
 
         ``chunk``: the image already compressed in the dataset's filter format (see
         daq_server.pipeline.compression), written as it is. ``no_data``: a conversion gave pixels of this
-        image the no-data value (they go to ``lost_pixel_mask`` as lost packets' pixels do)."""
+        image the no-data value (they go to ``lost_pixel_mask`` as lost packets' pixels do); ``results``: the
+        image's results (if the file has ``/entry/results``; None: not computed for this image)."""
         i = self.n_written
         image_bytes = self.target.image_bytes if chunk is None else len(chunk)
         image_bytes += BLOCK  # no system call per image: each grows the file by at most its aligned chunk
@@ -241,10 +249,15 @@ class Hdf5Writer:
             raise
         self._pending.append((frame_number, n_missing_packets, receive_time))
         missing = self._lost.note(i, image) if n_missing_packets or no_data else None  # only images without data
-        if self._statistics is not None:
-            total, top = self._statistics.add(image, missing, self._lost.missing_value)
-            self.last_image = {"index": i, "image_id": frame_number, "n_missing_packets": n_missing_packets,
-                               "sum": total, "max": top}  # fmt: skip
+        if self._statistics is not None or self._datasets.results is not None:
+            last = {"index": i, "image_id": frame_number, "n_missing_packets": n_missing_packets}
+            if self._statistics is not None:
+                total, top = self._statistics.add(image, missing, self._lost.missing_value)
+                last |= {"sum": total, "max": top}
+            if self._datasets.results is not None:
+                self._datasets.results.add(results)
+                last["results"] = jsonable(results)
+            self.last_image = last
         self.n_written += 1
         self._size_bound += image_bytes
         if not self._disk.direct:  # with O_DIRECT, no image is in the page cache
@@ -290,6 +303,8 @@ class Hdf5Writer:
                 dataset[start:end] = np.asarray(values, dtype=dataset.dtype)
             if self._statistics is not None:
                 self._statistics.flush(start, end)
+            if self._datasets.results is not None:
+                self._datasets.results.flush(start, end)
             self._lost.flush(self._datasets.lost_pixels, end)
             self._pending.clear()
             self._flushed = end
@@ -343,6 +358,8 @@ class Hdf5Writer:
             os.close(self._fd)
             self._fd = None
         _QUARANTINE.extend([self._file, self._disk, self.images, *self._datasets.per_image.values()])
+        if self._datasets.results is not None:
+            _QUARANTINE.extend(self._datasets.results.datasets)
         if self._statistics is not None:
             _QUARANTINE.extend(self._statistics.datasets)
             self._statistics = None

@@ -21,6 +21,7 @@ from daq_server.write.conversion import open_conversion
 from daq_server.write.hdf5_writer import Hdf5Writer
 from daq_server.write.pedestal_writer import PedestalWriter
 from daq_server.write.request import WriteTarget
+from daq_server.write.results_file import open_results
 
 _log = logging.getLogger("daq_server.write.image_writer")
 
@@ -39,14 +40,17 @@ class ImageWriter:
         self._flagged = int(np.count_nonzero(opened.flags)) if opened is not None else 0
         """Pixels the pedestal flagged: no data in every image (in pixel_mask, not per image)."""
         compress = target.compression == BITSHUFFLE_LZ4
-        if compress or opened is not None:  # first the pool: no file is left behind if it fails
+        flags = opened.flags if opened is not None else None
+        results = open_results(target.config, target.request, target.shape, target.dtype, flags)
+        if compress or opened is not None or results is not None:  # first the pool: no file is left if it fails
             threads = compression_threads or default_threads()
             conversion = opened.conversion if opened is not None else None
             self._pool = ImagePipeline(
-                threads, target.raw_image_bytes, self._input_dtype.itemsize, conversion=conversion, compress=compress
-            )
+                threads, target.raw_image_bytes, self._input_dtype.itemsize, conversion=conversion, compress=compress,
+                results=results,
+            )  # fmt: skip
         try:
-            self.file = Hdf5Writer(target, opened)
+            self.file = Hdf5Writer(target, opened, results)
         except BaseException:
             if self._pool is not None:
                 self._pool.close()
@@ -102,7 +106,7 @@ class ImageWriter:
                         self._conversion_counts[key] = self._conversion_counts.get(key, 0) + value
                 chunk = result.data if result.compressed else None
                 meta = (image.frame_number, image.n_missing_packets, image.receive_time)
-                self.file.write(written, *meta, chunk=chunk, no_data=no_data)
+                self.file.write(written, *meta, chunk=chunk, no_data=no_data, results=result.results)
             finally:
                 written = None  # no view of the pipeline's buffer may outlive done()
                 self._pool.done(result)

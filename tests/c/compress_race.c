@@ -1,5 +1,6 @@
 /*
- * compress_race.c -- the image pipeline under the sanitizers: several threads compress 16-bit
+ * compress_race.c -- the image pipeline under the sanitizers: several threads compute the per-image results
+ * (radial profile, ROI sums, spot count: many spots, so the spot finder grows its scratch) and compress 16-bit
  * images at once (each asking the cached processor check on its first image) while the caller
  * submits, takes and gives back chunks, and reads the counters. Built and run by
  * tests/test_thread_safety.py with -fsanitize=thread and with -fsanitize=address,undefined.
@@ -13,13 +14,20 @@
 #include "image_pipeline.h"
 
 #define N_IMAGES 64
-#define IMAGE_PIXELS (512 * 256)
+#define WIDTH 512
+#define HEIGHT 256
+#define IMAGE_PIXELS (WIDTH * HEIGHT)
+#define N_BINS 64
 
 int main(void)
 {
     char err[256];
     uint64_t bytes = IMAGE_PIXELS * 2;
-    ip_stages stages = {NULL, 1};
+    uint16_t *bin_of = malloc(IMAGE_PIXELS * sizeof(uint16_t));
+    for (int i = 0; i < IMAGE_PIXELS; i++) bin_of[i] = i % 97 == 0 ? N_BINS + 1 : (uint16_t)((i % WIDTH) / 8);
+    uint64_t roi_runs[] = {0, 100, 0, WIDTH * 10 + 5, 300, 1, WIDTH * 200, WIDTH, 1};
+    ir_tables results = {HEIGHT, WIDTH, IR_U16, bin_of, N_BINS, roi_runs, 3, 2, 1, 10.0, 1};
+    ip_stages stages = {NULL, 1, &results};
     ip_pool *pool = ip_create(4, 8, bytes, 2, &stages, err, sizeof(err));
     if (!pool) {
         fprintf(stderr, "ip_create: %s\n", err);
@@ -39,6 +47,7 @@ int main(void)
         ip_result result;
         if (ip_next(pool, 1000, &result)) {
             if (result.tag != (uint64_t)taken || result.size == 0) return 4; /* in order, and compressed */
+            if (!result.results || !(result.results[N_BINS + 2] > 1000)) return 5; /* a spot count, of many */
             compressed += result.size;
             ip_done(pool, result.job);
             taken++;
@@ -49,6 +58,7 @@ int main(void)
     ip_counters final;
     ip_destroy(pool, &final);
     free(images);
+    free(bin_of);
     printf("compressed %llu images: %llu -> %llu bytes\n", (unsigned long long)final.images,
            (unsigned long long)final.bytes_in, (unsigned long long)compressed);
     return final.images == N_IMAGES ? 0 : 1;

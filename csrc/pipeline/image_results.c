@@ -1,0 +1,258 @@
+/*
+ * image_results.c -- ROI sums, radial profile and spot count of one image (see image_results.h).
+ *
+ * One pass over the image feeds the radial profile (the sum per bin of the pixel's precomputed bin; a bin's
+ * count is its pixels less those without data) and the spot finder (runs of pixels above the threshold in each row); the ROIs are summed over their
+ * precomputed runs of pixels. Masked pixels (bin_of n_bins + 1) and pixels without data (every bit set,
+ * or NaN) are left out of all three. Spots are 4-connected components: a run of a row joins every run of
+ * the row above whose columns overlap it (union-find over the runs, sizes kept at the roots), and spots
+ * of at least min_pixels pixels are counted.
+ */
+#include "image_results.h"
+
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define COPIES 4 /* of the profile's sums: neighbouring pixels (often of one bin) add to different ones */
+
+typedef struct run {
+    uint32_t start, end; /* columns [start, end) */
+    uint32_t node;       /* its union-find node */
+} run;
+
+struct ir_scratch {
+    double *sums;         /* float images */
+    uint64_t *int_sums;   /* integer images */
+    uint64_t *lacking;    /* pixels without data per bin */
+    uint64_t *pixels;     /* pixels per bin (from the table) */
+    run *rows[2]; /* the runs of the row above and of this row */
+    uint32_t *parent, *size;
+    uint64_t n_nodes, node_capacity;
+    int failed;
+};
+
+uint64_t ir_n_values(const ir_tables *t) { return (uint64_t)t->n_bins + (uint64_t)t->n_rois + 1; }
+
+ir_scratch *ir_scratch_new(const ir_tables *t)
+{
+    ir_scratch *s = calloc(1, sizeof(*s));
+    if (!s) return NULL;
+    s->sums = calloc(COPIES * (t->n_bins + 2), sizeof(double));
+    s->int_sums = calloc(COPIES * (t->n_bins + 2), sizeof(uint64_t));
+    s->lacking = calloc(t->n_bins + 2, sizeof(uint64_t));
+    s->pixels = calloc(t->n_bins + 2, sizeof(uint64_t));
+    s->rows[0] = calloc(t->width / 2 + 1, sizeof(run));
+    s->rows[1] = calloc(t->width / 2 + 1, sizeof(run));
+    s->node_capacity = 4096;
+    s->parent = malloc(s->node_capacity * sizeof(uint32_t));
+    s->size = malloc(s->node_capacity * sizeof(uint32_t));
+    if (!s->sums || !s->int_sums || !s->lacking || !s->pixels || !s->rows[0] || !s->rows[1] || !s->parent || !s->size) {
+        ir_scratch_free(s);
+        return NULL;
+    }
+    for (uint64_t i = 0; i < t->height * t->width; i++)
+        if (t->bin_of[i] < t->n_bins) s->pixels[t->bin_of[i]]++;
+    return s;
+}
+
+void ir_scratch_free(ir_scratch *s)
+{
+    if (!s) return;
+    free(s->sums);
+    free(s->int_sums);
+    free(s->lacking);
+    free(s->pixels);
+    free(s->rows[0]);
+    free(s->rows[1]);
+    free(s->parent);
+    free(s->size);
+    free(s);
+}
+
+static uint32_t find(uint32_t *parent, uint32_t a)
+{
+    while (parent[a] != a) {
+        parent[a] = parent[parent[a]];
+        a = parent[a];
+    }
+    return a;
+}
+
+/* A new spot node of `pixels` pixels (UINT32_MAX if out of memory). */
+static uint32_t new_node(ir_scratch *s, uint32_t pixels)
+{
+    if (s->n_nodes == s->node_capacity) {
+        uint64_t capacity = s->node_capacity * 2;
+        uint32_t *parent = realloc(s->parent, capacity * sizeof(uint32_t));
+        if (parent) s->parent = parent;
+        uint32_t *size = realloc(s->size, capacity * sizeof(uint32_t));
+        if (size) s->size = size;
+        if (!parent || !size || capacity >= UINT32_MAX) {
+            s->failed = 1;
+            return UINT32_MAX;
+        }
+        s->node_capacity = capacity;
+    }
+    uint32_t node = (uint32_t)s->n_nodes++;
+    s->parent[node] = node;
+    s->size[node] = pixels;
+    return node;
+}
+
+/* Close the run [start, end) of this row: a node joined with the overlapping runs of the row above. */
+static void close_run(ir_scratch *s, uint32_t start, uint32_t end, const run *above, uint64_t n_above,
+                      uint64_t *first_above, run *row, uint64_t *n_row)
+{
+    uint32_t node = new_node(s, end - start);
+    if (node == UINT32_MAX) return;
+    uint64_t k = *first_above;
+    while (k < n_above && above[k].end <= start) k++; /* runs above that end before this one starts */
+    *first_above = k;
+    for (; k < n_above && above[k].start < end; k++) {
+        uint32_t a = find(s->parent, above[k].node), b = find(s->parent, node);
+        if (a != b) { /* the larger tree's root stays root */
+            if (s->size[a] < s->size[b]) {
+                uint32_t t = a;
+                a = b;
+                b = t;
+            }
+            s->parent[b] = a;
+            s->size[a] += s->size[b];
+        }
+    }
+    if (k > *first_above) *first_above = k - 1; /* the last one may overlap the next run too */
+    row[(*n_row)++] = (run){start, end, node};
+}
+
+/* One pass over the image's rows for the profile and the spots. The profile adds each pixel to its bin's sum
+ * (an integer sum for integer images; pixels outside the range and masked ones to two extra bins, never
+ * read: no test per pixel) and counts the pixels without data: a bin's count is its pixels (known from the
+ * table) less those, its sum less theirs (integers: every bit set; floats: NaN, never added). A spot pixel is
+ * above the threshold, not masked and has data; a block of pixels none of which is above the threshold
+ * (a test the compiler vectorizes) is skipped. The threshold is compared in the image's own type (integers:
+ * above floor(threshold), clamped to the type). */
+#define BLOCK 32
+#define PASS(type, acc, no_data, add, limit)                                                                       \
+    static void pass_##type(const ir_tables *t, const type *image, ir_scratch *s, acc *sums, uint64_t *lacking)    \
+    {                                                                                                              \
+        const uint64_t stride = (uint64_t)t->n_bins + 2, width = t->width;                                        \
+        const uint16_t masked = (uint16_t)(t->n_bins + 1);                                                         \
+        const type threshold = limit;                                                                              \
+        const int all_above = t->spots && t->threshold < 0 && (type)-1 > 0; /* unsigned: all pixels are above */ \
+        uint64_t n_above = 0;                                                                                      \
+        int current = 0;                                                                                           \
+        for (uint64_t y = 0; y < t->height; y++) {                                                                 \
+            const type *line = image + y * width;                                                                  \
+            const uint16_t *bins = t->bin_of + y * width;                                                          \
+            if (t->n_bins > 0)                                                                                     \
+                for (uint64_t x = 0; x < width; x++) {                                                             \
+                    const type v = line[x];                                                                        \
+                    const uint16_t b = bins[x];                                                                    \
+                    if (add) sums[(x & (COPIES - 1)) * stride + b] += (acc)v;                                      \
+                    if (no_data) lacking[b]++;                                                                     \
+                }                                                                                                  \
+            if (!t->spots) continue;                                                                               \
+            run *row = s->rows[current], *over = s->rows[1 - current];                                             \
+            uint64_t n_row = 0, first_above = 0;                                                                   \
+            int64_t start = -1;                                                                                    \
+            for (uint64_t x0 = 0; x0 < width; x0 += BLOCK) {                                                       \
+                const uint64_t x1 = x0 + BLOCK < width ? x0 + BLOCK : width;                                       \
+                int any = all_above;                                                                               \
+                for (uint64_t x = x0; x < x1; x++) any |= line[x] > threshold;                                     \
+                if (!any) {                                                                                        \
+                    if (start >= 0) {                                                                              \
+                        close_run(s, (uint32_t)start, (uint32_t)x0, over, n_above, &first_above, row, &n_row);     \
+                        start = -1;                                                                                \
+                    }                                                                                              \
+                    continue;                                                                                      \
+                }                                                                                                  \
+                for (uint64_t x = x0; x < x1; x++) {                                                               \
+                    const type v = line[x];                                                                        \
+                    if ((all_above || v > threshold) && bins[x] != masked && !(no_data)) {                         \
+                        if (start < 0) start = (int64_t)x;                                                         \
+                    } else if (start >= 0) {                                                                       \
+                        close_run(s, (uint32_t)start, (uint32_t)x, over, n_above, &first_above, row, &n_row);      \
+                        start = -1;                                                                                \
+                    }                                                                                              \
+                }                                                                                                  \
+            }                                                                                                      \
+            if (start >= 0) close_run(s, (uint32_t)start, (uint32_t)width, over, n_above, &first_above, row, &n_row); \
+            n_above = n_row;                                                                                       \
+            current = 1 - current;                                                                                 \
+        }                                                                                                          \
+    }
+
+/* The threshold in an unsigned type: floor(threshold) clamped to [0, max] (below 0: every pixel is above). */
+static uint64_t unsigned_threshold(double threshold, uint64_t max)
+{
+    return threshold < 0 ? 0 : threshold >= (double)max ? max : (uint64_t)floor(threshold);
+}
+
+PASS(uint8_t, uint64_t, v == UINT8_MAX, 1, (uint8_t)unsigned_threshold(t->threshold, UINT8_MAX))
+PASS(uint16_t, uint64_t, v == UINT16_MAX, 1, (uint16_t)unsigned_threshold(t->threshold, UINT16_MAX))
+PASS(uint32_t, uint64_t, v == UINT32_MAX, 1, (uint32_t)unsigned_threshold(t->threshold, UINT32_MAX))
+PASS(float, double, isnan(v), !isnan(v), (float)t->threshold)
+
+#define ROI_SUM(type, no_data)                                                                                     \
+    static void rois_##type(const ir_tables *t, const type *image, double *out)                                    \
+    {                                                                                                              \
+        for (uint64_t r = 0; r < t->n_runs; r++) {                                                                 \
+            const uint64_t *triple = t->roi_runs + 3 * r;                                                          \
+            const type *p = image + triple[0];                                                                     \
+            double total = 0;                                                                                      \
+            for (uint64_t k = 0; k < triple[1]; k++) {                                                             \
+                type v = p[k];                                                                                     \
+                if (!(no_data)) total += (double)v;                                                                \
+            }                                                                                                      \
+            out[triple[2]] += total;                                                                               \
+        }                                                                                                          \
+    }
+
+ROI_SUM(uint8_t, v == UINT8_MAX)
+ROI_SUM(uint16_t, v == UINT16_MAX)
+ROI_SUM(uint32_t, v == UINT32_MAX)
+ROI_SUM(float, isnan(v))
+
+int ir_compute(const ir_tables *t, const void *image, double *out, ir_scratch *s)
+{
+    double *profile = out, *rois = out + t->n_bins, *spot_count = rois + t->n_rois;
+    const uint64_t stride = (uint64_t)t->n_bins + 2;
+    memset(s->sums, 0, COPIES * stride * sizeof(double));
+    memset(s->int_sums, 0, COPIES * stride * sizeof(uint64_t));
+    memset(s->lacking, 0, stride * sizeof(uint64_t));
+    s->n_nodes = 0;
+    s->failed = 0;
+    if (t->n_bins > 0 || t->spots) switch (t->pixel_type) {
+        case IR_U8: pass_uint8_t(t, image, s, s->int_sums, s->lacking); break;
+        case IR_U16: pass_uint16_t(t, image, s, s->int_sums, s->lacking); break;
+        case IR_U32: pass_uint32_t(t, image, s, s->int_sums, s->lacking); break;
+        default: pass_float(t, image, s, s->sums, s->lacking); break;
+        }
+    for (int b = 0; b < t->n_bins; b++) {
+        uint64_t count = s->pixels[b] - s->lacking[b];
+        double sum = 0;
+        uint64_t int_sum = 0;
+        for (int c = 0; c < COPIES; c++) {
+            sum += s->sums[c * stride + b];
+            int_sum += s->int_sums[c * stride + b];
+        }
+        if (t->pixel_type != IR_F32) /* the pixels without data (every bit set) were added too */
+            sum = (double)(int_sum - s->lacking[b] * (uint64_t)(t->pixel_type == IR_U8    ? UINT8_MAX
+                                                                : t->pixel_type == IR_U16 ? UINT16_MAX
+                                                                                          : UINT32_MAX));
+        profile[b] = count ? sum / (double)count : NAN;
+    }
+    memset(rois, 0, t->n_rois * sizeof(double));
+    switch (t->pixel_type) {
+    case IR_U8: rois_uint8_t(t, image, rois); break;
+    case IR_U16: rois_uint16_t(t, image, rois); break;
+    case IR_U32: rois_uint32_t(t, image, rois); break;
+    default: rois_float(t, image, rois); break;
+    }
+    uint64_t spots = 0;
+    for (uint64_t n = 0; n < s->n_nodes; n++)
+        if (s->parent[n] == n && s->size[n] >= t->min_pixels) spots++;
+    *spot_count = s->failed ? NAN : (double)spots;
+    return s->failed ? -1 : 0;
+}
