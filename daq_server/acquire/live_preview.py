@@ -43,7 +43,7 @@ class LivePreview:
         step = max(1, -(-max(image.data.shape) // self._max_size))
         small = image.data[::step, ::step].copy()  # the slot goes back to the receiver after the offer
         if self.stream is not None:
-            self.stream.publish(image.data, image.frame_number, {"preview_step": step})
+            self.stream.publish(image.data, image.frame_number, {"preview_step": step, "preview_time": time.time()})
         with self._changed:
             self._small, self._frame_number, self._jpeg = small, image.frame_number, None
             self._changed.notify_all()
