@@ -115,13 +115,19 @@ def test_every_eiger_photon_image_on_the_stream_equals_the_file(tmp_path, compre
         daq.stop()
 
 
-def test_jungfrau_compressed_with_two_writer_processes(tmp_path):
-    daq, address = stream_daq(tmp_path, jungfrau_config(), "--compression", "bitshuffle-lz4", "--writer-processes", "2")
+@pytest.mark.parametrize("processes", ["0", "2"])
+def test_jungfrau_compressed_written_in_the_server_or_by_two_writer_processes(tmp_path, processes):
+    args = ("--compression", "bitshuffle-lz4", "--writer-processes", processes)
+    daq, address = stream_daq(tmp_path, jungfrau_config(), *args)
     try:
         socket = pull_socket(address)
         time.sleep(0.3)
         status, output = daq.acquire("jf.h5", 20)
         assert_stream_equals_file(receive_series(socket), output, 20)
+        if processes == "2":  # each part file records its own images, the master file all of them
+            for i in range(2):
+                with h5py.File(output.with_name(f"jf.part{i}.h5"), "r") as f:
+                    assert f["entry"].attrs["stream_images_sent"] == 10
         socket.close()
     finally:
         daq.stop()

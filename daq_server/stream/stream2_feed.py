@@ -66,7 +66,9 @@ class Stream2Feed:
         bitshuffle+LZ4 chunk written into the file; ``results`` (per-image results) go along when given."""
         image_id = self._index + self._k * self._count
         self._k += 1
-        raw = memoryview(np.ascontiguousarray(data)) if isinstance(data, np.ndarray) else data
+        if isinstance(data, np.ndarray):  # in the stream's (little-endian) type, e.g. a big-endian bsread image
+            data = memoryview(np.ascontiguousarray(data, dtype=self._dtype)).cast("B")
+        raw = data
         array = image_array(self._shape, self._dtype, raw, compressed)
         extra = {"results": results} if results else None
         message = image_message(self.spec.series_id, self.spec.series_unique_id, self.spec.series_time, image_id,

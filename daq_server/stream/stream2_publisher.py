@@ -154,9 +154,13 @@ class Stream2Publisher:
         if kind == b"image":
             try:
                 self._push.send(frames[3], flags=zmq.NOBLOCK, copy=False)
-                counts.forwarded += 1
+                forwarded = True
             except zmq.Again:
-                with self._lock:
+                forwarded = False
+            with self._lock:
+                if forwarded:
+                    counts.forwarded += 1
+                else:
                     counts.dropped[part] = counts.dropped.get(part, 0) + 1
         elif kind == b"done":
             with self._lock:
