@@ -3,19 +3,20 @@
     python benchmarks/streams.py                  # 20 s per row
     python benchmarks/streams.py --seconds 5      # a quick look
 
-Each row starts ``std_daq_server`` with ``--stream-address`` and ``std_daq_sim`` (one Eiger module, 16 bit,
-``photons`` content, flat out) as separate processes on loopback, one acquisition writing to ``--dir``, and a
-consumer process: a PULL socket decoding every message with cbor2 and (compressed rows) DECTRIS's
-``dectris-compression``, as an analysis process would. Rows: without and with compression, each with the
-consumer; the compressed one also without any consumer (everything dropped, nothing lost in the file), and the
-sustained Eiger row without a stream for comparison. Prints one table beside the loopback ceiling of the same
-run; nothing asserts.
+Each row starts ``std_daq_server`` (with ``--stream-address``) and ``std_daq_sim`` (one Eiger module, 16 bit,
+``photons`` content) as separate processes on loopback, one acquisition writing to ``--dir``, and a consumer
+process: a PULL socket decoding every message with cbor2 and (compressed rows) DECTRIS's
+``dectris-compression``, as an analysis process would (at nice 19: on this machine it competes with the DAQ for
+the CPU, at a beamline it runs on other hosts). Per compression: the rate the DAQ reaches without a stream
+(the simulator flat out), then the stream on at that rate, with the consumer and with no consumer at all
+(every stream message dropped). Prints one table beside the loopback ceiling of the same run; nothing asserts.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
 import shutil
 import signal
 import socket
@@ -53,6 +54,7 @@ def consume(address: str) -> None:
             return tag.value[1].reshape(tag.value[0])
         return tag
 
+    os.nice(19)  # on this machine it competes with the DAQ for the CPU; on a beamline it runs elsewhere
     pull = zmq.Context().socket(zmq.PULL)
     pull.setsockopt(zmq.RCVHWM, 32)
     pull.connect(address)
@@ -74,7 +76,8 @@ def consume(address: str) -> None:
     print(json.dumps({"images": images, "image_bytes": image_bytes, "wire_bytes": wire_bytes, "seconds": seconds}))
 
 
-def row(label: str, folder: Path, seconds: float, compression: str, stream: bool, consumer: bool) -> dict:
+def row(label: str, folder: Path, seconds: float, compression: str, stream: bool, consumer: bool, rate: float) -> dict:
+    """One row: server (+ stream) + simulator at ``rate`` (0: flat out) for ``seconds`` (+ the consumer process)."""
     work = Path(tempfile.mkdtemp(prefix="row_", dir=folder))
     config = configs.eiger_config(16, sustained.free_port(socket.SOCK_DGRAM, 4), "bench")
     address = f"tcp://127.0.0.1:{sustained.free_port()}"
@@ -89,7 +92,7 @@ def row(label: str, folder: Path, seconds: float, compression: str, stream: bool
     image_bytes = config["image_pixel_width"] * config["image_pixel_height"] * 2
     server.client.start_writer_async({"output_file": str(output), "n_images": int(seconds * 20000)})
     sim = subprocess.Popen(
-        [sys.executable, "-m", "sim.cli", "--config", str(server.config_file), "--rate", "0", "--n-images", "0",
+        [sys.executable, "-m", "sim.cli", "--config", str(server.config_file), "--rate", str(rate), "--n-images", "0",
          "--content", "photons", "--seed", "1"], stdout=subprocess.PIPE, text=True,
         preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
     )  # fmt: skip
@@ -99,21 +102,24 @@ def row(label: str, folder: Path, seconds: float, compression: str, stream: bool
         received.append(server.client.get_stats()["detector"]["bytes_per_second"])
     sim.send_signal(signal.SIGINT)
     sent = json.loads(sim.communicate(timeout=60)[0])["frames_sent"]
+    send_s = time.monotonic() - t0
     t1 = time.monotonic()
     while time.monotonic() - t1 < 600:  # until the writer caught up with what was received
         done = server.client.get_status()["acquisition"]["stats"]["n_write_completed"]
         time.sleep(1.0)
         if server.client.get_status()["acquisition"]["stats"]["n_write_completed"] == done:
             break
-    server.client.stop_writer()  # ends the acquisition: file closed, the stream's end message queued
+    counters = server.client.stop_writer()["acquisition"].get("counters", {})  # file closed, end message queued
     with h5py.File(output, "r") as f:
         written = len(f["entry/data/image_id"])
         dropped = int(f["entry"].attrs.get("stream_images_dropped", 0))
     took = json.loads(reader.communicate(timeout=120)[0].splitlines()[-1]) if reader is not None else None
     server.stop()
     shutil.rmtree(work, ignore_errors=True)
-    result = {"case": label, "compression": compression, "sent": sent, "lost": sent - written, "written": written,
+    result = {"case": label, "compression": compression, "sent": sent, "offered": f"{rate:.0f} Hz" if rate else "max",
+              "rate": sent / send_s, "lost": sent - written, "written": written,
               "received": float(np.mean(received[1:] or received)) / 1e9, "dropped": dropped if stream else None,
+              "rx_dropped": counters.get("images_dropped", 0), "incomplete": counters.get("images_incomplete", 0),
               "stream_images": None, "stream_gbs": None, "wire_gbs": None, "images_s": None}  # fmt: skip
     if took and took["seconds"] > 0:
         result |= {"stream_images": took["images"], "images_s": took["images"] / took["seconds"],
@@ -127,6 +133,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--seconds", type=float, default=20.0, help="sending time per row (default 20)")
     parser.add_argument("--dir", type=Path, default=Path(tempfile.gettempdir()), help="where the files go")
+    parser.add_argument("--compression", default="bitshuffle-lz4,none", help="the rows' compressions (default both)")
     parser.add_argument("--consume", help=argparse.SUPPRESS)  # the consumer process
     args = parser.parse_args()
     if args.consume:
@@ -135,16 +142,20 @@ def main() -> None:
     folder = Path(tempfile.mkdtemp(prefix="std_daq_streams_", dir=args.dir))
     ceiling = sustained.ceiling(EIGER_PACKET, 2)
     s = args.seconds
-    rows = [
-        row("Eiger 16 bit, no stream", folder, s, "bitshuffle-lz4", stream=False, consumer=False),
-        row("Eiger 16 bit, stream + consumer", folder, s, "bitshuffle-lz4", stream=True, consumer=True),
-        row("Eiger 16 bit, stream, no consumer", folder, s, "bitshuffle-lz4", stream=True, consumer=False),
-        row("Eiger 16 bit, stream + consumer", folder, s, "none", stream=True, consumer=True),
-    ]
+    rows = []
+    for compression in args.compression.split(","):
+        # the rate the DAQ reaches without a stream, then the stream on at that rate
+        plain = row("Eiger 16 bit, no stream", folder, s, compression, stream=False, consumer=False, rate=0)
+        rate = plain["rate"]
+        rows += [
+            plain,
+            row("Eiger 16 bit, stream + consumer", folder, s, compression, stream=True, consumer=True, rate=rate),
+            row("Eiger 16 bit, stream, no consumer", folder, s, compression, stream=True, consumer=False, rate=rate),
+        ]
     shutil.rmtree(folder, ignore_errors=True)
-    print(f"{s:g} s per row, Eiger 16 bit photons flat out; loopback ceiling {ceiling:.2f} GB/s at {EIGER_PACKET} B")
-    header = (f"{'case':<34} {'compression':>14} {'sent':>7} {'lost':>5} {'recv GB/s':>9} {'streamed':>8} "
-              f"{'dropped':>7} {'images/s':>8} {'stream GB/s':>11} {'wire GB/s':>9}")  # fmt: skip
+    print(f"{s:g} s per row, Eiger 16 bit photons; loopback ceiling {ceiling:.2f} GB/s at {EIGER_PACKET} B")
+    header = (f"{'case':<34} {'compression':>14} {'offered':>8} {'sent':>7} {'lost':>5} {'ring':>5} {'recv GB/s':>9} "
+              f"{'streamed':>8} {'dropped':>7} {'images/s':>8} {'stream GB/s':>11} {'wire GB/s':>9}")  # fmt: skip
     print(header)
     print("-" * len(header))
 
@@ -152,10 +163,14 @@ def main() -> None:
         return "" if value is None else format(value, fmt)
 
     for r in rows:
-        print(f"{r['case']:<34} {r['compression']:>14} {r['sent']:>7} {r['lost']:>5} {r['received']:9.2f} "
+        print(f"{r['case']:<34} {r['compression']:>14} {r['offered']:>8} {r['sent']:>7} {r['lost']:>5} "
+              f"{r['rx_dropped']:>5} {r['received']:9.2f} "
               f"{show(r['stream_images'], 'd'):>8} {show(r['dropped'], 'd'):>7} {show(r['images_s'], '.0f'):>8} "
               f"{show(r['stream_gbs'], '.2f'):>11} {show(r['wire_gbs'], '.3f'):>9}")  # fmt: skip
-    print("(lost: images sent by the simulator that the file lacks; streamed/dropped: images the consumer decoded /")
+    print(
+        "(lost: images sent by the simulator that the file lacks; ring: of them, dropped for want of a free ring slot"
+    )
+    print(" (the writer behind); streamed/dropped: images the consumer decoded /")
     print(" the stream dropped; stream GB/s: decoded image bytes per second at the consumer, wire GB/s: CBOR bytes)")
 
 

@@ -20,7 +20,7 @@ from dataclasses import dataclass
 import numpy as np
 import zmq
 
-from daq_server.stream.stream2_messages import image_array, image_message
+from daq_server.stream.stream2_messages import image_message
 
 QUEUE = 32
 """Messages queued at most on each side of a socket of the stream (a few tens of MB for 1 MB images)."""
@@ -67,12 +67,11 @@ class Stream2Feed:
         image_id = self._index + self._k * self._count
         self._k += 1
         if isinstance(data, np.ndarray):  # in the stream's (little-endian) type, e.g. a big-endian bsread image
-            data = memoryview(np.ascontiguousarray(data, dtype=self._dtype)).cast("B")
-        raw = data
-        array = image_array(self._shape, self._dtype, raw, compressed)
+            data = np.ascontiguousarray(data, dtype=self._dtype)
         extra = {"results": results} if results else None
         message = image_message(self.spec.series_id, self.spec.series_unique_id, self.spec.series_time, image_id,
-                                frame_number, receive_time, self.spec.exposure, array, extra)  # fmt: skip
+                                frame_number, receive_time, self.spec.exposure,
+                                (self._shape, self._dtype, data, compressed), extra)  # fmt: skip
         try:
             self._socket.send_multipart([b"image", self._header, message], flags=zmq.NOBLOCK, copy=False)
             self.sent += 1

@@ -56,14 +56,25 @@ def typed_array_tag(dtype: np.dtype) -> int:
         raise ValueError(f"no RFC 8746 typed array for {dtype}") from None
 
 
-def image_array(shape: tuple[int, int], dtype: np.dtype, data: bytes | memoryview, compressed: bool) -> cbor2.CBORTag:
-    """Tag 40 ``[dims, typed array]`` of an image: ``data`` the raw pixels, or (``compressed``) its
-    bitshuffle+LZ4 chunk in HDF5 framing, sent as DECTRIS tag 56500 ``["bslz4", itemsize, chunk]``."""
+def _head(major: int, value: int) -> bytes:
+    """The head of a CBOR data item (RFC 8949 section 3): major type and argument."""
+    if value < 24:
+        return bytes([major << 5 | value])
+    for info, size in ((24, 1), (25, 2), (26, 4), (27, 8)):
+        if value < 1 << (8 * size):
+            return bytes([major << 5 | info]) + value.to_bytes(size, "big")
+    raise ValueError(f"{value} does not fit a CBOR head")
+
+
+def array_head(shape: tuple[int, int], dtype: np.dtype, n_bytes: int, compressed: bool) -> bytes:
+    """The CBOR of an image's tag 40 ``[dims, typed array]`` up to its ``n_bytes`` of data, which follow it:
+    the raw pixels, or (``compressed``) the bitshuffle+LZ4 chunk in HDF5 framing, inside DECTRIS tag 56500
+    ``["bslz4", itemsize, chunk]``. Built around the data so that a message copies it once."""
     dtype = np.dtype(dtype)
-    payload: object = bytes(data)
+    head = _head(6, MULTI_DIM_ARRAY) + _head(4, 2) + cbor2.dumps(list(shape)) + _head(6, typed_array_tag(dtype))
     if compressed:
-        payload = cbor2.CBORTag(DECTRIS_COMPRESSION, ["bslz4", dtype.itemsize, payload])
-    return cbor2.CBORTag(MULTI_DIM_ARRAY, [list(shape), cbor2.CBORTag(typed_array_tag(dtype), payload)])
+        head += _head(6, DECTRIS_COMPRESSION) + _head(4, 3) + cbor2.dumps("bslz4") + cbor2.dumps(dtype.itemsize)
+    return head + _head(2, n_bytes)
 
 
 def rational(seconds: float) -> list[int]:
@@ -92,16 +103,17 @@ def image_message(
     frame_number: int,
     receive_time: float,
     exposure: float,
-    array: cbor2.CBORTag,
+    image: tuple[tuple[int, int], np.dtype, memoryview, bool],
     extra: Mapping[str, object] | None = None,
 ) -> bytes:
-    """One ``image`` message: image ``image_id`` (0-based in the acquisition), ``array`` from :func:`image_array`.
+    """One ``image`` message: image ``image_id`` (0-based in the acquisition); ``image`` is (shape, dtype,
+    data, compressed) as :func:`array_head` takes them, ``data`` a buffer of bytes (copied once, here).
 
     ``start_time`` is when the image's first packet arrived, relative to the series (``series_time``, the
     arm time); ``stop_time`` adds the exposure (``count_time`` when given, else 0), ``real_time`` is it.
     Beyond the specification: ``frame_number`` (the detector's), and ``extra`` (e.g. ``results``)."""
     start = receive_time - series_time
-    message = {
+    fields = {
         "type": "image",
         "series_id": series_id,
         "series_unique_id": series_unique_id,
@@ -111,11 +123,18 @@ def image_message(
         "start_time": rational(start),
         "stop_time": rational(start + exposure),
         "real_time": rational(exposure),
-        "data": {CHANNEL: array},
+        **(extra or {}),
     }
-    if extra:
-        message.update(extra)
-    return cbor2.dumps(message, datetime_as_timestamp=False, timezone=datetime.timezone.utc)
+    fields.pop("data", None)
+    encoded = cbor2.dumps(fields, datetime_as_timestamp=False, timezone=datetime.timezone.utc)
+    shape, dtype, data, compressed = image
+    data = memoryview(data).cast("B")
+    # the map with one more item, "data" last: {"default": array} with the pixels at the very end
+    pairs = encoded[len(_head(5, len(fields))) :]
+    data_item = (
+        cbor2.dumps("data") + _head(5, 1) + cbor2.dumps(CHANNEL) + array_head(shape, dtype, data.nbytes, compressed)
+    )
+    return b"".join((_head(5, len(fields) + 1), pairs, data_item, data))
 
 
 def end_message(series_id: int, series_unique_id: str, images_dropped: int, images_sent: int) -> bytes:
