@@ -20,10 +20,10 @@ client = os.environ.get("STD_DAQ_CLIENT_REQUIREMENT") or client
 
 setup(
     cffi_modules=[
-        "csrc/build_detectors.py:ffibuilder",
-        "csrc/build_receiver.py:ffibuilder",
-        "csrc/build_sim.py:ffibuilder",
-        "csrc/build_pipeline.py:ffibuilder",
+        "csrc/native_modules.py:detectors",
+        "csrc/native_modules.py:receiver",
+        "csrc/native_modules.py:sim",
+        "csrc/native_modules.py:pipeline",
     ],
     install_requires=[
         client,

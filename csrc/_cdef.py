@@ -1,7 +1,7 @@
 """Turn our C headers into cffi ``cdef`` text, so each declaration is written once.
 
-Only used by the build scripts in this folder (cffi_modules in setup.py). The C sources sit in one
-folder per binary (``receiver/``, ``sim/``, ``compress/``); ``detectors/detector_formats.h`` is the one
+Only used by native_modules.py (cffi_modules in setup.py). The C sources sit in one
+folder per binary (``receiver/``, ``sim/``, ``pipeline/``); ``detectors/detector_formats.h`` is the one
 description of each detector type that all of them include.
 """
 

@@ -84,6 +84,14 @@ def main(argv: list[str] | None = None) -> None:
         help=f"jungfrau-raw: the energy of one photon (default {DEFAULT_PHOTON_ENERGY_KEV} keV)",
     )
     parser.add_argument(
+        "--broken-switch",
+        type=float,
+        default=0.0,
+        metavar="FRACTION",
+        help="jungfrau-raw fault: this fraction of pixels (chosen by --seed) has a broken gain switch and sends the "
+        "invalid gain code 10 where it would leave gain 0 (default 0)",
+    )
+    parser.add_argument(
         "--write-gain-maps",
         type=Path,
         metavar="FILE",
@@ -125,6 +133,7 @@ def main(argv: list[str] | None = None) -> None:
             flux=args.flux,
             noise=args.noise,
             photon_energy_kev=args.photon_energy_kev,
+            broken_switch=args.broken_switch,
         )
     except (OSError, ValueError, KeyError, TypeError) as error:
         sys.exit(f"std_daq_sim: bad config {args.config}: {' '.join(str(error).split())}")

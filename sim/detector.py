@@ -47,7 +47,9 @@ def module_geometry(config: dict) -> tuple[int, int]:
     return fmt.module_width, fmt.module_height
 
 
-def content_spec(content: str, seed: int, flux: float, noise: float, photon_energy_kev: float):
+def content_spec(
+    content: str, seed: int, flux: float, noise: float, photon_energy_kev: float, broken_switch: float = 0.0
+):
     """The C description of a realistic content (``sim_content_spec``)."""
     spec = ffi.new("sim_content_spec *")
     spec.content = CONTENTS[content]
@@ -55,6 +57,7 @@ def content_spec(content: str, seed: int, flux: float, noise: float, photon_ener
     spec.flux = flux
     spec.noise = noise
     spec.photon_energy_kev = photon_energy_kev
+    spec.broken_switch = broken_switch
     return spec
 
 
@@ -67,6 +70,7 @@ def module_pixels(
     flux: float = DEFAULT_FLUX,
     noise: float = DEFAULT_NOISE,
     photon_energy_kev: float = DEFAULT_PHOTON_ENERGY_KEV,
+    broken_switch: float = 0.0,
 ) -> np.ndarray:
     """The pixels the simulator sends for one module frame, as (height, width) in the image dtype.
 
@@ -81,12 +85,12 @@ def module_pixels(
         lib.sim_module_pixels(frame, module, fmt.wire_bit_depth, out.size, ffi.from_buffer(out))
     else:
         height, width = out.shape
-        spec = content_spec(content, seed, flux, noise, photon_energy_kev)
+        spec = content_spec(content, seed, flux, noise, photon_energy_kev, broken_switch)
         lib.sim_content_module_pixels(spec, frame, module, fmt.wire_bit_depth, width, height, ffi.from_buffer(out))
     return out
 
 
-def check_content_values(flux: float, noise: float, photon_energy_kev: float) -> None:
+def check_content_values(flux: float, noise: float, photon_energy_kev: float, broken_switch: float = 0.0) -> None:
     """ValueError unless the realistic content's numbers are within the simulator's range."""
     if not 0 <= flux <= 1e4:
         raise ValueError(f"flux must be 0 to 10000 photons per pixel per frame, not {flux}")
@@ -94,6 +98,8 @@ def check_content_values(flux: float, noise: float, photon_energy_kev: float) ->
         raise ValueError(f"noise must be 0 to 1000 ADU, not {noise}")
     if not 1 <= photon_energy_kev <= 100:
         raise ValueError(f"photon energy must be 1 to 100 keV, not {photon_energy_kev}")
+    if not 0 <= broken_switch <= 1:
+        raise ValueError(f"the broken-switch fraction must be 0 to 1, not {broken_switch}")
 
 
 def _check_module_hosts(module_hosts: list[str], n_modules: int, bsread: bool) -> None:
@@ -139,13 +145,16 @@ class SimulatedDetector:
     noise: float = DEFAULT_NOISE
     """Jungfrau contents: noise sigma in gain 0 (ADU); 0 sends the noise-free truth."""
     photon_energy_kev: float = DEFAULT_PHOTON_ENERGY_KEV
+    broken_switch: float = 0.0
+    """jungfrau-raw: fraction of pixels whose gain switching is broken (they send the invalid gain code 10
+    where they would leave gain 0; the fault is off by default)."""
     counters: dict = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         self._bsread = self.config["detector_type"] == "bsread"
         if self.content not in CONTENTS or (self._bsread and self.content != "ramp"):
             raise ValueError(f"content must be one of {', '.join(CONTENTS)} (bsread: ramp), not {self.content!r}")
-        check_content_values(self.flux, self.noise, self.photon_energy_kev)
+        check_content_values(self.flux, self.noise, self.photon_energy_kev, self.broken_switch)
         if not self._bsread:
             module_geometry(self.config)
         if self.content in GAIN_CONTENTS and not detectors.has_gain_stages(self.config):
@@ -199,6 +208,7 @@ class SimulatedDetector:
         cfg.flux = self.flux
         cfg.noise = self.noise
         cfg.photon_energy_kev = self.photon_energy_kev
+        cfg.broken_switch = self.broken_switch
         err = ffi.new("char[512]")
         self._stop[0] = 0
         rc = lib.sim_run(cfg, self._stop, self._counters, err, len(err))

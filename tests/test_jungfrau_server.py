@@ -102,6 +102,42 @@ def test_pedestal_then_photons_equal_to_what_the_simulator_encoded(tmp_path, com
         daq.stop()
 
 
+@pytest.mark.parametrize("output", ["photons", "keV"])
+def test_pixels_sending_the_invalid_gain_code_hold_no_data_and_are_marked_in_that_images_mask(tmp_path, output):
+    """Pixels with a broken gain switch send the invalid code 10 where they would leave gain 0 (strong spots):
+    the no-data value there, 1 in that image's lost_pixel_mask; the 2-D pixel_mask stays the pedestal's."""
+    (tmp_path / "server").mkdir()
+    daq = converting_daq(tmp_path, output=output).start()
+    content = {"seed": SEED, "noise": 0, "flux": 2.0, "broken_switch": 0.05}
+    try:
+        assert take_pedestal(daq)["acquisition"]["state"] == "FINISHED"
+        status, path = daq.acquire("broken.h5", 6, {"incident_wavelength": WAVELENGTH_12_4_KEV},
+                                   content="jungfrau-raw", rate_hz=50, **content)  # fmt: skip
+        assert status["acquisition"]["state"] == "FINISHED", status
+        marked = 0
+        with h5py.File(path, "r") as f:
+            flagged = f["entry/instrument/detector/pixel_mask"][()] != 0
+            assert np.array_equal(flagged, bad_pixels(daq.config)), "per-image faults stay out of pixel_mask"
+            good = f["entry/data/is_good_frame"][:]
+            lost = f["entry/data/lost_pixel_mask"]
+            for k in np.flatnonzero(good):
+                frame, image = int(f["entry/data/image_id"][k]), f["entry/data/data"][k]
+                raw = expected_image(daq.config, frame, content="jungfrau-raw", **content)
+                invalid = (raw >> 14) == 2
+                photons = expected_image(daq.config, frame, content="photons", seed=SEED, flux=2.0)
+                valid = ~flagged & ~invalid
+                if output == "photons":
+                    assert (image[invalid] == 0xFFFF).all() and np.array_equal(image[valid], photons[valid])
+                else:
+                    assert np.isnan(image[invalid]).all() and np.abs(image[valid] - photons[valid] * 12.4).max() < 6.2
+                mask = lost[k]
+                assert (mask[invalid] == 1).all() and (mask[valid] == 0).all(), f"frame {frame}"
+                marked += int(invalid.sum())
+        assert marked > 0, "strong spots met pixels with a broken switch"
+    finally:
+        daq.stop()
+
+
 def test_kev_raw_on_request_and_the_pedestal_survives_a_restart(tmp_path):
     (tmp_path / "server").mkdir()
     daq = converting_daq(tmp_path, output="keV").start()

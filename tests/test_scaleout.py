@@ -7,6 +7,7 @@ Needs root (``ip netns add``); skipped with the reason otherwise.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import shutil
@@ -284,9 +285,10 @@ def test_bad_requests_reach_no_host_and_leave_no_file(scaleout):
         assert host_client(host).get_status()["state"] == "READY"
 
 
-def test_stop_reaches_every_host(scaleout):
+@contextlib.contextmanager
+def _ten_images_written(scaleout, output: Path):
+    """An open-ended acquisition into ``output`` with the detector sending, once 10 images are written."""
     client = scaleout.client
-    output = scaleout.data / "stopped.h5"
     client.start_writer_async({"output_file": str(output), "n_images": 10_000})
     detector = scaleout.simulator(n_images=0)
     detector.start()
@@ -295,9 +297,16 @@ def test_stop_reaches_every_host(scaleout):
         while client.get_status()["acquisition"]["stats"]["n_write_completed"] < 10:
             assert time.monotonic() < deadline, client.get_status()
             time.sleep(0.1)
-        status = client.stop_writer()
+        yield
     finally:
         detector.stop()
+
+
+def test_stop_reaches_every_host(scaleout):
+    client = scaleout.client
+    output = scaleout.data / "stopped.h5"
+    with _ten_images_written(scaleout, output):
+        status = client.stop_writer()
     assert status["state"] == "READY"
     assert status["acquisition"]["message"] == "Interrupted."
     for host in scaleout.hosts:
@@ -309,20 +318,11 @@ def test_stop_reaches_every_host(scaleout):
 def test_a_killed_host_fails_the_acquisition_by_name_and_the_other_part_stays_readable(scaleout):
     client = scaleout.client
     output = scaleout.data / "killed.h5"
-    client.start_writer_async({"output_file": str(output), "n_images": 10_000})
-    detector = scaleout.simulator(n_images=0)
-    detector.start()
     victim = scaleout.hosts[1]
-    try:
-        deadline = time.monotonic() + 30
-        while client.get_status()["acquisition"]["stats"]["n_write_completed"] < 10:
-            assert time.monotonic() < deadline, client.get_status()
-            time.sleep(0.1)
+    with _ten_images_written(scaleout, output):
         victim.proc.send_signal(signal.SIGKILL)
         victim.proc.wait(timeout=10)
         status = _wait_ended(client, timeout=30)
-    finally:
-        detector.stop()
     acquisition = status["acquisition"]
     assert acquisition["state"] == "FAILED"
     assert victim.name in acquisition["message"]

@@ -30,16 +30,15 @@ SANITIZERS = {
     ),
 }
 HARNESSES = {
-    "receiver_race": (("build_receiver.py", "build_sim.py"), ("detectors", "receiver", "sim"), ["-lm"]),
-    "compress_race": (("build_pipeline.py",), ("pipeline", "detectors"), ["-llz4", "-lm"]),
+    "receiver_race": (("receiver", "sim"), ("detectors", "receiver", "sim"), ["-lm"]),
+    "compress_race": (("pipeline",), ("pipeline", "detectors"), ["-llz4", "-lm"]),
 }
 REPORTS = ("ThreadSanitizer", "AddressSanitizer", "runtime error:")
 
 
-def sources(build_script: str) -> list[str]:
-    """The C files of one binary, from its build script."""
-    build = runpy.run_path(str(CSRC / build_script))
-    return [str(CSRC / build["FOLDER"] / name) for name in build["SOURCES"]]
+def sources(module: str) -> list[str]:
+    """The C files of one binary, as the package build compiles them."""
+    return [str(path) for path in runpy.run_path(str(CSRC / "native_modules.py"))["MODULES"][module].source_paths()]
 
 
 @pytest.fixture(scope="module")

@@ -26,10 +26,12 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "detector_formats.h"
 #include "sim_jungfrau.h"
 #include "sim_random.h"
 
 #define GAUSS_BITS 18 /* jungfrau-pedestal's noise: a table of 2^18 normal deviates */
+#define STREAM_BROKEN_SWITCH 47 /* random stream of the broken-switch pixels (photons 5-20, noise 31-46) */
 
 typedef struct bank {
     sim_content_spec spec;
@@ -153,7 +155,11 @@ static void build_bank(bank *b)
             } else {
                 double gauss = sim_normal(sim_key(s->seed, 31 + v, p));
                 double energy = photons * s->photon_energy_kev;
-                out[p] = mask_to(sim_jf_word(&pixels[p], energy, s->noise, gauss), b->bit_depth);
+                uint32_t word = sim_jf_word(&pixels[p], energy, s->noise, gauss);
+                if (s->broken_switch > 0 && gain_stage_of_word(word) != 0 &&
+                    sim_uniform(sim_key(s->seed, STREAM_BROKEN_SWITCH, p)) < s->broken_switch)
+                    word = (2u << GAIN_CODE_SHIFT) | (word & GAIN_ADC_MASK); /* the invalid code 10 */
+                out[p] = mask_to(word, b->bit_depth);
             }
         }
     }
@@ -163,7 +169,7 @@ static void build_bank(bank *b)
 static int same_spec(const sim_content_spec *a, const sim_content_spec *b)
 {
     return a->content == b->content && a->seed == b->seed && a->flux == b->flux && a->noise == b->noise &&
-           a->photon_energy_kev == b->photon_energy_kev;
+           a->photon_energy_kev == b->photon_energy_kev && a->broken_switch == b->broken_switch;
 }
 
 static const bank *bank_for(const sim_content_spec *spec, int bit_depth, int width, int height)

@@ -19,6 +19,8 @@ typedef struct sim_content_spec {
     double flux;              /* photons per pixel per frame (background; spots and rings add to it) */
     double noise;             /* Jungfrau contents: the noise sigma in gain 0, ADU */
     double photon_energy_kev; /* jungfrau-raw: the energy of one photon */
+    double broken_switch;     /* jungfrau-raw: fraction of pixels whose gain switching is broken: where they
+                                 would leave gain 0 they send the invalid gain code 10 */
 } sim_content_spec;
 
 /* The pixels of one module frame (width x height, row-major) of a content, unpacked into the image

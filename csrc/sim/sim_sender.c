@@ -43,7 +43,7 @@ void sim_module_pixels(uint64_t frame, int module, int bit_depth, uint64_t n_pix
 
 static sim_content_spec content_spec(const sim_config *cfg)
 {
-    return (sim_content_spec){cfg->content, cfg->seed, cfg->flux, cfg->noise, cfg->photon_energy_kev};
+    return (sim_content_spec){cfg->content, cfg->seed, cfg->flux, cfg->noise, cfg->photon_energy_kev, cfg->broken_switch};
 }
 
 /* Payload of one packet in the detector's wire format (codec in detector_formats.h); any padding

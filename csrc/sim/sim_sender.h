@@ -36,6 +36,7 @@ typedef struct sim_config {
     double flux;              /* photons per pixel per frame of realistic content */
     double noise;             /* Jungfrau contents: noise sigma in gain 0, ADU */
     double photon_energy_kev; /* jungfrau-raw: the energy of one photon */
+    double broken_switch;     /* jungfrau-raw: fraction of pixels sending the invalid gain code (sim_content.h) */
 } sim_config;
 
 typedef struct sim_counters {

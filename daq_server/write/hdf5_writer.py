@@ -213,11 +213,13 @@ class Hdf5Writer:
         n_missing_packets: int,
         receive_time: float,
         chunk: memoryview | bytes | None = None,
+        no_data: bool = False,
     ) -> None:
         """Write the next image and its metadata; DiskFull (nothing written) when no space is left.
 
         ``chunk``: the image already compressed in the dataset's filter format (see
-        daq_server.pipeline.compression), written as it is."""
+        daq_server.pipeline.compression), written as it is. ``no_data``: a conversion gave pixels of this
+        image the no-data value (they go to ``lost_pixel_mask`` as lost packets' pixels do)."""
         i = self.n_written
         image_bytes = self.target.image_bytes if chunk is None else len(chunk)
         image_bytes += BLOCK  # no system call per image: each grows the file by at most its aligned chunk
@@ -238,7 +240,7 @@ class Hdf5Writer:
             self._broken = True
             raise
         self._pending.append((frame_number, n_missing_packets, receive_time))
-        missing = self._lost.note(i, image) if n_missing_packets else None  # only images that lost packets
+        missing = self._lost.note(i, image) if n_missing_packets or no_data else None  # only images without data
         if self._statistics is not None:
             total, top = self._statistics.add(image, missing, self._lost.missing_value)
             self.last_image = {"index": i, "image_id": frame_number, "n_missing_packets": n_missing_packets,

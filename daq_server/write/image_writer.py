@@ -37,6 +37,8 @@ class ImageWriter:
         self._conversion_counts: dict[str, int] = {}
         opened = open_conversion(target.conversion, as_dict(target.config), target.shape) if target.conversion else None
         self._input_dtype = np.dtype(np.uint16) if opened is not None else np.dtype(target.dtype)
+        self._flagged = int(np.count_nonzero(opened.flags)) if opened is not None else 0
+        """Pixels the pedestal flagged: no data in every image (in pixel_mask, not per image)."""
         compress = target.compression == BITSHUFFLE_LZ4
         if compress or opened is not None:  # first the pool: no file is left behind if it fails
             threads = compression_threads or default_threads()
@@ -101,13 +103,16 @@ class ImageWriter:
                 return
             image = self._waiting.popleft()
             written = image.data  # the image itself, or its conversion (also for the statistics)
+            no_data = False  # pixels beyond the flagged ones without a valid value (e.g. the gain code 10)
             try:
                 if self.target.conversion is not None:
+                    no_data = result.counts["no_data_pixels"] > self._flagged
                     written = np.frombuffer(result.image, dtype=self.target.dtype).reshape(self.target.shape)
                     for key, value in result.counts.items():
                         self._conversion_counts[key] = self._conversion_counts.get(key, 0) + value
                 chunk = result.data if result.compressed else None
-                self.file.write(written, image.frame_number, image.n_missing_packets, image.receive_time, chunk=chunk)
+                meta = (image.frame_number, image.n_missing_packets, image.receive_time)
+                self.file.write(written, *meta, chunk=chunk, no_data=no_data)
                 if self._stream is not None:  # the chunk written into the file, or the (converted) image
                     results = getattr(result, "results", None)
                     data = chunk if chunk is not None else written

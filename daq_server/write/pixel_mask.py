@@ -6,11 +6,13 @@
 * bit 1 (value 2, :data:`DEAD_PIXEL`), bit 4 (value 16, :data:`NOISY_PIXEL`): where a calibration says so
   (e.g. a Jungfrau pedestal).
 
-Pixels of lost packets differ from image to image, so they are kept apart, in ``/entry/data/lost_pixel_mask``
-(the file layout's ``LOST_PIXEL_MASK``): ``uint8``, shape ``(n_images, height, width)``, 1 where the image's
-packet carrying the pixel was lost (the receiver filled it with every bit set). Only images that lost packets
-have a chunk there; the others read as zeros and cost nothing. While writing, only the images with
-``n_missing_packets > 0`` are looked at (:meth:`LostPixels.note`), and only the runs of their missing pixels
+Pixels without data differ from image to image, so they are kept apart, in ``/entry/data/lost_pixel_mask``
+(the file layout's ``LOST_PIXEL_MASK``): ``uint8``, shape ``(n_images, height, width)``, 1 where the pixel holds
+no data in that image: the packet carrying it was lost (the receiver filled it with every bit set), or, in a
+Jungfrau image converted to photons or keV, the conversion found no valid value (the invalid gain code 10, no
+pedestal for the pixel's gain stage: the no-data value 65535 or NaN). Only such images have a chunk there; the
+others read as zeros and cost nothing. While writing, only the images with ``n_missing_packets > 0`` or
+conversion no-data pixels are looked at (:meth:`LostPixels.note`), and only the runs of their missing pixels
 are kept until the next flush writes their chunks, each one zlib stream assembled from row bands of zeros
 compressed once, recompressing only the bands with lost pixels (:class:`MaskChunks`).
 """
@@ -39,8 +41,10 @@ DESCRIPTION = (
 )
 """The ``description`` attribute of the pixel mask."""
 LOST_DESCRIPTION = (
-    "1 where the packet carrying the pixel was lost in that image (the pixel holds no data: every bit set), "
-    "0 elsewhere; images that lost no packet have no chunk and read as zeros"
+    "1 where the pixel holds no data in that image: the packet carrying it was lost (every bit set), or a "
+    "Jungfrau conversion found no valid value (invalid gain code 10, no pedestal for the gain stage: the "
+    "no-data value 65535 or NaN; pixels pixel_mask flags may read 1 too); 0 elsewhere; images without such "
+    "pixels have no chunk and read as zeros"
 )
 
 GZIP_LEVEL = 4
@@ -135,6 +139,7 @@ class LostPixels:
 
     def __init__(self, dtype: np.dtype | type) -> None:
         self.missing_value = missing_value(dtype)
+        self._float = np.dtype(dtype).kind == "f"  # keV images: NaN marks a pixel without data
         self.runs: dict[int, np.ndarray] = {}
         """Image index -> (start, stop) rows of flat pixel indices holding the missing value (not yet written)."""
         self._chunks: MaskChunks | None = None
@@ -143,11 +148,14 @@ class LostPixels:
         return bool(self.runs)
 
     def note(self, index: int, image: np.ndarray) -> np.ndarray | None:
-        """Image ``index`` lost packets: keep where it holds the missing value (returned as a boolean
-        image, for the image statistics; None when the dtype has no missing value)."""
-        if self.missing_value is None:
+        """Image ``index`` has pixels without data: keep where it holds the missing value (or NaN), returned
+        as a boolean image for the image statistics; None when the dtype has no missing value."""
+        if self._float:
+            missing = np.isnan(image)
+        elif self.missing_value is None:
             return None
-        missing = image == self.missing_value
+        else:
+            missing = image == self.missing_value
         steps = np.diff(missing.reshape(-1).view(np.int8), prepend=np.int8(0), append=np.int8(0))
         edges = np.flatnonzero(steps)
         if edges.size:
