@@ -82,7 +82,7 @@ def assert_stream_equals_file(messages: list[dict], output, n: int) -> None:
             k = message["image_id"]
             array = message["data"]["default"]
             assert array.dtype == images.dtype and array.shape == images.shape[1:]
-            assert np.array_equal(array, images[k]), f"image {k} differs from the file"
+            assert array.tobytes() == images[k].tobytes(), f"image {k} differs from the file (bit for bit; NaN too)"
             assert message["frame_number"] == frames[k]
             numerator, denominator = message["start_time"]
             assert denominator == 1_000_000 and numerator >= 0
@@ -203,3 +203,29 @@ def test_a_stream_address_that_cannot_be_bound_is_refused(tmp_path):
         capture_output=True, text=True, timeout=60,
     )  # fmt: skip
     assert result.returncode != 0 and "cannot bind the stream" in result.stderr
+
+
+@pytest.mark.parametrize(("output", "compression"), [("photons", "bitshuffle-lz4"), ("keV", "none")])
+def test_jungfrau_converted_images_on_the_stream_equal_the_file(tmp_path, output, compression):
+    """A pedestal acquisition (not streamed), then converted images: uint16 photons (compressed) or float32 keV."""
+    from sim.jungfrau import PEDESTAL_CYCLE, write_gain_maps
+
+    config = jungfrau_config(2)
+    write_gain_maps(tmp_path / "gains.h5", config, seed=3)
+    config |= {"jungfrau_gain_maps": str(tmp_path / "gains.h5"), "jungfrau_conversion": output}
+    (tmp_path / "server").mkdir()
+    daq, address = stream_daq(tmp_path / "server", config, "--compression", compression)
+    try:
+        socket = pull_socket(address)
+        time.sleep(0.3)
+        status, _ = daq.acquire("pedestal.h5", PEDESTAL_CYCLE, {"pedestal": True}, rate_hz=200,
+                                content="jungfrau-pedestal", seed=3)  # fmt: skip
+        assert status["acquisition"]["state"] == "FINISHED" and "stream" not in status["acquisition"]
+        request = {"incident_wavelength": 12.398419843320026 / 12.4}
+        status, output_file = daq.acquire("converted.h5", 8, request, content="jungfrau-raw", seed=3, rate_hz=50)
+        messages = receive_series(socket)
+        assert_stream_equals_file(messages, output_file, 8)
+        assert messages[0]["image_dtype"] == ("uint16" if output == "photons" else "float32")
+        socket.close()
+    finally:
+        daq.stop()
