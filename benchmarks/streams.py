@@ -76,6 +76,23 @@ def consume(address: str) -> None:
     print(json.dumps({"images": images, "image_bytes": image_bytes, "wire_bytes": wire_bytes, "seconds": seconds}))
 
 
+def sample_rate(client) -> float:
+    """The detector's bytes per second, a second from now."""
+    time.sleep(1.0)
+    return client.get_stats()["detector"]["bytes_per_second"]
+
+
+def wait_written(client, quiet_s: float = 1.0, limit_s: float = 600.0) -> None:
+    """Until the writer has caught up with what was received (nothing more written for ``quiet_s``)."""
+    last, deadline = -1, time.monotonic() + limit_s
+    while time.monotonic() < deadline:
+        done = client.get_status()["acquisition"]["stats"]["n_write_completed"]
+        if done == last:
+            return
+        last = done
+        time.sleep(quiet_s)
+
+
 def row(label: str, folder: Path, seconds: float, compression: str, stream: bool, consumer: bool, rate: float) -> dict:
     """One row: server (+ stream) + simulator at ``rate`` (0: flat out) for ``seconds`` (+ the consumer process)."""
     work = Path(tempfile.mkdtemp(prefix="row_", dir=folder))
@@ -96,19 +113,12 @@ def row(label: str, folder: Path, seconds: float, compression: str, stream: bool
          "--content", "photons", "--seed", "1"], stdout=subprocess.PIPE, text=True,
         preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
     )  # fmt: skip
-    received, t0 = [], time.monotonic()
-    while time.monotonic() - t0 < seconds:
-        time.sleep(1.0)
-        received.append(server.client.get_stats()["detector"]["bytes_per_second"])
+    t0 = time.monotonic()
+    received = [sample_rate(server.client) for _ in range(max(1, round(seconds)))]
     sim.send_signal(signal.SIGINT)
     sent = json.loads(sim.communicate(timeout=60)[0])["frames_sent"]
     send_s = time.monotonic() - t0
-    t1 = time.monotonic()
-    while time.monotonic() - t1 < 600:  # until the writer caught up with what was received
-        done = server.client.get_status()["acquisition"]["stats"]["n_write_completed"]
-        time.sleep(1.0)
-        if server.client.get_status()["acquisition"]["stats"]["n_write_completed"] == done:
-            break
+    wait_written(server.client)
     counters = server.client.stop_writer()["acquisition"].get("counters", {})  # file closed, end message queued
     with h5py.File(output, "r") as f:
         written = len(f["entry/data/image_id"])
@@ -154,24 +164,23 @@ def main() -> None:
         ]
     shutil.rmtree(folder, ignore_errors=True)
     print(f"{s:g} s per row, Eiger 16 bit photons; loopback ceiling {ceiling:.2f} GB/s at {EIGER_PACKET} B")
-    header = (f"{'case':<34} {'compression':>14} {'offered':>8} {'sent':>7} {'lost':>5} {'ring':>5} {'recv GB/s':>9} "
-              f"{'streamed':>8} {'dropped':>7} {'images/s':>8} {'stream GB/s':>11} {'wire GB/s':>9}")  # fmt: skip
-    print(header)
-    print("-" * len(header))
+    columns = [  # title, width (negative: left-aligned), format, key
+        ("case", -34, "", "case"), ("compression", 14, "", "compression"), ("offered", 8, "", "offered"),
+        ("sent", 7, "d", "sent"), ("lost", 5, "d", "lost"), ("ring", 5, "d", "rx_dropped"),
+        ("recv GB/s", 9, ".2f", "received"), ("streamed", 8, "d", "stream_images"),
+        ("dropped", 7, "d", "dropped"), ("images/s", 8, ".0f", "images_s"), ("stream GB/s", 11, ".2f", "stream_gbs"),
+        ("wire GB/s", 9, ".3f", "wire_gbs"),
+    ]  # fmt: skip
 
-    def show(value, fmt):
-        return "" if value is None else format(value, fmt)
+    def cells(values: list[str]) -> str:
+        return " ".join(f"{v:<{-w}}" if w < 0 else f"{v:>{w}}" for v, (_, w, _, _) in zip(values, columns, strict=True))
 
+    print(cells([title for title, _, _, _ in columns]))
     for r in rows:
-        print(f"{r['case']:<34} {r['compression']:>14} {r['offered']:>8} {r['sent']:>7} {r['lost']:>5} "
-              f"{r['rx_dropped']:>5} {r['received']:9.2f} "
-              f"{show(r['stream_images'], 'd'):>8} {show(r['dropped'], 'd'):>7} {show(r['images_s'], '.0f'):>8} "
-              f"{show(r['stream_gbs'], '.2f'):>11} {show(r['wire_gbs'], '.3f'):>9}")  # fmt: skip
-    print(
-        "(lost: images sent by the simulator that the file lacks; ring: of them, dropped for want of a free ring slot"
-    )
-    print(" (the writer behind); streamed/dropped: images the consumer decoded /")
-    print(" the stream dropped; stream GB/s: decoded image bytes per second at the consumer, wire GB/s: CBOR bytes)")
+        print(cells(["" if r[key] is None else format(r[key], fmt) for _, _, fmt, key in columns]))
+    print("(lost: images sent by the simulator that the file lacks; ring: images the receiver dropped for want of a")
+    print(" free ring slot (the writer behind); streamed/dropped: images the consumer decoded / the stream dropped;")
+    print(" stream GB/s: decoded image bytes per second at the consumer, wire GB/s: CBOR bytes per second)")
 
 
 if __name__ == "__main__":

@@ -130,6 +130,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     return args
 
 
+def stream_options(args: argparse.Namespace) -> dict:
+    """The ServerOptions of the image and preview streams (docs/streams.rst)."""
+    return {"stream_address": args.stream_address, "preview_address": args.preview_address,
+            "preview_rate_hz": args.preview_rate}  # fmt: skip
+
+
 def main(argv: list[str] | None = None) -> None:
     args = parse_args(argv)
     if args.modules:  # scale-out: run on this host's part of the config (kept in its state dir)
@@ -165,9 +171,7 @@ def main(argv: list[str] | None = None) -> None:
         writer_processes=args.writer_processes,
         writer_timeout_s=args.writer_timeout,
         writer_nice=args.writer_nice,
-        stream_address=args.stream_address,
-        preview_address=args.preview_address,
-        preview_rate_hz=args.preview_rate,
+        **stream_options(args),
     )
     if args.ring_mb > args.memory_limit_mb:
         sys.exit(f"std_daq_server: --ring-mb {args.ring_mb} exceeds --memory-limit-mb {args.memory_limit_mb}")
