@@ -37,5 +37,6 @@ setup(
         "redis>=5",
         "pillow>=10",
         "pyzmq>=25",
+        "cbor2>=5.4",
     ],
 )

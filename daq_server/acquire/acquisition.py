@@ -38,6 +38,8 @@ class Acquisition:
     """Index, image_id, n_missing_packets, sum and max of the last image written (image statistics)."""
     conversion: dict | None = None
     """A Jungfrau conversion's description (``info.conversion``: output, photon energy, pedestal, gain maps)."""
+    stream: dict | None = None
+    """What the Stream2 image stream did with the acquisition, once it ended (``acquire.image_stream``)."""
 
     @classmethod
     def started(cls, request: WriteRequest, conversion: dict | None = None) -> Acquisition:
@@ -101,6 +103,9 @@ class Acquisition:
         extra = {"counters": dict(self.counters)} if self.counters is not None else {}
         if self.image_ids is not None:
             extra["image_ids"] = dict(self.image_ids)
+        if self.stream is not None:
+            extra["stream"] = dict(self.stream)
+            extra["stream_dropped"] = self.stream["images_dropped"]
         stats = {
             "n_write_completed": self.n_write_completed,
             "n_write_requested": self.n_write_requested,

@@ -5,6 +5,9 @@ The consumer thread offers every image; at most ``max_rate_hz`` times a second a
 no arithmetic). Everything that costs -- the scaling between the 1st and 99.9th percentile and the
 JPEG -- is done only when someone asks for the preview, once per kept image, in the asking thread:
 an acquisition nobody watches spends nothing on it.
+
+With a preview stream (``--preview-address``, ``daq_server.stream.preview_stream``) each kept image is also
+published whole, at the same rate: the page and the stream show the same images.
 """
 
 from __future__ import annotations
@@ -17,11 +20,13 @@ import numpy as np
 from PIL import Image
 
 from daq_server.receive.image_source import ReceivedImage
+from daq_server.stream.preview_stream import PreviewStream
 
 
 class LivePreview:
-    def __init__(self, max_rate_hz: float = 5.0, max_size: int = 512):
+    def __init__(self, max_rate_hz: float = 5.0, max_size: int = 512, stream: PreviewStream | None = None):
         self._interval = 1.0 / max_rate_hz
+        self.stream = stream
         self._max_size = max_size
         self._last_offer = 0.0
         self._small: np.ndarray | None = None  # the strided copy of the latest kept image
@@ -37,6 +42,8 @@ class LivePreview:
         self._last_offer = now
         step = max(1, -(-max(image.data.shape) // self._max_size))
         small = image.data[::step, ::step].copy()  # the slot goes back to the receiver after the offer
+        if self.stream is not None:
+            self.stream.publish(image.data, image.frame_number, {"preview_step": step, "preview_time": time.time()})
         with self._changed:
             self._small, self._frame_number, self._jpeg = small, image.frame_number, None
             self._changed.notify_all()

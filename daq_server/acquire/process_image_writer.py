@@ -36,6 +36,8 @@ class ProcessImageWriter:
     def __init__(self, target: WriteTarget, pool: WriterPool, compression_threads: int = 0):
         self.target = target
         self.compression: dict[str, int] = {}
+        self.stream_counts: dict[str, int] = {}
+        """Images the processes put on the Stream2 stream and those it dropped (once closed)."""
         self._timeout_s = pool.timeout_s
         self._lock = threading.Condition()
         self._held: dict[int, ReceivedImage] = {}  # slot -> image a process has not released
@@ -190,6 +192,9 @@ class ProcessImageWriter:
                 image.drop()
             self._held.clear()
         self.compression = _summed([answer[3] for answer in self._closed if answer])
+        self.stream_counts = _summed([answer[5] for answer in self._closed if answer and len(answer) > 5])
+        if self.stream_counts:  # the master file records the whole acquisition's stream counts
+            summary = {**(summary or {}), **self.stream_counts}
         reasons = [answer[4] for answer in self._closed if answer and answer[4]]
         if self._master is not None:
             self._master, master = None, self._master

@@ -24,6 +24,7 @@ from pathlib import Path
 from daq_server.acquire.acquisition import Acquisition
 from daq_server.acquire.acquisition_log import AcquisitionLog
 from daq_server.acquire.image_consumer import CallbackSink, ImageConsumer, ImageCounter
+from daq_server.acquire.image_stream import ImageStream
 from daq_server.acquire.process_image_writer import ProcessImageWriter
 from daq_server.acquire.writer_pool import WriterPool
 from daq_server.config import DaqConfig
@@ -59,9 +60,11 @@ class WriterDriver:
         compression_threads: int = 0,
         writer_pool: WriterPool | None = None,
         on_end: Callable[[Acquisition], None] | None = None,
+        image_stream: ImageStream | None = None,
     ):
         """``on_end(acquisition)`` runs when an acquisition ended, its file closed, before it is logged
-        (it may add to the acquisition's message, e.g. that its pedestal is now in use)."""
+        (it may add to the acquisition's message, e.g. that its pedestal is now in use). With ``image_stream``
+        every image written also goes out on the Stream2 image stream."""
         self._lock = threading.RLock()
         self._ended = threading.Condition(self._lock)
         self._state = READY
@@ -80,6 +83,8 @@ class WriterDriver:
         self._counters_at_start: dict[str, int] | None = None  # receiver counters when the acquisition began
         self._gate: int | None = None  # gated acquisition: images the triggers still ask for
         self._gate_since = 0.0  # ... taken (first packet) at or after this time
+        self._stream = image_stream
+        self._stream_spec = None  # the running acquisition's series on the image stream
         # counters for the stats (the receiver's own counters restart with each receiver)
         self.writer_images = 0
         self.writer_bytes = 0
@@ -99,6 +104,8 @@ class WriterDriver:
         """The DAQ status object of the seed README."""
         with self._lock:
             acquisition = self._acquisition.to_json()
+            if self._acquisition.active and self._stream_spec is not None:
+                acquisition["stream_dropped"] = self._stream.dropped_so_far(self._stream_spec)
             if self._acquisition.active and self._counters_at_start is not None:
                 dropped = self._acquisition_counters().get("images_dropped", 0)
                 if dropped:
@@ -254,17 +261,23 @@ class WriterDriver:
                 raise DriverError("The receiver is not running; check the config.")
             shape = tuple(self._receiver.shape)
             dtype = str(conversion.dtype if conversion is not None else self._receiver.dtype)
-            target = WriteTarget(request, config, shape, dtype, compression, conversion=conversion)
+            spec = None
+            if self._stream is not None and not request.pedestal:  # its start message goes before any image
+                spec = self._stream.begin(request, config, shape, dtype, compression)
+            target = WriteTarget(request, config, shape, dtype, compression, conversion=conversion, stream=spec)
             try:  # the marker first: a full or read-only state folder refuses before a file exists
                 self._marker.write_text(json.dumps(request.info()))
             except OSError as error:
                 self._remove_marker()
+                self._end_stream(spec, {})
                 raise DriverError(f"Cannot record the acquisition in the state folder: {error.strerror}") from None
             try:
                 self._writer = self._open_writer(target)
             except (OSError, ValueError, RuntimeError, MemoryError) as error:
                 self._remove_marker()
+                self._end_stream(spec, {})
                 raise DriverError(f"Cannot create {request.output_file}: {error}") from None
+            self._stream_spec = spec
             self._gate = 0 if request.gated else None
             self._counters_at_start = self._receiver.counters()
             self._state = WRITING
@@ -344,6 +357,8 @@ class WriterDriver:
         if planned is not None and state == FINISHED and acquisition.n_write_completed == planned:
             acquisition.request = dataclasses.replace(acquisition.request, n_images=planned)
             message = Message.COMPLETED
+        spec, self._stream_spec = self._stream_spec, None
+        acquisition.stream = self._end_stream(spec, getattr(writer, "stream_counts", {}))
         acquisition.end(state, message)
         try:
             self._on_end(acquisition)
@@ -353,6 +368,10 @@ class WriterDriver:
         self._remove_marker()
         self._log.append(acquisition.to_json())
         self._changed()
+
+    def _end_stream(self, spec, counts: dict[str, int]) -> dict | None:
+        """The series' end message (after every image the writers sent); the stream's record, None without."""
+        return self._stream.end(spec, counts) if spec is not None else None
 
     def close(self) -> None:
         """Server shutdown: end a running acquisition as interrupted (its counters taken while the

@@ -94,6 +94,19 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         "--modules",
         help="scale-out receiver host: own only these modules of the config, e.g. 0,1 (see docs/scaleout.rst)",
     )
+    parser.add_argument(
+        "--stream-address",
+        help="publish every image written as DECTRIS Stream2 (CBOR) on a ZeroMQ PUSH socket bound here, "
+        "e.g. tcp://0.0.0.0:31001 (docs/streams.rst)",
+    )
+    parser.add_argument(
+        "--preview-address",
+        help="publish a rate-limited preview in PSI's array-1.0 form on a ZeroMQ PUB socket bound here",
+    )
+    parser.add_argument(
+        "--preview-rate", type=float, default=2.0,
+        help="images a second of the live preview: the page's image and the preview stream (default 2)",
+    )  # fmt: skip
     parser.add_argument("--log-level", default="INFO")
     add_security_arguments(parser)
     parser.add_argument(
@@ -112,7 +125,15 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         parser.error(f"--writer-nice must be -20 to 19, not {args.writer_nice}")
     if not args.writer_timeout > 0:
         parser.error("--writer-timeout must be positive")
+    if not 0 < args.preview_rate <= 100:
+        parser.error(f"--preview-rate must be above 0 and at most 100, not {args.preview_rate}")
     return args
+
+
+def stream_options(args: argparse.Namespace) -> dict:
+    """The ServerOptions of the image and preview streams (docs/streams.rst)."""
+    return {"stream_address": args.stream_address, "preview_address": args.preview_address,
+            "preview_rate_hz": args.preview_rate}  # fmt: skip
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -150,6 +171,7 @@ def main(argv: list[str] | None = None) -> None:
         writer_processes=args.writer_processes,
         writer_timeout_s=args.writer_timeout,
         writer_nice=args.writer_nice,
+        **stream_options(args),
     )
     if args.ring_mb > args.memory_limit_mb:
         sys.exit(f"std_daq_server: --ring-mb {args.ring_mb} exceeds --memory-limit-mb {args.memory_limit_mb}")
@@ -159,7 +181,7 @@ def main(argv: list[str] | None = None) -> None:
         sys.exit(f"std_daq_server: {error}")
     try:
         service = DaqService(options)
-    except (ConfigError, RuntimeError, OSError) as error:
+    except (ConfigError, RuntimeError, OSError, ValueError) as error:
         sys.exit(f"std_daq_server: {error}")
     serve(create_app(service, policy), args.host, args.port, REQUEST_THREADS, "std_daq_server", service.close)
     if has_quarantined_files():

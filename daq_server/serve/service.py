@@ -18,6 +18,7 @@ import detectors
 from daq_server.acquire.acquisition import Acquisition
 from daq_server.acquire.acquisition_log import AcquisitionLog
 from daq_server.acquire.conversion_plan import ConversionRefused, plan_conversion
+from daq_server.acquire.image_stream import ImageStream
 from daq_server.acquire.live_preview import LivePreview
 from daq_server.acquire.pedestal_store import PedestalStore
 from daq_server.acquire.writer_driver import DriverError, WriterDriver
@@ -33,6 +34,8 @@ from daq_server.serve.priority import raise_priority
 from daq_server.serve.redis_publisher import RedisPublisher
 from daq_server.serve.simulation import BuiltInSimulator
 from daq_server.serve.stats import StatsSampler
+from daq_server.stream.preview_stream import PreviewStream
+from daq_server.stream.stream2_publisher import Stream2Publisher
 from daq_server.write.hdf5_writer import COMPRESSIONS
 from daq_server.write.request import parse_write_request, stop_request_images
 from daq_server.write.results_file import ResultsRefused
@@ -66,6 +69,12 @@ class ServerOptions:
     writer_nice: int = 0
     """Nice value of the server and its writer processes when allowed (0: unchanged; the CLI's default is -10)."""
     """A writer process that holds images (or a close) this long without news is killed, the acquisition FAILED."""
+    stream_address: str | None = None
+    """ZeroMQ address of the Stream2 image stream (PUSH, bound), e.g. ``tcp://0.0.0.0:31001``; None: no stream."""
+    preview_address: str | None = None
+    """ZeroMQ address of the ``array-1.0`` preview stream (PUB, bound); None: no preview stream."""
+    preview_rate_hz: float = 2.0
+    """Images a second the live preview keeps (the page's image and the preview stream)."""
 
 
 class DaqService:
@@ -84,7 +93,9 @@ class DaqService:
             RedisPublisher(options.redis_url, lambda: self._config.detector_name) if options.redis_url else None
         )
         self.log = AcquisitionLog(options.state_dir / "acquisitions.jsonl", lambda r: self._publish("acquisition", r))
-        self.preview = LivePreview()
+        self.image_stream = ImageStream(Stream2Publisher(options.stream_address)) if options.stream_address else None
+        preview_stream = PreviewStream(options.preview_address) if options.preview_address else None
+        self.preview = LivePreview(options.preview_rate_hz, stream=preview_stream)
         self.pedestals = PedestalStore(options.state_dir)
         self.driver = WriterDriver(
             options.state_dir,
@@ -96,6 +107,7 @@ class DaqService:
             if options.writer_processes > 0
             else None,
             on_end=self._acquisition_ended,
+            image_stream=self.image_stream,
         )
         self._ring_note = ""  # why the writer processes cannot be used, if they cannot
         self._ring_names = (f"/std_daq.{os.getpid()}.{n}" for n in itertools.count())
@@ -356,3 +368,7 @@ class DaqService:
                 self._receiver = None
         if self._publisher is not None:
             self._publisher.close()
+        if self.image_stream is not None:
+            self.image_stream.close()
+        if self.preview.stream is not None:
+            self.preview.stream.close()

@@ -60,8 +60,10 @@ STATISTICS = ("image_sum", "image_max")
 """Per-image datasets present when the request asked for image statistics."""
 LOST_PIXEL_MASK = "/entry/data/lost_pixel_mask"
 """Per image, the pixels of lost packets (``daq_server.write.pixel_mask``)."""
-SUMMARY = RECEIVER_COUNTERS
-"""The acquisition's receiver counters, ``/entry`` attributes written at close."""
+STREAM_SUMMARY = ("stream_images_sent", "stream_images_dropped")
+"""With the Stream2 image stream on: the images it sent and dropped, ``/entry`` attributes written at close."""
+SUMMARY = (*RECEIVER_COUNTERS, *STREAM_SUMMARY)
+"""The acquisition's receiver counters (and the stream's), ``/entry`` attributes written at close."""
 METADATA_CHUNK = 4096
 """Entries per chunk of the per-image datasets."""
 
@@ -162,7 +164,7 @@ def create_layout(
     entry.attrs.update({**entry_attributes(target.request, config), "start_time": start_time})
     # what the close writes, made now: nothing can be added in SWMR mode, and the file is never reopened
     entry.attrs.update({"stop_time": 0.0, "n_images_written": np.int64(0)})
-    entry.attrs.update({key: np.int64(0) for key in SUMMARY})
+    entry.attrs.update({key: np.int64(0) for key in SUMMARY if key not in STREAM_SUMMARY or target.stream})
     data = entry.create_group("data")
     data.attrs.update({"NX_class": "NXdata", "signal": "data"})
     compression = hdf5plugin.Bitshuffle(cname="lz4") if target.compression == "bitshuffle-lz4" else {}
@@ -196,7 +198,7 @@ def finish(file: h5py.File, n_written: int, summary: dict | None) -> None:
     entry.attrs.modify("stop_time", stop)
     entry.attrs.modify("n_images_written", np.int64(n_written))
     for key in SUMMARY:
-        if key in (summary or {}):
+        if key in (summary or {}) and key in entry.attrs:
             entry.attrs.modify(key, np.int64(summary[key]))
     nxmx.finish(entry, stop)
 

@@ -17,6 +17,7 @@ from daq_server.config import as_dict
 from daq_server.pipeline.compression import BITSHUFFLE_LZ4, default_threads
 from daq_server.pipeline.image_pipeline import ImagePipeline
 from daq_server.receive.image_source import ReceivedImage
+from daq_server.stream.stream2_feed import Stream2Feed
 from daq_server.write.conversion import open_conversion
 from daq_server.write.hdf5_writer import Hdf5Writer
 from daq_server.write.pedestal_writer import PedestalWriter
@@ -55,6 +56,13 @@ class ImageWriter:
             if self._pool is not None:
                 self._pool.close()
             raise
+        self.stream_counts: dict[str, int] = {}
+        """The images this writer put on the Stream2 stream and those the stream dropped (once closed)."""
+        self._stream = None
+        if target.stream is not None:
+            share = target.share
+            index, count = (share.index, share.count) if share is not None else (0, 1)
+            self._stream = Stream2Feed(target.stream, target.shape, target.dtype, index, count)
 
     @property
     def n_written(self) -> int:
@@ -74,6 +82,8 @@ class ImageWriter:
                 raise ValueError(f"a converting acquisition takes C-contiguous uint16 images, not {data.dtype}")
             self.drain(wait=True)  # e.g. a big-endian bsread image: h5py's filter converts it, in order
             self.file.write(data, image.frame_number, image.n_missing_packets, image.receive_time)
+            if self._stream is not None:
+                self._stream.send(image.frame_number, image.receive_time, data, compressed=False)
             return
         if len(self._waiting) >= self._pool.in_flight:  # the pool is full: write the oldest first
             self.drain(wait=True, keep=self._pool.in_flight - 1)
@@ -107,6 +117,10 @@ class ImageWriter:
                 chunk = result.data if result.compressed else None
                 meta = (image.frame_number, image.n_missing_packets, image.receive_time)
                 self.file.write(written, *meta, chunk=chunk, no_data=no_data, results=result.results)
+                if self._stream is not None:  # the chunk written into the file, or the (converted) image
+                    results = result.results
+                    data = chunk if chunk is not None else written
+                    self._stream.send(image.frame_number, image.receive_time, data, chunk is not None, results)
             finally:
                 written = None  # no view of the pipeline's buffer may outlive done()
                 self._pool.done(result)
@@ -131,6 +145,9 @@ class ImageWriter:
                 while self._waiting:
                     self._waiting.popleft().drop()
                 self._log_compression()
+            if self._stream is not None:  # after the last image, before the file records the stream's counts
+                self.stream_counts = self._stream.finish()
+                summary = {**(summary or {}), **self.stream_counts}
             self.file.close(summary)
 
     def _log_compression(self) -> None:

@@ -23,6 +23,7 @@ from pydantic import BaseModel, ConfigDict, Field, StrictBool, ValidationError, 
 from daq_server.config import DaqConfig
 from daq_server.pipeline.jungfrau_conversion import ConversionSpec
 from daq_server.pipeline.pedestal import MAX_FRAMES as MAX_PEDESTAL_FRAMES
+from daq_server.stream.stream2_feed import StreamSpec
 from daq_server.write.nxmx import REQUEST_FIELDS as NEXUS_FIELDS
 from daq_server.write.output_file import (
     MAX_PATH_BYTES,
@@ -139,6 +140,8 @@ class WriteTarget:
     """None: this file holds every image of the acquisition."""
     conversion: ConversionSpec | None = None
     """Raw gain-switching images are converted (to ``dtype``: photons or keV) before they are written."""
+    stream: StreamSpec | None = None
+    """Each image written also goes out on the Stream2 image stream (``daq_server.stream``)."""
 
     @property
     def output(self) -> OutputPath:

@@ -10,7 +10,8 @@ Messages (pickled tuples, :mod:`multiprocessing.connection` framing) from the se
 ``("ring", name, n_slots, slot_bytes, shape, dtype)``   map this ring buffer (a new receiver)
 ``("open", target, compression_threads)``                create ``target``'s file -> ``opened`` | ``refused``
 ``("image", slot, frame, n_missing, receive_time)``      write the image in ``slot`` (ready)
-``("close", write_pending, summary)``                    finish the file -> ``closed``
+``("close", write_pending, summary)``                    finish the file -> ``closed`` (n_written, last_image,
+                                                         compression counters, error, stream counts)
 ``("exit",)``                                            end the process
 
 and to it: ``("done", slots, n_written, last_image)`` (these slots are released: written or
@@ -148,6 +149,7 @@ class WriterLoop:
             answer = ("closed", writer.n_written, writer.last_image, writer.compression, "")
         except Exception as error:
             answer = ("closed", writer.n_written, writer.last_image, writer.compression, describe_error(error))
+        answer += (getattr(writer, "stream_counts", {}),)
         self.report(writer)
         try:
             self.conn.send(answer)
