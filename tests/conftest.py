@@ -181,6 +181,14 @@ def daq(tmp_path):
 
 
 @pytest.fixture
+def daq1(tmp_path):
+    """A running server for a 1-module Jungfrau, nothing sending yet."""
+    running = RunningDaq(tmp_path, jungfrau_config(1)).start()
+    yield running
+    running.stop()
+
+
+@pytest.fixture
 def eiger(tmp_path):
     """A running server for one 16-bit Eiger module (4 ports, 2-pixel gaps between them), nothing sending yet."""
     running = RunningDaq(tmp_path, example_configs.eiger_config(16, free_udp_ports(4), "EG-test")).start()

@@ -9,7 +9,6 @@ import numpy as np
 import pytest
 import requests
 from bluesky.plans import count, scan
-from conftest import RunningDaq, jungfrau_config
 from expected import expected_image
 from ophyd.sim import SynAxis
 from ophyd_async.core import StaticPathProvider, TriggerInfo, UUIDFilenameProvider
@@ -17,14 +16,6 @@ from ophyd_async.plan_stubs import ensure_connected
 from ophyd_async.sim import SimBlobDetector
 
 from ophyd_stddaq import SlsDetAcquireLogic, StdDaqDetector
-
-
-@pytest.fixture
-def daq1(tmp_path):
-    """A running server for a 1-module Jungfrau, nothing sending yet."""
-    running = RunningDaq(tmp_path, jungfrau_config(1)).start()
-    yield running
-    running.stop()
 
 
 def make_detector(daq, RE, **kwargs) -> StdDaqDetector:

@@ -18,19 +18,12 @@ import requests
 from bluesky.callbacks.best_effort import BestEffortCallback
 from bluesky.plans import count
 from bluesky_tiled_plugins import TiledWriter
-from conftest import RunningDaq, free_tcp_port, jungfrau_config, wait_for
+from conftest import free_tcp_port, wait_for
 from ophyd_async.core import StaticPathProvider, UUIDFilenameProvider
 from ophyd_async.plan_stubs import ensure_connected
 from tiled.client import from_uri
 
 from ophyd_stddaq import SPEC, StdDaq, StdDaqDetector, StdDaqHDF5Handler
-
-
-@pytest.fixture
-def daq1(tmp_path):
-    running = RunningDaq(tmp_path, jungfrau_config(1)).start()
-    yield running
-    running.stop()
 
 
 @pytest.fixture

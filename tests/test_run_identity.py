@@ -11,18 +11,11 @@ import pytest
 import requests
 from bluesky.plans import count
 from bluesky.run_engine import call_in_bluesky_event_loop
-from conftest import RunningDaq, jungfrau_config, wait_for
+from conftest import wait_for
 from ophyd_async.core import StaticPathProvider, TriggerInfo, UUIDFilenameProvider, YMDPathProvider
 from ophyd_async.plan_stubs import ensure_connected
 
 from ophyd_stddaq import StdDaqDetector, folders_to_create, run_file_stem, run_request_fields
-
-
-@pytest.fixture
-def daq1(tmp_path):
-    running = RunningDaq(tmp_path, jungfrau_config(1)).start()
-    yield running
-    running.stop()
 
 
 @pytest.fixture

@@ -115,11 +115,23 @@ def _is_link(name: str, folder_fd: int) -> bool:
         return False
 
 
+def _make_folder(name: str, parent_fd: int, where: str, uid: int) -> None:
+    """Create folder ``name`` in ``parent_fd`` (at ``where``) unless it exists."""
+    try:
+        os.mkdir(name, dir_fd=parent_fd)
+    except FileExistsError:
+        pass
+    except OSError as error:
+        who = f"User id {uid}" if uid > 0 else "The server"
+        raise OutputPathError(f"{who} cannot create the folder {where}: {error.strerror}") from None
+
+
 @contextmanager
-def open_folder(target: OutputPath, uid: int) -> Iterator[int]:
+def open_folder(target: OutputPath, uid: int, create_from: int | None = None) -> Iterator[int]:
     """A descriptor of the output file's folder, reached from the data root without following
     links. The data root (the operator's choice) is opened as the server, the folders below it
-    as ``uid``: their permissions count for that user."""
+    as ``uid``: their permissions count for that user. ``create_from``: the folders from this index
+    of ``target.folders`` on are created as ``uid`` where they do not exist."""
     try:
         fd = os.open(target.root, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
     except OSError as error:
@@ -127,8 +139,10 @@ def open_folder(target: OutputPath, uid: int) -> Iterator[int]:
     try:
         where = target.root
         with as_file_user(uid):
-            for name in target.folders:
+            for index, name in enumerate(target.folders):
                 where = os.path.join(where, name)
+                if create_from is not None and index >= create_from:
+                    _make_folder(name, fd, where, uid)
                 try:
                     child = os.open(name, _DIR_FLAGS, dir_fd=fd)
                 except OSError as error:
@@ -153,36 +167,11 @@ def make_folders(target: OutputPath, n_folders: int, uid: int) -> None:
             f"create_folders is {n_folders}, but only {len(target.folders)} folder(s) of {target.folder} lie "
             f"inside the data root {target.root}; folders are created only inside it"
         )
-    first_new = len(target.folders) - n_folders
     try:
-        fd = os.open(target.root, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
-    except OSError as error:
-        raise OutputPathError(f"The data root {target.root} cannot be opened: {error.strerror}") from None
-    try:
-        where = target.root
-        with as_file_user(uid):
-            for index, name in enumerate(target.folders):
-                where = os.path.join(where, name)
-                if index >= first_new:
-                    try:
-                        os.mkdir(name, dir_fd=fd)
-                    except FileExistsError:
-                        pass
-                    except OSError as error:
-                        who = f"User id {uid}" if uid > 0 else "The server"
-                        raise OutputPathError(f"{who} cannot create the folder {where}: {error.strerror}") from None
-                try:
-                    child = os.open(name, _DIR_FLAGS, dir_fd=fd)
-                except OSError as error:
-                    if error.errno == errno.ENOTDIR and _is_link(name, fd):
-                        error = OSError(errno.ELOOP, "is a symbolic link")
-                    raise _folder_error(error, where, uid) from None
-                os.close(fd)
-                fd = child
+        with open_folder(target, uid, create_from=len(target.folders) - n_folders):
+            pass
     except FileOwnerError as error:
         raise OutputPathError(str(error)) from None
-    finally:
-        os.close(fd)
 
 
 def _refuse_if_taken(target: OutputPath, folder: int) -> None:
