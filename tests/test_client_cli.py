@@ -24,7 +24,7 @@ def cli(daq, *args, env=None):
 def test_every_client_method(sending):
     daq = sending
     client = daq.client
-    assert set(client.get_status()) == {"acquisition", "state"}
+    assert set(client.get_status()) == {"acquisition", "state", "compression"}  # compression: the files'
     config = client.get_config()
     assert config["detector_type"] == "jungfrau"
     assert client.set_config({"writer_user_id": 0})["writer_user_id"] == 0

@@ -100,7 +100,7 @@ class DaqService:
         self.driver = WriterDriver(
             options.state_dir,
             self.log,
-            lambda status: self._publish("status", status),
+            lambda status: self._publish("status", status | {"compression": options.compression}),
             self.preview.offer,
             compression_threads=options.compression_threads,
             writer_pool=WriterPool(options.writer_processes, options.writer_timeout_s)
