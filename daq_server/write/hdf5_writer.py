@@ -129,9 +129,7 @@ class Hdf5Writer:
         self._file: h5py.File | None = None
         self._lost = LostPixels(self._dtype)  # the lost pixels of the images that lost packets, for the mask
         self._statistics: ImageStatistics | None = None
-        self.last_image: dict | None = None
-        """Index, frame, missing packets, sum and max of the last image written (with image statistics), and its
-        ``results`` (with results in the config)."""
+        self._last: tuple | None = None  # the last image's (index, frame, missing packets, sum and max, results)
         try:  # created as user_id, no link followed below the data root; HDF5 opens the created file itself
             self._created: CreatedFile = file_layout.create_file(target)
         except LayoutError as error:
@@ -250,14 +248,12 @@ class Hdf5Writer:
         self._pending.append((frame_number, n_missing_packets, receive_time))
         missing = self._lost.note(i, image) if n_missing_packets or no_data else None  # only images without data
         if self._statistics is not None or self._datasets.results is not None:
-            last = {"index": i, "image_id": frame_number, "n_missing_packets": n_missing_packets}
+            sum_max = None
             if self._statistics is not None:
-                total, top = self._statistics.add(image, missing, self._lost.missing_value)
-                last |= {"sum": total, "max": top}
+                sum_max = self._statistics.add(image, missing, self._lost.missing_value)
             if self._datasets.results is not None:
                 self._datasets.results.add(results)
-                last["results"] = jsonable(results)
-            self.last_image = last
+            self._last = (i, frame_number, n_missing_packets, sum_max, results)  # made JSON when asked for
         self.n_written += 1
         self._size_bound += image_bytes
         if not self._disk.direct:  # with O_DIRECT, no image is in the page cache
@@ -268,6 +264,21 @@ class Hdf5Writer:
             self._flush_metadata()
             self._last_flush = now
         self._last_write = now
+
+    @property
+    def last_image(self) -> dict | None:
+        """Index, frame, missing packets, sum and max of the last image written (with image statistics), and its
+        ``results`` (with results in the config); None before the first. Made when asked for (once per batch of
+        images, not per image)."""
+        if self._last is None:
+            return None
+        index, frame_number, n_missing_packets, sum_max, results = self._last
+        last = {"index": index, "image_id": frame_number, "n_missing_packets": n_missing_packets}
+        if sum_max is not None:
+            last |= {"sum": sum_max[0], "max": sum_max[1]}
+        if self._datasets.results is not None:
+            last["results"] = jsonable(results)
+        return last
 
     def flush_if_quiet(self) -> None:
         """No image for a while: record what was written (a burst's last images are not left unrecorded)."""

@@ -118,9 +118,8 @@ class ImageWriter:
                 meta = (image.frame_number, image.n_missing_packets, image.receive_time)
                 self.file.write(written, *meta, chunk=chunk, no_data=no_data, results=result.results)
                 if self._stream is not None:  # the chunk written into the file, or the (converted) image
-                    results = result.results
                     data = chunk if chunk is not None else written
-                    self._stream.send(image.frame_number, image.receive_time, data, chunk is not None, results)
+                    self._stream.send(image.frame_number, image.receive_time, data, chunk is not None, result.results)
             finally:
                 written = None  # no view of the pipeline's buffer may outlive done()
                 self._pool.done(result)
