@@ -55,8 +55,9 @@ def test_chunks_decompress_bit_exact_with_the_hdf5_filter(tmp_path):
 
 def small_value_images() -> list[np.ndarray]:
     """Images whose bit planes are mostly zero bytes (the run encoder's blocks): photon-like counts,
-    all zeros, a single hit, runs of every length at every offset, and blocks of small values next to
-    blocks with high bytes (each encoder on its blocks of one image)."""
+    all zeros, a single hit, runs of every length at every offset, blocks of small values next to
+    blocks with high bytes (each encoder on its blocks of one image), and photon counts with a few
+    no-data pixels (every bit set: still the run encoder's blocks)."""
     rng = np.random.default_rng(7)
     photons = rng.poisson(0.2, (512, 1024)).astype(np.uint16)
     photons[100:104, 200:204] = 255  # a spot, still small
@@ -70,7 +71,9 @@ def small_value_images() -> list[np.ndarray]:
     mixed = rng.poisson(0.5, (64, 1024)).astype(np.uint16)
     mixed[:8] += 3000  # the first blocks have high bytes
     small32 = rng.poisson(3.0, (100, 333)).astype(np.uint32)
-    return [photons, np.zeros((512, 1024), np.uint16), hit, runs.reshape(64, 4096), mixed, small32]
+    flagged = rng.poisson(0.2, (512, 1024)).astype(np.uint16)  # converted Jungfrau: a few no-data pixels
+    flagged.flat[rng.choice(flagged.size, 90, replace=False)] = 0xFFFF
+    return [photons, np.zeros((512, 1024), np.uint16), hit, runs.reshape(64, 4096), mixed, small32, flagged]
 
 
 def test_small_value_chunks_decompress_bit_exact_with_the_hdf5_filter(tmp_path):
@@ -82,6 +85,7 @@ def test_small_value_chunks_decompress_bit_exact_with_the_hdf5_filter(tmp_path):
             assert np.array_equal(f[f"d{k}"][0], image), f"image {k}: {image.dtype} {image.shape}"
     assert len(chunks[1]) < images[1].nbytes / 100, "zero planes shrink to almost nothing"
     assert len(chunks[0]) < images[0].nbytes / 4, "photon-like counts compress"
+    assert len(chunks[6]) < images[6].nbytes / 4, "and so do they with a few no-data pixels"
 
 
 def test_pool_returns_chunks_in_submission_order_equal_to_single_compression(tmp_path):

@@ -8,7 +8,7 @@
  * shorter block of the remaining elements rounded down to a multiple of 8, then the last
  * (fewer than 8) elements copied as they are.
  *
- * Blocks of small values (the upper half of every element's bytes zero) are LZ4-encoded by
+ * Blocks of small values (the upper half of the bytes zero but in a few places) are LZ4-encoded by
  * lz4_runs.c, the others by liblz4.
  */
 #include "chunk_compression.h"
@@ -30,8 +30,9 @@ static uint64_t block_elems(int elem_size)
     return n < MIN_BLOCK_ELEMS ? MIN_BLOCK_ELEMS : n;
 }
 
-/* Do the elements (count a multiple of 8) leave the upper half of their bytes zero? Then at least half
- * the bit planes are zero bytes: small values, as photon-counting images hold (see lz4_runs.c). */
+/* Are the elements (count a multiple of 8) small values: the upper half of the bytes zero in all but a
+ * few 64-byte lines (at most one in 16: a flagged pixel's no-data value, a hot pixel)? Then most bit planes
+ * are zero bytes, as in photon-counting images (see lz4_runs.c). */
 static int small_values(const uint8_t *in, uint64_t count, int elem_size)
 {
     uint64_t mask = elem_size == 2 ? 0xFF00FF00FF00FF00ull
@@ -39,12 +40,16 @@ static int small_values(const uint8_t *in, uint64_t count, int elem_size)
                     : elem_size == 8 ? 0xFFFFFFFF00000000ull
                                      : 0;
     if (!mask) return 0;
-    uint64_t any = 0, word;
-    for (uint64_t at = 0; at < count * (uint64_t)elem_size; at += 8) {
-        memcpy(&word, in + at, 8);
-        any |= word;
+    uint64_t bytes = count * (uint64_t)elem_size, lines = 0, large_lines = 0, word;
+    for (uint64_t at = 0; at < bytes; at += 64, lines++) {
+        uint64_t any = 0;
+        for (uint64_t k = at; k < at + 64 && k < bytes; k += 8) {
+            memcpy(&word, in + k, 8);
+            any |= word;
+        }
+        large_lines += (any & mask) != 0;
     }
-    return (any & mask) == 0;
+    return large_lines * 16 <= lines;
 }
 
 static void put_be(uint8_t *dst, uint64_t value, int bytes)
