@@ -6,10 +6,10 @@
  * Photon counts are rounded half up, and counts below zero become 0: n = floor(E / E_photon + 0.5)
  * for E > 0, else 0 (the rule of PSI's JFConverter, Jungfraujoch's predecessor).
  *
- * Speed: a memory-bound pass. Most blocks of an image hold only gain-0 pixels (photons are sparse);
- * such a block reads the raw words and the two gain-0 tables only, in a vectorised loop (AVX2
- * where the CPU has it, picked at run time; else what the compiler makes of it). Blocks with a pixel in
- * gain 1 or 2, the invalid code or the missing value take the per-pixel path. Flagged pixels are
+ * Speed: a memory-bound pass. Photons are sparse: almost every pixel is in gain 0. Every block of 32 pixels
+ * is converted as gain 0 in a vectorised loop that reads the raw words and the two gain-0 tables only (AVX2
+ * where the CPU has it, picked at run time; else what the compiler makes of it); the rare pixels in gain 1
+ * or 2, with the invalid code or the missing value are then converted again one by one. Flagged pixels are
  * overwritten afterwards (a short list).
  */
 #include "jungfrau_conversion.h"
@@ -166,40 +166,31 @@ static int have_avx2(void)
     return known;
 }
 
-/* A block with pixels out of gain 0: per pixel, first the value (NaN no data, +inf saturated), then the output. */
-static void slow_block(const jc_tables *t, const uint16_t *raw, void *out, uint64_t first, int m, jc_counts *c)
+/* A pixel out of gain 0 (or without data), after the fast path wrote its block: first the value (NaN no
+ * data, +inf saturated), then the output. */
+static void other_stage(const jc_tables *t, uint16_t word, void *out, uint64_t p, jc_counts *c)
 {
     static const int stage_of_code[4] = {0, 1, 0, 2}; /* code 10 is invalid: given no data below */
-    float x[BLOCK];
-    for (int k = 0; k < m; k++) {
-        uint64_t p = first + k;
-        uint16_t word = raw[p];
-        int code = word >> GAIN_CODE_SHIFT, stage = stage_of_code[code];
-        uint32_t adc = word & GAIN_ADC_MASK;
-        x[k] = ((float)adc - t->pedestal[stage][p]) * t->scale[stage][p];
-        if (code == GAIN_CODE_INVALID || word == MISSING) {
-            x[k] = NAN;
-            continue;
-        }
+    int code = word >> GAIN_CODE_SHIFT, stage = stage_of_code[code];
+    uint32_t adc = word & GAIN_ADC_MASK;
+    float x = ((float)adc - t->pedestal[stage][p]) * t->scale[stage][p];
+    c->stage_pixels[0]--; /* the fast path counted it in gain 0 */
+    if (code == GAIN_CODE_INVALID || word == MISSING)
+        x = NAN;
+    else {
         c->stage_pixels[stage]++;
-        if (stage == 2 && adc == 0) x[k] = INFINITY; /* gain 2 bottomed out: more charge than it holds */
+        if (stage == 2 && adc == 0) x = INFINITY; /* gain 2 bottomed out: more charge than it holds */
     }
     if (t->output == JC_OUTPUT_KEV) {
-        float *o = (float *)out + first;
-        for (int k = 0; k < m; k++) {
-            o[k] = x[k];
-            c->no_data += x[k] != x[k];
-            c->saturated += x[k] == INFINITY;
-        }
+        ((float *)out)[p] = x;
+        c->no_data += x != x;
+        c->saturated += x == INFINITY;
         return;
     }
-    uint16_t *o = (uint16_t *)out + first;
-    for (int k = 0; k < m; k++) {
-        uint16_t n = x[k] == INFINITY ? JC_PHOTONS_SATURATED : photon_count(x[k]);
-        o[k] = n;
-        c->no_data += n == JC_PHOTONS_NO_DATA;
-        c->saturated += n == JC_PHOTONS_SATURATED;
-    }
+    uint16_t n = x == INFINITY ? JC_PHOTONS_SATURATED : photon_count(x);
+    ((uint16_t *)out)[p] = n;
+    c->no_data += n == JC_PHOTONS_NO_DATA;
+    c->saturated += n == JC_PHOTONS_SATURATED;
 }
 
 void jc_convert(const jc_tables *t, const uint16_t *raw, void *out, jc_counts *counts)
@@ -209,12 +200,6 @@ void jc_convert(const jc_tables *t, const uint16_t *raw, void *out, jc_counts *c
     int avx2 = have_avx2();
     for (uint64_t first = 0; first < t->n; first += BLOCK) {
         int m = t->n - first < BLOCK ? (int)(t->n - first) : BLOCK;
-        uint16_t any = 0;
-        for (int k = 0; k < m; k++) any |= raw[first + k];
-        if (any >> GAIN_CODE_SHIFT) {
-            slow_block(t, raw, out, first, m, &c);
-            continue;
-        }
         c.stage_pixels[0] += m;
         if (t->output == JC_OUTPUT_KEV)
             kev_gain0(raw + first, t->pedestal[0] + first, t->scale[0] + first, (float *)out + first, m);
@@ -222,6 +207,11 @@ void jc_convert(const jc_tables *t, const uint16_t *raw, void *out, jc_counts *c
             photons_gain0_avx2(raw + first, t->pedestal[0] + first, t->scale[0] + first, (uint16_t *)out + first, m);
         else
             photons_gain0(raw + first, t->pedestal[0] + first, t->scale[0] + first, (uint16_t *)out + first, m);
+        uint16_t any = 0;
+        for (int k = 0; k < m; k++) any |= raw[first + k];
+        if (any >> GAIN_CODE_SHIFT) /* rare: pixels out of gain 0 are done again, one by one */
+            for (int k = 0; k < m; k++)
+                if (raw[first + k] >> GAIN_CODE_SHIFT) other_stage(t, raw[first + k], out, first + k, &c);
     }
     for (uint64_t k = 0; k < t->n_flagged; k++) {
         uint64_t p = t->flagged[k];
