@@ -13,6 +13,9 @@
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
+#ifdef __SSE2__
+#include <emmintrin.h>
+#endif
 
 #define COPIES 4 /* of the profile's sums: neighbouring pixels (often of one bin) add to different ones */
 
@@ -125,14 +128,70 @@ static void close_run(ir_scratch *s, uint32_t start, uint32_t end, const run *ab
     row[(*n_row)++] = (run){start, end, node};
 }
 
+/* Pixel masks of a block of m <= 32 pixels (bit k: pixel k): not zero (pixels without data are not zero), and
+ * above the threshold. The generic loops serve every type; 16-bit blocks of 32 take SSE2 (every x86-64). */
+#define BLOCK 32
+#define MASKS(type)                                                                                                \
+    static inline uint32_t nonzero_##type(const type *p, uint64_t m)                                              \
+    {                                                                                                              \
+        uint32_t mask = 0;                                                                                         \
+        for (uint64_t k = 0; k < m; k++) mask |= (uint32_t)(p[k] != 0) << k;                                       \
+        return mask;                                                                                               \
+    }                                                                                                              \
+    static inline uint32_t above_##type(const type *p, uint64_t m, type threshold)                                \
+    {                                                                                                              \
+        uint32_t mask = 0;                                                                                         \
+        for (uint64_t k = 0; k < m; k++) mask |= (uint32_t)(p[k] > threshold) << k;                                \
+        return mask;                                                                                               \
+    }
+MASKS(uint8_t)
+MASKS(uint32_t)
+MASKS(float)
+
+#ifdef __SSE2__
+/* 32 words to 32 bits: bit k set where word k of the four vectors is zero. */
+static inline uint32_t zero_words(__m128i a, __m128i b, __m128i c, __m128i d)
+{
+    const __m128i z = _mm_setzero_si128();
+    uint32_t low = (uint32_t)_mm_movemask_epi8(_mm_packs_epi16(_mm_cmpeq_epi16(a, z), _mm_cmpeq_epi16(b, z)));
+    uint32_t high = (uint32_t)_mm_movemask_epi8(_mm_packs_epi16(_mm_cmpeq_epi16(c, z), _mm_cmpeq_epi16(d, z)));
+    return low | high << 16;
+}
+#define LOAD(p, k) _mm_loadu_si128((const __m128i *)((p) + 8 * (k)))
+static inline uint32_t nonzero_uint16_t(const uint16_t *p, uint64_t m)
+{
+    if (m < BLOCK) {
+        uint32_t mask = 0;
+        for (uint64_t k = 0; k < m; k++) mask |= (uint32_t)(p[k] != 0) << k;
+        return mask;
+    }
+    return ~zero_words(LOAD(p, 0), LOAD(p, 1), LOAD(p, 2), LOAD(p, 3));
+}
+static inline uint32_t above_uint16_t(const uint16_t *p, uint64_t m, uint16_t threshold)
+{
+    if (m < BLOCK) {
+        uint32_t mask = 0;
+        for (uint64_t k = 0; k < m; k++) mask |= (uint32_t)(p[k] > threshold) << k;
+        return mask;
+    }
+    const __m128i t = _mm_set1_epi16((short)threshold); /* v > t: the saturated v - t is not zero */
+    return ~zero_words(_mm_subs_epu16(LOAD(p, 0), t), _mm_subs_epu16(LOAD(p, 1), t), _mm_subs_epu16(LOAD(p, 2), t),
+                       _mm_subs_epu16(LOAD(p, 3), t));
+}
+#undef LOAD
+#else
+MASKS(uint16_t)
+#endif
+
 /* One pass over the image's rows for the profile and the spots. The profile adds each pixel to its bin's sum
  * (an integer sum for integer images; pixels outside the range and masked ones to two extra bins, never
  * read: no test per pixel) and counts the pixels without data: a bin's count is its pixels (known from the
- * table) less those, its sum less theirs (integers: every bit set; floats: NaN, never added). A spot pixel is
- * above the threshold, not masked and has data; a block of pixels none of which is above the threshold
- * (a test the compiler vectorizes) is skipped. The threshold is compared in the image's own type (integers:
- * above floor(threshold), clamped to the type). */
-#define BLOCK 32
+ * table) less those, its sum less theirs (integers: every bit set; floats: NaN, never added). Zero pixels add
+ * nothing: a block of photon-counting pixels, mostly zero, visits only its others (found by a vector
+ * compare); a dense block visits all. A spot pixel is above the threshold, not masked and has data; a block
+ * of pixels none of which is above the threshold is skipped. The threshold is compared in the image's own
+ * type (integers: above floor(threshold), clamped to the type). */
+#define DENSE 12 /* a block with more non-zero pixels than this is added pixel by pixel */
 #define PASS(type, acc, no_data, add, limit)                                                                       \
     static void pass_##type(const ir_tables *t, const type *image, ir_scratch *s, acc *sums, uint64_t *lacking)    \
     {                                                                                                              \
@@ -146,11 +205,17 @@ static void close_run(ir_scratch *s, uint32_t start, uint32_t end, const run *ab
             const type *line = image + y * width;                                                                  \
             const uint16_t *bins = t->bin_of + y * width;                                                          \
             if (t->n_bins > 0)                                                                                     \
-                for (uint64_t x = 0; x < width; x++) {                                                             \
-                    const type v = line[x];                                                                        \
-                    const uint16_t b = bins[x];                                                                    \
-                    if (add) sums[(x & (COPIES - 1)) * stride + b] += (acc)v;                                      \
-                    if (no_data) lacking[b]++;                                                                     \
+                for (uint64_t x0 = 0; x0 < width; x0 += BLOCK) {                                                   \
+                    const uint64_t m = x0 + BLOCK < width ? BLOCK : width - x0;                                    \
+                    uint32_t mask = nonzero_##type(line + x0, m);                                                  \
+                    if (__builtin_popcount(mask) > DENSE) mask = m == BLOCK ? UINT32_MAX : (1u << m) - 1;          \
+                    for (; mask; mask &= mask - 1) {                                                               \
+                        const uint64_t x = x0 + (uint64_t)__builtin_ctz(mask);                                     \
+                        const type v = line[x];                                                                    \
+                        const uint16_t b = bins[x];                                                                \
+                        if (add) sums[(x & (COPIES - 1)) * stride + b] += (acc)v;                                  \
+                        if (no_data) lacking[b]++;                                                                 \
+                    }                                                                                              \
                 }                                                                                                  \
             if (!t->spots) continue;                                                                               \
             run *row = s->rows[current], *over = s->rows[1 - current];                                             \
@@ -158,9 +223,7 @@ static void close_run(ir_scratch *s, uint32_t start, uint32_t end, const run *ab
             int64_t start = -1;                                                                                    \
             for (uint64_t x0 = 0; x0 < width; x0 += BLOCK) {                                                       \
                 const uint64_t x1 = x0 + BLOCK < width ? x0 + BLOCK : width;                                       \
-                int any = all_above;                                                                               \
-                for (uint64_t x = x0; x < x1; x++) any |= line[x] > threshold;                                     \
-                if (!any) {                                                                                        \
+                if (!all_above && !above_##type(line + x0, x1 - x0, threshold)) {                                  \
                     if (start >= 0) {                                                                              \
                         close_run(s, (uint32_t)start, (uint32_t)x0, over, n_above, &first_above, row, &n_row);     \
                         start = -1;                                                                                \
