@@ -128,25 +128,38 @@ static void close_run(ir_scratch *s, uint32_t start, uint32_t end, const run *ab
     row[(*n_row)++] = (run){start, end, node};
 }
 
-/* Pixel masks of a block of m <= 32 pixels (bit k: pixel k): not zero (pixels without data are not zero), and
- * above the threshold. The generic loops serve every type; 16-bit blocks of 32 take SSE2 (every x86-64). */
+/* Pixel masks of a block of m <= 32 pixels (bit k: pixel k): not zero (pixels without data are not zero),
+ * above the threshold, without data. The generic loops serve every type; 16-bit blocks of 32 take SSE2 (every x86-64). */
 #define BLOCK 32
-#define MASKS(type)                                                                                                \
-    static inline uint32_t nonzero_##type(const type *p, uint64_t m)                                              \
-    {                                                                                                              \
-        uint32_t mask = 0;                                                                                         \
-        for (uint64_t k = 0; k < m; k++) mask |= (uint32_t)(p[k] != 0) << k;                                       \
-        return mask;                                                                                               \
-    }                                                                                                              \
-    static inline uint32_t above_##type(const type *p, uint64_t m, type threshold)                                \
-    {                                                                                                              \
-        uint32_t mask = 0;                                                                                         \
-        for (uint64_t k = 0; k < m; k++) mask |= (uint32_t)(p[k] > threshold) << k;                                \
-        return mask;                                                                                               \
+#define MASKS(type)                                                                                                    \
+    static inline uint32_t nonzero_##type(const type *p, uint64_t m)                                                   \
+    {                                                                                                                  \
+        uint32_t mask = 0;                                                                                             \
+        for (uint64_t k = 0; k < m; k++) mask |= (uint32_t)(p[k] != 0) << k;                                           \
+        return mask;                                                                                                   \
+    }                                                                                                                  \
+    static inline uint32_t above_##type(const type *p, uint64_t m, type threshold)                                     \
+    {                                                                                                                  \
+        uint32_t mask = 0;                                                                                             \
+        for (uint64_t k = 0; k < m; k++) mask |= (uint32_t)(p[k] > threshold) << k;                                    \
+        return mask;                                                                                                   \
+    }
+#define MISSING(type, no_data)                                                                                         \
+    static inline uint32_t missing_##type(const type *p, uint64_t m)                                                   \
+    {                                                                                                                  \
+        uint32_t mask = 0;                                                                                             \
+        for (uint64_t k = 0; k < m; k++) {                                                                             \
+            const type v = p[k];                                                                                       \
+            mask |= (uint32_t)(no_data) << k;                                                                          \
+        }                                                                                                              \
+        return mask;                                                                                                   \
     }
 MASKS(uint8_t)
 MASKS(uint32_t)
 MASKS(float)
+MISSING(uint8_t, v == UINT8_MAX)
+MISSING(uint32_t, v == UINT32_MAX)
+MISSING(float, v != v)
 
 #ifdef __SSE2__
 /* 32 words to 32 bits: bit k set where word k of the four vectors is zero. */
@@ -178,72 +191,110 @@ static inline uint32_t above_uint16_t(const uint16_t *p, uint64_t m, uint16_t th
     return ~zero_words(_mm_subs_epu16(LOAD(p, 0), t), _mm_subs_epu16(LOAD(p, 1), t), _mm_subs_epu16(LOAD(p, 2), t),
                        _mm_subs_epu16(LOAD(p, 3), t));
 }
+static inline uint32_t missing_uint16_t(const uint16_t *p, uint64_t m)
+{
+    if (m < BLOCK) {
+        uint32_t mask = 0;
+        for (uint64_t k = 0; k < m; k++) mask |= (uint32_t)(p[k] == UINT16_MAX) << k;
+        return mask;
+    }
+    const __m128i all = _mm_set1_epi16(-1); /* every bit set: ~v is zero */
+    return zero_words(_mm_xor_si128(LOAD(p, 0), all), _mm_xor_si128(LOAD(p, 1), all), _mm_xor_si128(LOAD(p, 2), all),
+                      _mm_xor_si128(LOAD(p, 3), all));
+}
 #undef LOAD
 #else
 MASKS(uint16_t)
+MISSING(uint16_t, v == UINT16_MAX)
 #endif
+
+/* The runs of spot pixels of one row (returns how many), each joined with the runs of the row above it
+ * overlaps: a block with no pixel above the threshold is skipped; in the others the candidates (above, not
+ * masked, with data) are a bit mask whose runs are found 32 pixels a step. A run may go on into the next block. */
+#define SPOT_ROW(type, no_data)                                                                                        \
+    static uint64_t spot_row_##type(const ir_tables *t, const type *line, const uint16_t *bins, type threshold,        \
+                                    int all_above, ir_scratch *s, const run *over, uint64_t n_above, run *row)         \
+    {                                                                                                                  \
+        const uint16_t masked = (uint16_t)(t->n_bins + 1);                                                             \
+        uint64_t n_row = 0, first_above = 0;                                                                           \
+        int64_t start = -1;                                                                                            \
+        for (uint64_t x0 = 0; x0 < t->width; x0 += BLOCK) {                                                            \
+            const uint64_t m = x0 + BLOCK < t->width ? BLOCK : t->width - x0;                                          \
+            uint32_t spot = all_above ? (m == BLOCK ? UINT32_MAX : (1u << m) - 1) : above_##type(line + x0, m, threshold); \
+            for (uint32_t left = spot; left; left &= left - 1) {                                                       \
+                const unsigned k = (unsigned)__builtin_ctz(left);                                                      \
+                const type v = line[x0 + k];                                                                           \
+                if (bins[x0 + k] == masked || (no_data)) spot &= ~(1u << k);                                           \
+            }                                                                                                          \
+            for (uint64_t k = 0; k < m;) {                                                                             \
+                if (start < 0) { /* the next run's first pixel */                                                      \
+                    const uint32_t rest = spot >> k;                                                                   \
+                    if (!rest) break;                                                                                  \
+                    k += (uint64_t)__builtin_ctz(rest);                                                                \
+                    start = (int64_t)(x0 + k);                                                                         \
+                }                                                                                                      \
+                const uint32_t gaps = ~spot >> k; /* after the block's 32 pixels: 0, the run may go on */              \
+                if (!gaps) break;                                                                                      \
+                k += (uint64_t)__builtin_ctz(gaps);                                                                    \
+                close_run(s, (uint32_t)start, (uint32_t)(x0 + k), over, n_above, &first_above, row, &n_row);           \
+                start = -1;                                                                                            \
+            }                                                                                                          \
+        }                                                                                                              \
+        if (start >= 0) close_run(s, (uint32_t)start, (uint32_t)t->width, over, n_above, &first_above, row, &n_row);   \
+        return n_row;                                                                                                  \
+    }
 
 /* One pass over the image's rows for the profile and the spots. The profile adds each pixel to its bin's sum
  * (an integer sum for integer images; pixels outside the range and masked ones to two extra bins, never
- * read: no test per pixel) and counts the pixels without data: a bin's count is its pixels (known from the
- * table) less those, its sum less theirs (integers: every bit set; floats: NaN, never added). Zero pixels add
- * nothing: a block of photon-counting pixels, mostly zero, visits only its others (found by a vector
- * compare); a dense block visits all. A spot pixel is above the threshold, not masked and has data; a block
- * of pixels none of which is above the threshold is skipped. The threshold is compared in the image's own
- * type (integers: above floor(threshold), clamped to the type). */
+ * read: no test per pixel) and counts the pixels without data (found by a vector compare per block): a bin's
+ * count is its pixels (known from the table) less those, its sum less theirs (integers: every bit set; floats:
+ * NaN, never added). Zero pixels add nothing: a block of photon-counting pixels, mostly zero, visits only its
+ * others; a dense block visits all. The threshold of the spots is compared in the image's own type (integers:
+ * above floor(threshold), clamped to the type). */
 #define DENSE 12 /* a block with more non-zero pixels than this is added pixel by pixel */
-#define PASS(type, acc, no_data, add, limit)                                                                       \
-    static void pass_##type(const ir_tables *t, const type *image, ir_scratch *s, acc *sums, uint64_t *lacking)    \
-    {                                                                                                              \
-        const uint64_t stride = (uint64_t)t->n_bins + 2, width = t->width;                                        \
-        const uint16_t masked = (uint16_t)(t->n_bins + 1);                                                         \
-        const type threshold = limit;                                                                              \
-        const int all_above = t->spots && t->threshold < 0 && (type)-1 > 0; /* unsigned: all pixels are above */ \
-        uint64_t n_above = 0;                                                                                      \
-        int current = 0;                                                                                           \
-        for (uint64_t y = 0; y < t->height; y++) {                                                                 \
-            const type *line = image + y * width;                                                                  \
-            const uint16_t *bins = t->bin_of + y * width;                                                          \
-            if (t->n_bins > 0)                                                                                     \
-                for (uint64_t x0 = 0; x0 < width; x0 += BLOCK) {                                                   \
-                    const uint64_t m = x0 + BLOCK < width ? BLOCK : width - x0;                                    \
-                    uint32_t mask = nonzero_##type(line + x0, m);                                                  \
-                    if (__builtin_popcount(mask) > DENSE) mask = m == BLOCK ? UINT32_MAX : (1u << m) - 1;          \
-                    for (; mask; mask &= mask - 1) {                                                               \
-                        const uint64_t x = x0 + (uint64_t)__builtin_ctz(mask);                                     \
-                        const type v = line[x];                                                                    \
-                        const uint16_t b = bins[x];                                                                \
-                        if (add) sums[(x & (COPIES - 1)) * stride + b] += (acc)v;                                  \
-                        if (no_data) lacking[b]++;                                                                 \
-                    }                                                                                              \
-                }                                                                                                  \
-            if (!t->spots) continue;                                                                               \
-            run *row = s->rows[current], *over = s->rows[1 - current];                                             \
-            uint64_t n_row = 0, first_above = 0;                                                                   \
-            int64_t start = -1;                                                                                    \
-            for (uint64_t x0 = 0; x0 < width; x0 += BLOCK) {                                                       \
-                const uint64_t x1 = x0 + BLOCK < width ? x0 + BLOCK : width;                                       \
-                if (!all_above && !above_##type(line + x0, x1 - x0, threshold)) {                                  \
-                    if (start >= 0) {                                                                              \
-                        close_run(s, (uint32_t)start, (uint32_t)x0, over, n_above, &first_above, row, &n_row);     \
-                        start = -1;                                                                                \
-                    }                                                                                              \
-                    continue;                                                                                      \
-                }                                                                                                  \
-                for (uint64_t x = x0; x < x1; x++) {                                                               \
-                    const type v = line[x];                                                                        \
-                    if ((all_above || v > threshold) && bins[x] != masked && !(no_data)) {                         \
-                        if (start < 0) start = (int64_t)x;                                                         \
-                    } else if (start >= 0) {                                                                       \
-                        close_run(s, (uint32_t)start, (uint32_t)x, over, n_above, &first_above, row, &n_row);      \
-                        start = -1;                                                                                \
-                    }                                                                                              \
-                }                                                                                                  \
-            }                                                                                                      \
-            if (start >= 0) close_run(s, (uint32_t)start, (uint32_t)width, over, n_above, &first_above, row, &n_row); \
-            n_above = n_row;                                                                                       \
-            current = 1 - current;                                                                                 \
-        }                                                                                                          \
+
+/* Bits set in x (what __builtin_popcount would call a library function for without -mpopcnt). */
+static inline unsigned bits_set(uint32_t x)
+{
+    x = x - ((x >> 1) & 0x55555555u);
+    x = (x & 0x33333333u) + ((x >> 2) & 0x33333333u);
+    x = (x + (x >> 4)) & 0x0F0F0F0Fu;
+    return (x * 0x01010101u) >> 24;
+}
+#define PASS(type, acc, add, limit)                                                                                    \
+    static void pass_##type(const ir_tables *t, const type *image, ir_scratch *s, acc *sums, uint64_t *lacking)        \
+    {                                                                                                                  \
+        const uint64_t stride = (uint64_t)t->n_bins + 2, width = t->width;                                             \
+        const type threshold = limit;                                                                                  \
+        const int all_above = t->spots && t->threshold < 0 && (type)-1 > 0; /* unsigned: all pixels are above */       \
+        uint64_t n_above = 0;                                                                                          \
+        int current = 0;                                                                                               \
+        for (uint64_t y = 0; y < t->height; y++) {                                                                     \
+            const type *line = image + y * width;                                                                      \
+            const uint16_t *bins = t->bin_of + y * width;                                                              \
+            if (t->n_bins > 0)                                                                                         \
+                for (uint64_t x0 = 0; x0 < width; x0 += BLOCK) {                                                       \
+                    const uint64_t m = x0 + BLOCK < width ? BLOCK : width - x0;                                        \
+                    uint32_t mask = nonzero_##type(line + x0, m), lost = missing_##type(line + x0, m);                 \
+                    for (; lost; lost &= lost - 1) lacking[bins[x0 + (uint64_t)__builtin_ctz(lost)]]++;                \
+                    if (bits_set(mask) > DENSE) {                                                                      \
+                        for (uint64_t x = x0; x < x0 + m; x++) {                                                       \
+                            const type v = line[x];                                                                    \
+                            if (add) sums[(x & (COPIES - 1)) * stride + bins[x]] += (acc)v;                            \
+                        }                                                                                              \
+                        continue;                                                                                      \
+                    }                                                                                                  \
+                    for (unsigned j = 0; mask; mask &= mask - 1, j++) { /* the j-th pixel to the j-th copy */          \
+                        const uint64_t x = x0 + (uint64_t)__builtin_ctz(mask);                                         \
+                        const type v = line[x];                                                                        \
+                        if (add) sums[(j & (COPIES - 1)) * stride + bins[x]] += (acc)v;                                \
+                    }                                                                                                  \
+                }                                                                                                      \
+            if (!t->spots) continue;                                                                                   \
+            run *row = s->rows[current];                                                                               \
+            n_above = spot_row_##type(t, line, bins, threshold, all_above, s, s->rows[1 - current], n_above, row);     \
+            current = 1 - current;                                                                                     \
+        }                                                                                                              \
     }
 
 /* The threshold in an unsigned type: floor(threshold) clamped to [0, max] (below 0: every pixel is above). */
@@ -252,30 +303,37 @@ static uint64_t unsigned_threshold(double threshold, uint64_t max)
     return threshold < 0 ? 0 : threshold >= (double)max ? max : (uint64_t)floor(threshold);
 }
 
-PASS(uint8_t, uint64_t, v == UINT8_MAX, 1, (uint8_t)unsigned_threshold(t->threshold, UINT8_MAX))
-PASS(uint16_t, uint64_t, v == UINT16_MAX, 1, (uint16_t)unsigned_threshold(t->threshold, UINT16_MAX))
-PASS(uint32_t, uint64_t, v == UINT32_MAX, 1, (uint32_t)unsigned_threshold(t->threshold, UINT32_MAX))
-PASS(float, double, isnan(v), !isnan(v), (float)t->threshold)
+SPOT_ROW(uint8_t, v == UINT8_MAX)
+SPOT_ROW(uint16_t, v == UINT16_MAX)
+SPOT_ROW(uint32_t, v == UINT32_MAX)
+SPOT_ROW(float, isnan(v))
 
-#define ROI_SUM(type, no_data)                                                                                     \
-    static void rois_##type(const ir_tables *t, const type *image, double *out)                                    \
-    {                                                                                                              \
-        for (uint64_t r = 0; r < t->n_runs; r++) {                                                                 \
-            const uint64_t *triple = t->roi_runs + 3 * r;                                                          \
-            const type *p = image + triple[0];                                                                     \
-            double total = 0;                                                                                      \
-            for (uint64_t k = 0; k < triple[1]; k++) {                                                             \
-                type v = p[k];                                                                                     \
-                if (!(no_data)) total += (double)v;                                                                \
-            }                                                                                                      \
-            out[triple[2]] += total;                                                                               \
-        }                                                                                                          \
+PASS(uint8_t, uint64_t, 1, (uint8_t)unsigned_threshold(t->threshold, UINT8_MAX))
+PASS(uint16_t, uint64_t, 1, (uint16_t)unsigned_threshold(t->threshold, UINT16_MAX))
+PASS(uint32_t, uint64_t, 1, (uint32_t)unsigned_threshold(t->threshold, UINT32_MAX))
+PASS(float, double, !isnan(v), (float)t->threshold)
+
+/* A ROI's runs summed in the image's own kind of number (integers: 64-bit, exact and vectorised), then added as
+ * a double. */
+#define ROI_SUM(type, acc, no_data)                                                                                    \
+    static void rois_##type(const ir_tables *t, const type *image, double *out)                                        \
+    {                                                                                                                  \
+        for (uint64_t r = 0; r < t->n_runs; r++) {                                                                     \
+            const uint64_t *triple = t->roi_runs + 3 * r;                                                              \
+            const type *p = image + triple[0];                                                                         \
+            acc total = 0;                                                                                             \
+            for (uint64_t k = 0; k < triple[1]; k++) {                                                                 \
+                type v = p[k];                                                                                         \
+                total += no_data ? 0 : (acc)v;                                                                         \
+            }                                                                                                          \
+            out[triple[2]] += (double)total;                                                                           \
+        }                                                                                                              \
     }
 
-ROI_SUM(uint8_t, v == UINT8_MAX)
-ROI_SUM(uint16_t, v == UINT16_MAX)
-ROI_SUM(uint32_t, v == UINT32_MAX)
-ROI_SUM(float, isnan(v))
+ROI_SUM(uint8_t, uint64_t, v == UINT8_MAX)
+ROI_SUM(uint16_t, uint64_t, v == UINT16_MAX)
+ROI_SUM(uint32_t, uint64_t, v == UINT32_MAX)
+ROI_SUM(float, double, isnan(v))
 
 int ir_compute(const ir_tables *t, const void *image, double *out, ir_scratch *s)
 {
