@@ -9,7 +9,9 @@ process: a PULL socket decoding every message with cbor2 and (compressed rows) D
 ``dectris-compression``, as an analysis process would (at nice 19: on this machine it competes with the DAQ for
 the CPU, at a beamline it runs on other hosts). Per compression: the rate the DAQ reaches without a stream
 (the simulator flat out), then the stream on at that rate, with the consumer and with no consumer at all
-(every stream message dropped). Prints one table beside the loopback ceiling of the same run; nothing asserts.
+(every stream message dropped), and the stream with the consumer and every per-image result on (the sustained
+benchmark's ``eigerres`` settings: a 200-bin radial profile, four ROI sums, a spot count; docs/results.rst).
+Prints one table beside the loopback ceiling of the same run; nothing asserts.
 """
 
 from __future__ import annotations
@@ -41,7 +43,7 @@ def consume(address: str) -> None:
     import zmq
     from dectris.compression import decompress
 
-    typed = {64: "u1", 69: "<u2", 70: "<u4", 85: "<f4"}
+    typed = {64: "u1", 69: "<u2", 70: "<u4", 85: "<f4", 86: "<f8"}
 
     def hook(*args):
         tag = args[0] if isinstance(args[0], cbor2.CBORTag) else args[1]
@@ -93,10 +95,15 @@ def wait_written(client, quiet_s: float = 1.0, limit_s: float = 600.0) -> None:
         time.sleep(quiet_s)
 
 
-def row(label: str, folder: Path, seconds: float, compression: str, stream: bool, consumer: bool, rate: float) -> dict:
-    """One row: server (+ stream) + simulator at ``rate`` (0: flat out) for ``seconds`` (+ the consumer process)."""
+def row(label: str, folder: Path, seconds: float, compression: str, stream: bool, consumer: bool, rate: float,
+        results: bool = False) -> dict:  # fmt: skip
+    """One row: server (+ stream, + every per-image result) + simulator at ``rate`` (0: flat out) for ``seconds``
+    (+ the consumer process)."""
     work = Path(tempfile.mkdtemp(prefix="row_", dir=folder))
-    config = configs.eiger_config(16, sustained.free_port(socket.SOCK_DGRAM, 4), "bench")
+    if results:  # the sustained benchmark's eigerres settings: radial profile, four ROIs, spot count
+        config = sustained.results_config(work)
+    else:
+        config = configs.eiger_config(16, sustained.free_port(socket.SOCK_DGRAM, 4), "bench")
     address = f"tcp://127.0.0.1:{sustained.free_port()}"
     sustained.SERVER_OPTIONS[:] = ["--stream-address", address] if stream else []
     server = sustained.Server(work, config, compression, 0)
@@ -161,11 +168,13 @@ def main() -> None:
             plain,
             row("Eiger 16 bit, stream + consumer", folder, s, compression, stream=True, consumer=True, rate=rate),
             row("Eiger 16 bit, stream, no consumer", folder, s, compression, stream=True, consumer=False, rate=rate),
-        ]
+            row("Eiger 16 bit, stream + results + consumer", folder, s, compression, stream=True, consumer=True,
+                rate=rate, results=True),
+        ]  # fmt: skip
     shutil.rmtree(folder, ignore_errors=True)
     print(f"{s:g} s per row, Eiger 16 bit photons; loopback ceiling {ceiling:.2f} GB/s at {EIGER_PACKET} B")
     columns = [  # title, width (negative: left-aligned), format, key
-        ("case", -34, "", "case"), ("compression", 14, "", "compression"), ("offered", 8, "", "offered"),
+        ("case", -42, "", "case"), ("compression", 14, "", "compression"), ("offered", 8, "", "offered"),
         ("sent", 7, "d", "sent"), ("lost", 5, "d", "lost"), ("ring", 5, "d", "rx_dropped"),
         ("recv GB/s", 9, ".2f", "received"), ("streamed", 8, "d", "stream_images"),
         ("dropped", 7, "d", "dropped"), ("images/s", 8, ".0f", "images_s"), ("stream GB/s", 11, ".2f", "stream_gbs"),

@@ -208,11 +208,15 @@ def main() -> None:
     parser.add_argument("--dir", type=Path, default=Path(tempfile.gettempdir()), help="where the files go")
     parser.add_argument("--compression-threads", type=int, default=0, help="server option (default: its own)")
     parser.add_argument("--writer-processes", type=int, help="server option (default: its own, 1)")
+    parser.add_argument("--writer-nice", type=int,
+                        help="server option (default: its own, -10, ahead of the simulator; 0: its equal)")  # fmt: skip
     parser.add_argument("--rows", default="all",
                         help="comma-separated row names (jf1,jfph,jf4,eiger,eigerres,rx4,busy) or all")  # fmt: skip
     args = parser.parse_args()
     if args.writer_processes is not None:
         SERVER_OPTIONS.extend(["--writer-processes", str(args.writer_processes)])
+    if args.writer_nice is not None:
+        SERVER_OPTIONS.extend(["--writer-nice", str(args.writer_nice)])
     folder = Path(tempfile.mkdtemp(prefix="std_daq_sustained_", dir=args.dir))
     every = {"jf1", "jfph", "jf4", "eiger", "eigerres", "rx4", "busy"}
     wanted = every if args.rows == "all" else set(args.rows.split(","))
