@@ -12,6 +12,9 @@ processes, compressing threads -- over the UDP payload bytes it received. Beside
 
 * **memcpy**: one copy of the same number of bytes, image by image (numpy, one core): what a single
   copy of every byte costs on this machine;
+* **bare receiver**: the same stream into the barest receiver (``benchmarks/native/loopback_ceiling.c``:
+  a thread per port, blocking ``recvmmsg`` batches of 64 into one buffer, nothing done with them), its
+  threads' CPU time: the kernel's own receive work, the floor under the receive row;
 * **slsReceiver**: the reference receiver on the same stream (one module, its raw files written), when
   slsDetectorPackage's programs are on PATH (see ``benchmarks/peer_comparison.py``).
 
@@ -30,10 +33,12 @@ import socket
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from pathlib import Path
 
 import numpy as np
+from loopback import bare_receive
 
 from sim import configs
 from std_daq_client import StdDaqClient
@@ -88,6 +93,28 @@ def memcpy_row(n_bytes: int, image_bytes: int) -> dict:
     for i in range(max(1, n_bytes // image_bytes)):
         np.copyto(target[i % 8], source[i % 8])
     return {"case": "memcpy of the same bytes", "gb": n_bytes / 1e9, "cpu": time.process_time() - t0, "lost": None}
+
+
+def bare_row(args: argparse.Namespace) -> dict:
+    """The same stream into the barest receiver (benchmarks/native): the kernel's own receive work."""
+    folder = Path(tempfile.mkdtemp(prefix="std_daq_bare_", dir=args.dir))
+    port = free_port(socket.SOCK_DGRAM, MODULES)
+    config_file = folder / "config.json"
+    config_file.write_text(json.dumps(configs.jungfrau_config(MODULES, port, "bare")))
+    result: dict = {}
+    receiver = threading.Thread(target=lambda: result.update(bare_receive(list(range(port, port + MODULES)), 8240)))
+    receiver.start()
+    time.sleep(0.5)
+    try:
+        subprocess.run(
+            [sys.executable, "-m", "sim.cli", "--config", str(config_file), "--rate", str(args.rate),
+             "--n-images", str(args.images), "--static-pixels"], check=True, capture_output=True,
+        )  # fmt: skip
+    finally:
+        receiver.join()
+        shutil.rmtree(folder, ignore_errors=True)
+    gb = result["packets_received"] * PAYLOAD / 1e9
+    return {"case": "bare receiver (kernel's own work)", "gb": gb, "cpu": result["cpu_seconds"], "lost": None}
 
 
 class Server:
@@ -217,13 +244,15 @@ def main() -> None:
     parser.add_argument("--dir", default=None, help="folder for the written files (default: the temp folder)")
     parser.add_argument("--profile", type=Path, default=None, help="record a perf profile per row in this folder")
     parser.add_argument("--top", type=int, default=15, help="functions listed per profiled row")
-    parser.add_argument("--rows", default="receive,raw,lz4,peer", help="which rows (default all)")
+    parser.add_argument("--rows", default="bare,receive,raw,lz4,peer", help="which rows (default all)")
     args = parser.parse_args()
     if args.profile:
         args.profile.mkdir(parents=True, exist_ok=True)
     wanted = args.rows.split(",")
     image_bytes = MODULES * 128 * PAYLOAD
     rows: list[dict] = [memcpy_row(args.images * image_bytes, image_bytes)]
+    if "bare" in wanted:
+        rows.append(bare_row(args))
     notes: list[str] = []
     cases = (("receive", "receive only", "none", False), ("raw", "receive + write raw", "none", True),
              ("lz4", "receive + write bitshuffle-lz4", "bitshuffle-lz4", True))  # fmt: skip

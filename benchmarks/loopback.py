@@ -1,4 +1,4 @@
-"""The machine's loopback ceiling for the benchmarks: ``benchmarks/native/loopback_ceiling.c``.
+"""The machine's loopback ceiling and a bare receiver for the benchmarks: ``benchmarks/native/loopback_ceiling.c``.
 
 Not part of the product (the simulator module holds only the simulator): cffi compiles it on first
 use into a cache folder (``$XDG_CACHE_HOME/std_daq_benchmarks``, else ``~/.cache/...``), named by a
@@ -62,3 +62,15 @@ def loopback_ceiling(port: int, packet_size: int, n_packets: int, rcvbuf_bytes: 
     if lib.loopback_ceiling(port, packet_size, n_packets, rcvbuf_bytes, result, err, len(err)) != 0:
         raise RuntimeError(ffi.string(err).decode())
     return {name: getattr(result, name) for name, _ in ffi.typeof("loopback_result").fields}
+
+
+def bare_receive(ports: list[int], packet_size: int, start_s: float = 30.0, idle_s: float = 1.0,
+                 rcvbuf_bytes: int = 64 << 20) -> dict:  # fmt: skip
+    """Receive on ``ports`` (loopback) with the barest receiver, one thread per port, until no datagram came
+    for ``idle_s``: packets and bytes received and the receiving threads' CPU seconds. The GIL is free
+    meanwhile (cffi), so another thread can start the sender. RuntimeError if it cannot."""
+    ffi, lib = _load()
+    result, err = ffi.new("bare_result *"), ffi.new("char[256]")
+    if lib.bare_receive(ports, len(ports), packet_size, rcvbuf_bytes, start_s, idle_s, result, err, len(err)) != 0:
+        raise RuntimeError(ffi.string(err).decode())
+    return {name: getattr(result, name) for name, _ in ffi.typeof("bare_result").fields}
