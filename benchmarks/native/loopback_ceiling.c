@@ -37,19 +37,26 @@ static double now_s(void)
     return ts.tv_sec + ts.tv_nsec * 1e-9;
 }
 
+/* A batch of BATCH datagrams of up to packet_size bytes, each into its part of one buffer (returned). */
+static uint8_t *batch_open(struct mmsghdr *msgs, struct iovec *iov, int packet_size)
+{
+    uint8_t *buffer = malloc((size_t)BATCH * packet_size);
+    memset(msgs, 0, BATCH * sizeof(*msgs));
+    for (int i = 0; i < BATCH; i++) {
+        iov[i].iov_base = buffer + (size_t)i * packet_size;
+        iov[i].iov_len = packet_size;
+        msgs[i].msg_hdr.msg_iov = &iov[i];
+        msgs[i].msg_hdr.msg_iovlen = 1;
+    }
+    return buffer;
+}
+
 static void *sink_main(void *arg)
 {
     sink *s = arg;
     struct mmsghdr msgs[BATCH];
     struct iovec iov[BATCH];
-    uint8_t *buffer = malloc((size_t)BATCH * s->packet_size);
-    memset(msgs, 0, sizeof(msgs));
-    for (int i = 0; i < BATCH; i++) {
-        iov[i].iov_base = buffer + (size_t)i * s->packet_size;
-        iov[i].iov_len = s->packet_size;
-        msgs[i].msg_hdr.msg_iov = &iov[i];
-        msgs[i].msg_hdr.msg_iovlen = 1;
-    }
+    uint8_t *buffer = batch_open(msgs, iov, s->packet_size);
     while (!__atomic_load_n(&s->done, __ATOMIC_ACQUIRE)) {
         int n = recvmmsg(s->fd, msgs, BATCH, MSG_WAITFORONE, NULL);
         if (n <= 0) continue;
@@ -135,14 +142,7 @@ static void *bare_main(void *arg)
     bare_port *p = arg;
     struct mmsghdr msgs[BATCH];
     struct iovec iov[BATCH];
-    uint8_t *buffer = malloc((size_t)BATCH * p->packet_size);
-    memset(msgs, 0, sizeof(msgs));
-    for (int i = 0; i < BATCH; i++) {
-        iov[i].iov_base = buffer + (size_t)i * p->packet_size;
-        iov[i].iov_len = p->packet_size;
-        msgs[i].msg_hdr.msg_iov = &iov[i];
-        msgs[i].msg_hdr.msg_iovlen = 1;
-    }
+    uint8_t *buffer = batch_open(msgs, iov, p->packet_size);
     double cpu0 = thread_cpu_s(), begin = now_s(), last = 0;
     for (;;) {
         int n = recvmmsg(p->fd, msgs, BATCH, MSG_WAITFORONE, NULL);
