@@ -117,7 +117,7 @@ def row(label: str, folder: Path, seconds: float, compression: str, stream: bool
     server.client.start_writer_async({"output_file": str(output), "n_images": int(seconds * 20000)})
     sim = subprocess.Popen(
         [sys.executable, "-m", "sim.cli", "--config", str(server.config_file), "--rate", str(rate), "--n-images", "0",
-         "--content", "photons", "--seed", "1"], stdout=subprocess.PIPE, text=True,
+         "--content", "photons", "--seed", "1", *sustained.SIM_OPTIONS], stdout=subprocess.PIPE, text=True,
         preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
     )  # fmt: skip
     t0 = time.monotonic()
@@ -151,11 +151,15 @@ def main() -> None:
     parser.add_argument("--seconds", type=float, default=20.0, help="sending time per row (default 20)")
     parser.add_argument("--dir", type=Path, default=Path(tempfile.gettempdir()), help="where the files go")
     parser.add_argument("--compression", default="bitshuffle-lz4,none", help="the rows' compressions (default both)")
+    parser.add_argument("--gso", action="store_true",
+                        help="the simulator sends UDP segmentation offload messages (a third of its CPU)")  # fmt: skip
     parser.add_argument("--consume", help=argparse.SUPPRESS)  # the consumer process
     args = parser.parse_args()
     if args.consume:
         consume(args.consume)
         return
+    if args.gso:
+        sustained.SIM_OPTIONS.append("--gso")
     folder = Path(tempfile.mkdtemp(prefix="std_daq_streams_", dir=args.dir))
     ceiling = sustained.ceiling(EIGER_PACKET, 2)
     s = args.seconds

@@ -77,6 +77,8 @@ def disk_rate(folder: Path, n_bytes: int) -> float:
 
 SERVER_OPTIONS: list[str] = []
 """More std_daq_server options for every row (from this script's command line)."""
+SIM_OPTIONS: list[str] = []
+"""More std_daq_sim options for every row's stream (from this script's command line, e.g. ``--gso``)."""
 
 
 class Server:
@@ -159,7 +161,7 @@ def run_row(label: str, config: dict, content: str, folder: Path, seconds: float
     other = subprocess.Popen(competitor, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL) if competitor else None
     sim = subprocess.Popen(
         [sys.executable, "-m", "sim.cli", "--config", str(server.config_file), "--rate", str(rate), "--n-images", "0",
-         "--content", content, "--seed", "1"], stdout=subprocess.PIPE, text=True,
+         "--content", content, "--seed", "1", *SIM_OPTIONS], stdout=subprocess.PIPE, text=True,
         preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),  # stopped with Ctrl-C, even from a job
     )  # fmt: skip
     received, t0 = [], time.monotonic()
@@ -210,11 +212,15 @@ def main() -> None:
     parser.add_argument("--writer-processes", type=int, help="server option (default: its own, 1)")
     parser.add_argument("--writer-nice", type=int,
                         help="server option (default: its own, -10, ahead of the simulator; 0: its equal)")  # fmt: skip
+    parser.add_argument("--gso", action="store_true",
+                        help="the simulator sends UDP segmentation offload messages (a third of its CPU)")  # fmt: skip
     parser.add_argument("--rows", default="all",
                         help="comma-separated row names (jf1,jfph,jf4,eiger,eigerres,rx4,busy) or all")  # fmt: skip
     args = parser.parse_args()
     if args.writer_processes is not None:
         SERVER_OPTIONS.extend(["--writer-processes", str(args.writer_processes)])
+    if args.gso:
+        SIM_OPTIONS.append("--gso")
     if args.writer_nice is not None:
         SERVER_OPTIONS.extend(["--writer-nice", str(args.writer_nice)])
     folder = Path(tempfile.mkdtemp(prefix="std_daq_sustained_", dir=args.dir))

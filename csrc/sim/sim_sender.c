@@ -10,11 +10,13 @@
  * Realistic content (sim_content.c) repeats SIM_CONTENT_VARIANTS frames per module, so its wire payloads
  * are encoded once per (module, variant) and sent in place: each datagram is two iovecs, the header
  * written for this frame and the kept payload. The sender's CPU then goes to sending, as a detector's
- * does. The ramp and jungfrau-pedestal (fresh noise every frame) are encoded per packet.
+ * does. The ramp and jungfrau-pedestal (fresh noise every frame) are encoded per packet. With `gso` a
+ * module's packets of a frame leave as a few UDP segmentation offload messages (sim_segments.c).
  */
 #define _GNU_SOURCE
 #include "sim_sender.h"
 #include "sim_content.h"
+#include "sim_segments.h"
 
 #include <arpa/inet.h>
 #include <errno.h>
@@ -250,6 +252,7 @@ int sim_run(const sim_config *cfg, int *stop, sim_counters *counters, char *err,
         if (fds[n_open] < 0) { rc = -1; break; }
     }
     uint64_t rng = 0x9e3779b97f4a7c15ull ^ ((uint64_t)cfg->seed + 1) * 0x2545F4914F6CDD1Dull;
+    int gso = cfg->gso && cfg->loss == 0 && cfg->duplicate == 0 && cfg->foreign == 0;
     double start = monotonic();
     for (uint64_t i = 0; rc == 0 && !__atomic_load_n(stop, __ATOMIC_ACQUIRE) && (cfg->n_frames == 0 || i < cfg->n_frames);
          i++) {
@@ -316,7 +319,9 @@ int sim_run(const sim_config *cfg, int *stop, sim_counters *counters, char *err,
                     n++;
                 }
             }
-            if (send_all(fds[m], msgs, n) != 0) {
+            int unsent = gso ? sim_send_segmented(fds[m], msgs, n, fmt.packet_size) : 1;
+            if (unsent == 1) gso = 0; /* the kernel cannot segment: plain datagrams from now on */
+            if (unsent != 0 && (unsent < 0 || send_all(fds[m], msgs, n) != 0)) {
                 snprintf(err, err_len, "sending to port %d failed: %s", cfg->start_udp_port + m,
                          strerror(errno));
                 rc = -1;
