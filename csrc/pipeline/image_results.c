@@ -30,6 +30,9 @@ struct ir_scratch {
     uint64_t *lacking;    /* pixels without data per bin */
     uint64_t *pixels;     /* pixels per bin (from the table) */
     run *rows[2]; /* the runs of the row above and of this row */
+    uint32_t (*pack)[8];   /* per byte of a pixel mask: the positions of its set bits (then zeros) */
+    uint8_t *pack_count;   /* per byte: how many bits are set */
+    uint32_t *row_pixels;  /* the columns of a row's non-zero pixels (width + 8: a pack writes 8) */
     uint32_t *parent, *size;
     uint64_t n_nodes, node_capacity;
     int failed;
@@ -45,12 +48,24 @@ ir_scratch *ir_scratch_new(const ir_tables *t)
     s->int_sums = calloc(COPIES * (t->n_bins + 2), sizeof(uint64_t));
     s->lacking = calloc(t->n_bins + 2, sizeof(uint64_t));
     s->pixels = calloc(t->n_bins + 2, sizeof(uint64_t));
+    s->pack = malloc(256 * sizeof(*s->pack));
+    s->pack_count = malloc(256);
+    s->row_pixels = malloc((t->width + 8) * sizeof(uint32_t));
+    if (s->pack && s->pack_count)
+        for (int byte = 0; byte < 256; byte++) {
+            int n = 0;
+            for (int k = 0; k < 8; k++)
+                if (byte >> k & 1) s->pack[byte][n++] = (uint32_t)k;
+            s->pack_count[byte] = (uint8_t)n;
+            while (n < 8) s->pack[byte][n++] = 0;
+        }
     s->rows[0] = calloc(t->width / 2 + 1, sizeof(run));
     s->rows[1] = calloc(t->width / 2 + 1, sizeof(run));
     s->node_capacity = 4096;
     s->parent = malloc(s->node_capacity * sizeof(uint32_t));
     s->size = malloc(s->node_capacity * sizeof(uint32_t));
-    if (!s->sums || !s->int_sums || !s->lacking || !s->pixels || !s->rows[0] || !s->rows[1] || !s->parent || !s->size) {
+    if (!s->sums || !s->int_sums || !s->lacking || !s->pixels || !s->rows[0] || !s->rows[1] || !s->parent || !s->size ||
+        !s->pack || !s->pack_count || !s->row_pixels) {
         ir_scratch_free(s);
         return NULL;
     }
@@ -68,6 +83,9 @@ void ir_scratch_free(ir_scratch *s)
     free(s->pixels);
     free(s->rows[0]);
     free(s->rows[1]);
+    free(s->pack);
+    free(s->pack_count);
+    free(s->row_pixels);
     free(s->parent);
     free(s->size);
     free(s);
@@ -248,19 +266,22 @@ MISSING(uint16_t, v == UINT16_MAX)
  * (an integer sum for integer images; pixels outside the range and masked ones to two extra bins, never
  * read: no test per pixel) and counts the pixels without data (found by a vector compare per block): a bin's
  * count is its pixels (known from the table) less those, its sum less theirs (integers: every bit set; floats:
- * NaN, never added). Zero pixels add nothing: a block of photon-counting pixels, mostly zero, visits only its
- * others; a dense block visits all. The threshold of the spots is compared in the image's own type (integers:
- * above floor(threshold), clamped to the type). */
-#define DENSE 12 /* a block with more non-zero pixels than this is added pixel by pixel */
-
-/* Bits set in x (what __builtin_popcount would call a library function for without -mpopcnt). */
-static inline unsigned bits_set(uint32_t x)
+ * NaN, never added). Zero pixels add nothing: per row, the columns of the other pixels are packed into a list
+ * first (a vector compare per 32 pixels, a table per 8), then only those are added, without a branch per
+ * pixel (photon-counting images are mostly zero). The threshold of the spots is compared in the image's own
+ * type (integers: above floor(threshold), clamped to the type). */
+/* The 8 columns of `positions` (a byte's set bits first) plus `base` to out: 8 written, the byte's count kept. */
+static inline void pack_columns(uint32_t *out, const uint32_t *positions, uint32_t base)
 {
-    x = x - ((x >> 1) & 0x55555555u);
-    x = (x & 0x33333333u) + ((x >> 2) & 0x33333333u);
-    x = (x + (x >> 4)) & 0x0F0F0F0Fu;
-    return (x * 0x01010101u) >> 24;
+#ifdef __SSE2__
+    const __m128i b = _mm_set1_epi32((int)base);
+    _mm_storeu_si128((__m128i *)out, _mm_add_epi32(_mm_loadu_si128((const __m128i *)positions), b));
+    _mm_storeu_si128((__m128i *)(out + 4), _mm_add_epi32(_mm_loadu_si128((const __m128i *)(positions + 4)), b));
+#else
+    for (int k = 0; k < 8; k++) out[k] = positions[k] + base;
+#endif
 }
+
 #define PASS(type, acc, add, limit)                                                                                    \
     static void pass_##type(const ir_tables *t, const type *image, ir_scratch *s, acc *sums, uint64_t *lacking)        \
     {                                                                                                                  \
@@ -272,24 +293,24 @@ static inline unsigned bits_set(uint32_t x)
         for (uint64_t y = 0; y < t->height; y++) {                                                                     \
             const type *line = image + y * width;                                                                      \
             const uint16_t *bins = t->bin_of + y * width;                                                              \
+            uint64_t n = 0;                                                                                            \
             if (t->n_bins > 0)                                                                                         \
                 for (uint64_t x0 = 0; x0 < width; x0 += BLOCK) {                                                       \
                     const uint64_t m = x0 + BLOCK < width ? BLOCK : width - x0;                                        \
-                    uint32_t mask = nonzero_##type(line + x0, m), lost = missing_##type(line + x0, m);                 \
-                    for (; lost; lost &= lost - 1) lacking[bins[x0 + (uint64_t)__builtin_ctz(lost)]]++;                \
-                    if (bits_set(mask) > DENSE) {                                                                      \
-                        for (uint64_t x = x0; x < x0 + m; x++) {                                                       \
-                            const type v = line[x];                                                                    \
-                            if (add) sums[(x & (COPIES - 1)) * stride + bins[x]] += (acc)v;                            \
-                        }                                                                                              \
-                        continue;                                                                                      \
-                    }                                                                                                  \
-                    for (unsigned j = 0; mask; mask &= mask - 1, j++) { /* the j-th pixel to the j-th copy */          \
-                        const uint64_t x = x0 + (uint64_t)__builtin_ctz(mask);                                         \
-                        const type v = line[x];                                                                        \
-                        if (add) sums[(j & (COPIES - 1)) * stride + bins[x]] += (acc)v;                                \
+                    const uint32_t mask = nonzero_##type(line + x0, m);                                                \
+                    for (uint32_t lost = missing_##type(line + x0, m); lost; lost &= lost - 1)                         \
+                        lacking[bins[x0 + (uint64_t)__builtin_ctz(lost)]]++;                                           \
+                    for (unsigned j = 0; j < 4; j++) { /* the set bits' columns, a byte of the mask at a time */       \
+                        const uint8_t byte = (uint8_t)(mask >> (8 * j));                                               \
+                        pack_columns(s->row_pixels + n, s->pack[byte], (uint32_t)x0 + 8 * j);                          \
+                        n += s->pack_count[byte];                                                                      \
                     }                                                                                                  \
                 }                                                                                                      \
+            for (uint64_t k = 0; k < n; k++) { /* the k-th non-zero pixel to the k-th copy */                         \
+                const uint32_t x = s->row_pixels[k];                                                                   \
+                const type v = line[x];                                                                                \
+                sums[(k & (COPIES - 1)) * stride + bins[x]] += (add) ? (acc)v : 0;                                     \
+            }                                                                                                          \
             if (!t->spots) continue;                                                                                   \
             run *row = s->rows[current];                                                                               \
             n_above = spot_row_##type(t, line, bins, threshold, all_above, s, s->rows[1 - current], n_above, row);     \
