@@ -43,6 +43,24 @@ def test_unknown_content_is_refused():
         SimulatedDetector(jungfrau_config(1), content="noise")
 
 
+def acquire_and_compare(tmp_path, config: dict, n_images: int, **sim) -> None:
+    """One acquisition from the simulator with ``sim`` options; every image whole and equal to the expected one."""
+    daq = RunningDaq(tmp_path, config).start()
+    try:
+        status, output = daq.acquire("content.h5", n_images, **sim)
+    finally:
+        daq.stop()
+    assert status["acquisition"]["state"] == "FINISHED"
+    content = {key: sim[key] for key in ("content", "seed", "flux") if key in sim}
+    with h5py.File(output, "r") as f:
+        frames = f["entry/data/image_id"][:]
+        assert f["entry/data/is_good_frame"][:].all()
+        assert not f["entry/data/n_missing_packets"][:].any()
+        for i, frame in enumerate(frames):
+            expected = expected_image(config, int(frame), **content)
+            assert np.array_equal(f["entry/data/data"][i], expected), f"image {i} differs"
+
+
 @pytest.mark.parametrize(
     "kind,content,bit_depth",
     [("jungfrau", "jungfrau-raw", 16), ("jungfrau", "photons", 16), ("eiger", "photons", 16), ("eiger", "photons", 32)],
@@ -52,18 +70,7 @@ def test_every_pixel_of_realistic_content_is_written(tmp_path, kind, content, bi
         config = jungfrau_config(2)
     else:
         config = example_configs.eiger_config(bit_depth, free_udp_ports(4))
-    daq = RunningDaq(tmp_path, config).start()
-    try:
-        status, output = daq.acquire("content.h5", 6, content=content, seed=11, flux=0.5, first_frame=501)
-    finally:
-        daq.stop()
-    assert status["acquisition"]["state"] == "FINISHED"
-    with h5py.File(output, "r") as f:
-        frames = f["entry/data/image_id"][:]
-        assert f["entry/data/is_good_frame"][:].all()
-        for i, frame in enumerate(frames):
-            expected = expected_image(config, int(frame), content=content, seed=11, flux=0.5)
-            assert np.array_equal(f["entry/data/data"][i], expected), f"image {i} differs"
+    acquire_and_compare(tmp_path, config, 6, content=content, seed=11, flux=0.5, first_frame=501)
 
 
 @pytest.mark.parametrize("kind,content,reorder", [("jungfrau", "ramp", 0), ("eiger", "photons", 8)])
@@ -71,19 +78,7 @@ def test_segmented_sending_delivers_every_datagram_as_sent(tmp_path, kind, conte
     """--gso (UDP segmentation offload, for benchmarks): the kernel cuts the messages into the detector's
     datagrams; every image arrives whole and equal to what a plain sender sends, also reordered."""
     config = jungfrau_config(2) if kind == "jungfrau" else example_configs.eiger_config(16, free_udp_ports(4))
-    daq = RunningDaq(tmp_path, config).start()
-    try:
-        status, output = daq.acquire("gso.h5", 8, content=content, seed=5, reorder=reorder, gso=True, first_frame=77)
-    finally:
-        daq.stop()
-    assert status["acquisition"]["state"] == "FINISHED"
-    with h5py.File(output, "r") as f:
-        frames = f["entry/data/image_id"][:]
-        assert f["entry/data/is_good_frame"][:].all()
-        assert not f["entry/data/n_missing_packets"][:].any()
-        for i, frame in enumerate(frames):
-            expected = expected_image(config, int(frame), content=content, seed=5)
-            assert np.array_equal(f["entry/data/data"][i], expected), f"image {i} differs"
+    acquire_and_compare(tmp_path, config, 8, content=content, seed=5, reorder=reorder, gso=True, first_frame=77)
 
 
 def test_built_in_simulator_sends_the_chosen_content():
