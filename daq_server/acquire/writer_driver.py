@@ -57,6 +57,7 @@ class WriterDriver:
         log: AcquisitionLog,
         on_change: Callable[[dict], None] | None = None,
         on_image: Callable[[ReceivedImage], None] | None = None,
+        compression: str = "none",
         compression_threads: int = 0,
         writer_pool: WriterPool | None = None,
         on_end: Callable[[Acquisition], None] | None = None,
@@ -64,7 +65,8 @@ class WriterDriver:
     ):
         """``on_end(acquisition)`` runs when an acquisition ended, its file closed, before it is logged
         (it may add to the acquisition's message, e.g. that its pedestal is now in use). With ``image_stream``
-        every image written also goes out on the Stream2 image stream."""
+        every image written also goes out on the Stream2 image stream. ``compression``: the files' (and the
+        stream's) compression, in the status too."""
         self._lock = threading.RLock()
         self._ended = threading.Condition(self._lock)
         self._state = READY
@@ -75,6 +77,7 @@ class WriterDriver:
         self._on_end = on_end or (lambda acquisition: None)
         self._counter = ImageCounter()
         self._sinks = [self._counter, CallbackSink(on_image or (lambda image: None)), self]
+        self._compression = compression
         self._compression_threads = compression_threads
         self._pool = writer_pool  # writer processes; None or a source without shared memory: this process writes
         self._marker = state_dir / "acquisition_in_progress.json"
@@ -101,7 +104,7 @@ class WriterDriver:
 
     # ---- status -------------------------------------------------------------------------
     def status(self) -> dict:
-        """The DAQ status object of the seed README."""
+        """The DAQ status object of the seed README, with the files' ``compression``."""
         with self._lock:
             acquisition = self._acquisition.to_json()
             if self._acquisition.active and self._stream_spec is not None:
@@ -118,7 +121,7 @@ class WriterDriver:
                         f" {backwards} module frames came with frame numbers going backwards and were dropped as late:"
                         " the detector's frame numbers must count up."
                     )
-            return {"acquisition": acquisition, "state": self._state}
+            return {"acquisition": acquisition, "state": self._state, "compression": self._compression}
 
     def _frames_backwards(self) -> int:
         """Module frames whose numbers went backwards since this acquisition started (the C receiver's own
@@ -246,9 +249,7 @@ class WriterDriver:
         self._end(FAILED, f"{Message.ERROR_PREFIX}Writing the image failed: {describe_error(error)}")
 
     # ---- requests ---------------------------------------------------------------------------
-    def start(
-        self, request: WriteRequest, config: DaqConfig, compression: str, conversion: ConversionSpec | None = None
-    ) -> dict:
+    def start(self, request: WriteRequest, config: DaqConfig, conversion: ConversionSpec | None = None) -> dict:
         """Accept a write request in state READY: create the file and wait for images (converted when
         ``conversion`` is given; a pedestal file for a pedestal request)."""
         with self._lock:
@@ -263,8 +264,8 @@ class WriterDriver:
             dtype = str(conversion.dtype if conversion is not None else self._receiver.dtype)
             spec = None
             if self._stream is not None and not request.pedestal:  # its start message goes before any image
-                spec = self._stream.begin(request, config, shape, dtype, compression)
-            target = WriteTarget(request, config, shape, dtype, compression, conversion=conversion, stream=spec)
+                spec = self._stream.begin(request, config, shape, dtype, self._compression)
+            target = WriteTarget(request, config, shape, dtype, self._compression, conversion=conversion, stream=spec)
             try:  # the marker first: a full or read-only state folder refuses before a file exists
                 self._marker.write_text(json.dumps(request.info()))
             except OSError as error:

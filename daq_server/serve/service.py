@@ -100,8 +100,9 @@ class DaqService:
         self.driver = WriterDriver(
             options.state_dir,
             self.log,
-            lambda status: self._publish("status", status | {"compression": options.compression}),
+            lambda status: self._publish("status", status),
             self.preview.offer,
+            compression=options.compression,
             compression_threads=options.compression_threads,
             writer_pool=WriterPool(options.writer_processes, options.writer_timeout_s)
             if options.writer_processes > 0
@@ -271,7 +272,7 @@ class DaqService:
             try:
                 conversion = plan_conversion(request, config, self.pedestals)
                 check_results(request, config)
-                self.driver.start(request, self._config, self.options.compression, conversion)
+                self.driver.start(request, self._config, conversion)
             except (DriverError, ConversionRefused, ResultsRefused) as error:
                 raise AdminError(str(error)) from None
         return self.status()
@@ -307,7 +308,7 @@ class DaqService:
         """The writer's status (with the ``compression`` of the files); ERROR with the ``reason`` while no
         receiver runs (it did not start); for a gain-switching detector with a conversion configured (or a
         pedestal taken) also the pedestal in use (None before the first)."""
-        status = self.driver.status() | {"compression": self.options.compression}
+        status = self.driver.status()
         if self._receiver is None and status["state"] == WriterState.READY:
             reason = self._deployment.get("message") or "the receiver is not running"
             status = {**status, "state": WriterState.ERROR, "reason": reason}
