@@ -146,40 +146,42 @@ static void close_run(ir_scratch *s, uint32_t start, uint32_t end, const run *ab
     row[(*n_row)++] = (run){start, end, node};
 }
 
+/* A pixel without data: every bit set in an integer image, NaN in a float one. */
+static inline int no_data_uint8_t(uint8_t v) { return v == UINT8_MAX; }
+static inline int no_data_uint16_t(uint16_t v) { return v == UINT16_MAX; }
+static inline int no_data_uint32_t(uint32_t v) { return v == UINT32_MAX; }
+static inline int no_data_float(float v) { return v != v; }
+
 /* Pixel masks of a block of m <= 32 pixels (bit k: pixel k): not zero (pixels without data are not zero),
- * above the threshold, without data. The generic loops serve every type; 16-bit blocks of 32 take SSE2 (every x86-64). */
+ * above the threshold, without data. The generic loops serve every type; 16-bit blocks of 32 take SSE2
+ * (every x86-64), the generic loops (named uint16_tail) a row's last, shorter block. */
 #define BLOCK 32
-#define MASKS(type)                                                                                                    \
-    static inline uint32_t nonzero_##type(const type *p, uint64_t m)                                                   \
+#define MASKS(type, name)                                                                                              \
+    static inline uint32_t nonzero_##name(const type *p, uint64_t m)                                                   \
     {                                                                                                                  \
         uint32_t mask = 0;                                                                                             \
         for (uint64_t k = 0; k < m; k++) mask |= (uint32_t)(p[k] != 0) << k;                                           \
         return mask;                                                                                                   \
     }                                                                                                                  \
-    static inline uint32_t above_##type(const type *p, uint64_t m, type threshold)                                     \
+    static inline uint32_t above_##name(const type *p, uint64_t m, type threshold)                                     \
     {                                                                                                                  \
         uint32_t mask = 0;                                                                                             \
         for (uint64_t k = 0; k < m; k++) mask |= (uint32_t)(p[k] > threshold) << k;                                    \
         return mask;                                                                                                   \
-    }
-#define MISSING(type, no_data)                                                                                         \
-    static inline uint32_t missing_##type(const type *p, uint64_t m)                                                   \
+    }                                                                                                                  \
+    static inline uint32_t missing_##name(const type *p, uint64_t m)                                                   \
     {                                                                                                                  \
         uint32_t mask = 0;                                                                                             \
-        for (uint64_t k = 0; k < m; k++) {                                                                             \
-            const type v = p[k];                                                                                       \
-            mask |= (uint32_t)(no_data) << k;                                                                          \
-        }                                                                                                              \
+        for (uint64_t k = 0; k < m; k++) mask |= (uint32_t)no_data_##type(p[k]) << k;                                  \
         return mask;                                                                                                   \
     }
-MASKS(uint8_t)
-MASKS(uint32_t)
-MASKS(float)
-MISSING(uint8_t, v == UINT8_MAX)
-MISSING(uint32_t, v == UINT32_MAX)
-MISSING(float, v != v)
+MASKS(uint8_t, uint8_t)
+MASKS(uint32_t, uint32_t)
+MASKS(float, float)
 
 #ifdef __SSE2__
+MASKS(uint16_t, uint16_tail)
+
 /* 32 words to 32 bits: bit k set where word k of the four vectors is zero. */
 static inline uint32_t zero_words(__m128i a, __m128i b, __m128i c, __m128i d)
 {
@@ -191,45 +193,44 @@ static inline uint32_t zero_words(__m128i a, __m128i b, __m128i c, __m128i d)
 #define LOAD(p, k) _mm_loadu_si128((const __m128i *)((p) + 8 * (k)))
 static inline uint32_t nonzero_uint16_t(const uint16_t *p, uint64_t m)
 {
-    if (m < BLOCK) {
-        uint32_t mask = 0;
-        for (uint64_t k = 0; k < m; k++) mask |= (uint32_t)(p[k] != 0) << k;
-        return mask;
-    }
+    if (m < BLOCK) return nonzero_uint16_tail(p, m);
     return ~zero_words(LOAD(p, 0), LOAD(p, 1), LOAD(p, 2), LOAD(p, 3));
 }
 static inline uint32_t above_uint16_t(const uint16_t *p, uint64_t m, uint16_t threshold)
 {
-    if (m < BLOCK) {
-        uint32_t mask = 0;
-        for (uint64_t k = 0; k < m; k++) mask |= (uint32_t)(p[k] > threshold) << k;
-        return mask;
-    }
+    if (m < BLOCK) return above_uint16_tail(p, m, threshold);
     const __m128i t = _mm_set1_epi16((short)threshold); /* v > t: the saturated v - t is not zero */
     return ~zero_words(_mm_subs_epu16(LOAD(p, 0), t), _mm_subs_epu16(LOAD(p, 1), t), _mm_subs_epu16(LOAD(p, 2), t),
                        _mm_subs_epu16(LOAD(p, 3), t));
 }
 static inline uint32_t missing_uint16_t(const uint16_t *p, uint64_t m)
 {
-    if (m < BLOCK) {
-        uint32_t mask = 0;
-        for (uint64_t k = 0; k < m; k++) mask |= (uint32_t)(p[k] == UINT16_MAX) << k;
-        return mask;
-    }
+    if (m < BLOCK) return missing_uint16_tail(p, m);
     const __m128i all = _mm_set1_epi16(-1); /* every bit set: ~v is zero */
     return zero_words(_mm_xor_si128(LOAD(p, 0), all), _mm_xor_si128(LOAD(p, 1), all), _mm_xor_si128(LOAD(p, 2), all),
                       _mm_xor_si128(LOAD(p, 3), all));
 }
 #undef LOAD
 #else
-MASKS(uint16_t)
-MISSING(uint16_t, v == UINT16_MAX)
+MASKS(uint16_t, uint16_t)
 #endif
+
+/* The 8 columns of `positions` (a byte's set bits first) plus `base` to out: 8 written, the byte's count kept. */
+static inline void pack_columns(uint32_t *out, const uint32_t *positions, uint32_t base)
+{
+#ifdef __SSE2__
+    const __m128i b = _mm_set1_epi32((int)base);
+    _mm_storeu_si128((__m128i *)out, _mm_add_epi32(_mm_loadu_si128((const __m128i *)positions), b));
+    _mm_storeu_si128((__m128i *)(out + 4), _mm_add_epi32(_mm_loadu_si128((const __m128i *)(positions + 4)), b));
+#else
+    for (int k = 0; k < 8; k++) out[k] = positions[k] + base;
+#endif
+}
 
 /* The runs of spot pixels of one row (returns how many), each joined with the runs of the row above it
  * overlaps: a block with no pixel above the threshold is skipped; in the others the candidates (above, not
  * masked, with data) are a bit mask whose runs are found 32 pixels a step. A run may go on into the next block. */
-#define SPOT_ROW(type, no_data)                                                                                        \
+#define SPOT_ROW(type)                                                                                                 \
     static uint64_t spot_row_##type(const ir_tables *t, const type *line, const uint16_t *bins, type threshold,        \
                                     int all_above, ir_scratch *s, const run *over, uint64_t n_above, run *row)         \
     {                                                                                                                  \
@@ -239,10 +240,10 @@ MISSING(uint16_t, v == UINT16_MAX)
         for (uint64_t x0 = 0; x0 < t->width; x0 += BLOCK) {                                                            \
             const uint64_t m = x0 + BLOCK < t->width ? BLOCK : t->width - x0;                                          \
             uint32_t spot = all_above ? (m == BLOCK ? UINT32_MAX : (1u << m) - 1) : above_##type(line + x0, m, threshold); \
+            if (spot) spot &= ~missing_##type(line + x0, m);                                                           \
             for (uint32_t left = spot; left; left &= left - 1) {                                                       \
                 const unsigned k = (unsigned)__builtin_ctz(left);                                                      \
-                const type v = line[x0 + k];                                                                           \
-                if (bins[x0 + k] == masked || (no_data)) spot &= ~(1u << k);                                           \
+                if (bins[x0 + k] == masked) spot &= ~(1u << k);                                                        \
             }                                                                                                          \
             for (uint64_t k = 0; k < m;) {                                                                             \
                 if (start < 0) { /* the next run's first pixel */                                                      \
@@ -270,18 +271,6 @@ MISSING(uint16_t, v == UINT16_MAX)
  * first (a vector compare per 32 pixels, a table per 8), then only those are added, without a branch per
  * pixel (photon-counting images are mostly zero). The threshold of the spots is compared in the image's own
  * type (integers: above floor(threshold), clamped to the type). */
-/* The 8 columns of `positions` (a byte's set bits first) plus `base` to out: 8 written, the byte's count kept. */
-static inline void pack_columns(uint32_t *out, const uint32_t *positions, uint32_t base)
-{
-#ifdef __SSE2__
-    const __m128i b = _mm_set1_epi32((int)base);
-    _mm_storeu_si128((__m128i *)out, _mm_add_epi32(_mm_loadu_si128((const __m128i *)positions), b));
-    _mm_storeu_si128((__m128i *)(out + 4), _mm_add_epi32(_mm_loadu_si128((const __m128i *)(positions + 4)), b));
-#else
-    for (int k = 0; k < 8; k++) out[k] = positions[k] + base;
-#endif
-}
-
 #define PASS(type, acc, add, limit)                                                                                    \
     static void pass_##type(const ir_tables *t, const type *image, ir_scratch *s, acc *sums, uint64_t *lacking)        \
     {                                                                                                                  \
@@ -306,7 +295,7 @@ static inline void pack_columns(uint32_t *out, const uint32_t *positions, uint32
                         n += s->pack_count[byte];                                                                      \
                     }                                                                                                  \
                 }                                                                                                      \
-            for (uint64_t k = 0; k < n; k++) { /* the k-th non-zero pixel to the k-th copy */                         \
+            for (uint64_t k = 0; k < n; k++) { /* the k-th non-zero pixel to the k-th copy */                          \
                 const uint32_t x = s->row_pixels[k];                                                                   \
                 const type v = line[x];                                                                                \
                 sums[(k & (COPIES - 1)) * stride + bins[x]] += (add) ? (acc)v : 0;                                     \
@@ -324,19 +313,19 @@ static uint64_t unsigned_threshold(double threshold, uint64_t max)
     return threshold < 0 ? 0 : threshold >= (double)max ? max : (uint64_t)floor(threshold);
 }
 
-SPOT_ROW(uint8_t, v == UINT8_MAX)
-SPOT_ROW(uint16_t, v == UINT16_MAX)
-SPOT_ROW(uint32_t, v == UINT32_MAX)
-SPOT_ROW(float, isnan(v))
+SPOT_ROW(uint8_t)
+SPOT_ROW(uint16_t)
+SPOT_ROW(uint32_t)
+SPOT_ROW(float)
 
 PASS(uint8_t, uint64_t, 1, (uint8_t)unsigned_threshold(t->threshold, UINT8_MAX))
 PASS(uint16_t, uint64_t, 1, (uint16_t)unsigned_threshold(t->threshold, UINT16_MAX))
 PASS(uint32_t, uint64_t, 1, (uint32_t)unsigned_threshold(t->threshold, UINT32_MAX))
-PASS(float, double, !isnan(v), (float)t->threshold)
+PASS(float, double, !no_data_float(v), (float)t->threshold)
 
 /* A ROI's runs summed in the image's own kind of number (integers: 64-bit, exact and vectorised), then added as
  * a double. */
-#define ROI_SUM(type, acc, no_data)                                                                                    \
+#define ROI_SUM(type, acc)                                                                                             \
     static void rois_##type(const ir_tables *t, const type *image, double *out)                                        \
     {                                                                                                                  \
         for (uint64_t r = 0; r < t->n_runs; r++) {                                                                     \
@@ -345,16 +334,16 @@ PASS(float, double, !isnan(v), (float)t->threshold)
             acc total = 0;                                                                                             \
             for (uint64_t k = 0; k < triple[1]; k++) {                                                                 \
                 type v = p[k];                                                                                         \
-                total += no_data ? 0 : (acc)v;                                                                         \
+                total += no_data_##type(v) ? 0 : (acc)v;                                                               \
             }                                                                                                          \
             out[triple[2]] += (double)total;                                                                           \
         }                                                                                                              \
     }
 
-ROI_SUM(uint8_t, uint64_t, v == UINT8_MAX)
-ROI_SUM(uint16_t, uint64_t, v == UINT16_MAX)
-ROI_SUM(uint32_t, uint64_t, v == UINT32_MAX)
-ROI_SUM(float, double, isnan(v))
+ROI_SUM(uint8_t, uint64_t)
+ROI_SUM(uint16_t, uint64_t)
+ROI_SUM(uint32_t, uint64_t)
+ROI_SUM(float, double)
 
 int ir_compute(const ir_tables *t, const void *image, double *out, ir_scratch *s)
 {

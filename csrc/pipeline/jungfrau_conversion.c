@@ -23,7 +23,7 @@
 
 #include "detector_formats.h"
 
-#define BLOCK 32 /* pixels per block: the fast path is taken per block */
+#define BLOCK 32 /* pixels per block: a vector pass, then a look for pixels out of gain 0 */
 #define MISSING 0xFFFF /* the receiver's value of a lost packet's pixels */
 #define TOP_COUNT 65534.0f
 
