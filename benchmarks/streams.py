@@ -151,8 +151,7 @@ def main() -> None:
     parser.add_argument("--seconds", type=float, default=20.0, help="sending time per row (default 20)")
     parser.add_argument("--dir", type=Path, default=Path(tempfile.gettempdir()), help="where the files go")
     parser.add_argument("--compression", default="bitshuffle-lz4,none", help="the rows' compressions (default both)")
-    parser.add_argument("--gso", action="store_true",
-                        help="the simulator sends UDP segmentation offload messages (a third of its CPU)")  # fmt: skip
+    parser.add_argument("--gso", action="store_true", help=sustained.GSO_HELP)
     parser.add_argument("--consume", help=argparse.SUPPRESS)  # the consumer process
     args = parser.parse_args()
     if args.consume:

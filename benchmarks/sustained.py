@@ -79,6 +79,7 @@ SERVER_OPTIONS: list[str] = []
 """More std_daq_server options for every row (from this script's command line)."""
 SIM_OPTIONS: list[str] = []
 """More std_daq_sim options for every row's stream (from this script's command line, e.g. ``--gso``)."""
+GSO_HELP = "the simulator sends UDP segmentation offload messages (about half its CPU; the same datagrams)"
 
 
 class Server:
@@ -212,8 +213,7 @@ def main() -> None:
     parser.add_argument("--writer-processes", type=int, help="server option (default: its own, 1)")
     parser.add_argument("--writer-nice", type=int,
                         help="server option (default: its own, -10, ahead of the simulator; 0: its equal)")  # fmt: skip
-    parser.add_argument("--gso", action="store_true",
-                        help="the simulator sends UDP segmentation offload messages (a third of its CPU)")  # fmt: skip
+    parser.add_argument("--gso", action="store_true", help=GSO_HELP)
     parser.add_argument("--rows", default="all",
                         help="comma-separated row names (jf1,jfph,jf4,eiger,eigerres,rx4,busy) or all")  # fmt: skip
     args = parser.parse_args()

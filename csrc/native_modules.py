@@ -57,7 +57,7 @@ MODULES = {
         "sim._sender",
         "sim",
         "sim_sender.h",
-        ("sim_sender.c", "sim_content.c", "sim_jungfrau.c", "sim_segments.c"),
+        ("sim_sender.c", "sim_content.c", "sim_jungfrau.c", "sim_datagrams.c"),
         ("sim_content.h", "sim_jungfrau.h"),
     ),
     "pipeline": NativeModule(  # needs liblz4

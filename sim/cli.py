@@ -62,7 +62,8 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument(
         "--gso", action="store_true",
         help="benchmarks: send each module's packets as UDP segmentation offload messages (the same datagrams "
-        "for about a third of the sender's CPU, closer to a detector that costs the host nothing)",
+        "for about half the sender's CPU, closer to a detector that costs the host nothing; not with --loss, "
+        "--duplicate or --foreign)",
     )  # fmt: skip
     parser.add_argument("--seed", type=int, default=0, help="seed of the fault injection choices and the content")
     parser.add_argument(

@@ -141,8 +141,8 @@ class SimulatedDetector:
     static_pixels: bool = False
     gso: bool = False
     """Benchmarks: send a module's packets as UDP segmentation offload messages (Linux 4.18+; the same
-    datagrams arrive, for about a third of the sender's CPU; plain datagrams where the kernel cannot). Not
-    with loss, duplicates or foreign datagrams."""
+    datagrams arrive, for about half the sender's CPU; plain datagrams where the kernel cannot). UDP
+    detectors only, and not with loss, duplicates or foreign datagrams (chosen per datagram)."""
     seed: int = 0
     content: str = "ramp"
     flux: float = DEFAULT_FLUX
@@ -164,6 +164,9 @@ class SimulatedDetector:
         if self.content in GAIN_CONTENTS and not detectors.has_gain_stages(self.config):
             raise ValueError(f"content {self.content} is for detectors with gain-switching pixels (jungfrau)")
         _check_module_hosts(self.module_hosts, int(self.config["n_modules"]), self._bsread)
+        if self.gso and (self._bsread or self.loss or self.duplicate or self.foreign):
+            raise ValueError("gso sends a module's packets in whole batches: for UDP detectors, and not with loss, "
+                             "duplicate or foreign datagrams (chosen per datagram)")  # fmt: skip
         self._stop = ffi.new("int *")
         self._stop_event = threading.Event()  # the bsread source's stop flag
         self._counters = ffi.new("sim_counters *")  # the C loop updates it while sending

@@ -81,6 +81,12 @@ def test_segmented_sending_delivers_every_datagram_as_sent(tmp_path, kind, conte
     acquire_and_compare(tmp_path, config, 8, content=content, seed=5, reorder=reorder, gso=True, first_frame=77)
 
 
+@pytest.mark.parametrize("fault", [{"loss": 0.01}, {"duplicate": 0.01}, {"foreign": 0.01}])
+def test_segmented_sending_with_per_datagram_faults_is_refused(fault):
+    with pytest.raises(ValueError, match="not with loss, duplicate or foreign"):
+        SimulatedDetector(jungfrau_config(1), gso=True, **fault)
+
+
 def test_built_in_simulator_sends_the_chosen_content():
     from conftest import collect_images
 

@@ -1,13 +1,13 @@
 /*
- * sim_segments.c -- a batch of equal datagrams as UDP_SEGMENT messages (see the header).
+ * sim_datagrams.c -- the simulator's datagrams out, plain or as UDP_SEGMENT messages (see the header).
  *
- * Up to MAX_SEGMENTS datagrams and at most MAX_MESSAGE bytes go into one message; its iovecs are the
+ * Segmented: up to MAX_SEGMENTS datagrams and at most MAX_MESSAGE bytes go into one message; its iovecs are the
  * datagrams' own, one after the other, and a control message gives the segment size. A kernel without
  * UDP segmentation (before Linux 4.18) refuses the first message with EINVAL, ENOPROTOOPT or EIO; then
  * nothing was sent and the caller sends the batch the plain way.
  */
 #define _GNU_SOURCE
-#include "sim_segments.h"
+#include "sim_datagrams.h"
 
 #include <errno.h>
 #include <netinet/in.h>
@@ -72,33 +72,53 @@ static int fill_message(struct mmsghdr *out, segmented *s, struct mmsghdr *msgs,
     return taken;
 }
 
-int sim_send_segmented(int fd, struct mmsghdr *msgs, int n, size_t segment_size)
+/* sendmmsg until every message went out; the number sent before an error (n: all), errno set then. */
+static int send_all(int fd, struct mmsghdr *msgs, int n)
+{
+    int sent = 0;
+    while (sent < n) {
+        int rc = sendmmsg(fd, msgs + sent, (unsigned)(n - sent), 0);
+        if (rc < 0) {
+            if (errno == EINTR || errno == ENOBUFS || errno == EAGAIN) continue;
+            if (errno == ECONNREFUSED) { /* nobody listens yet: UDP drops it */
+                sent++;
+                continue;
+            }
+            return sent;
+        }
+        sent += rc;
+    }
+    return n;
+}
+
+/* As segmented messages: 0 when sent, 1 when the kernel refuses segmentation (nothing sent), -1 on another
+ * error. */
+static int send_segmented(int fd, struct mmsghdr *msgs, int n, size_t segment_size)
 {
     static __thread segmented parts[MAX_MESSAGES];
     struct mmsghdr out[MAX_MESSAGES];
-    int done = 0, first_call = 1;
-    while (done < n) {
+    for (int done = 0; done < n;) {
         int n_out = 0, at = done;
         while (at < n && n_out < MAX_MESSAGES) {
             at += fill_message(&out[n_out], &parts[n_out], msgs + at, n - at, segment_size);
             n_out++;
         }
-        int sent = 0;
-        while (sent < n_out) {
-            int rc = sendmmsg(fd, out + sent, (unsigned)(n_out - sent), 0);
-            if (rc < 0) {
-                if (errno == EINTR || errno == ENOBUFS || errno == EAGAIN) continue;
-                if (first_call && sent == 0 && (errno == EINVAL || errno == ENOPROTOOPT || errno == EIO)) return 1;
-                if (errno == ECONNREFUSED) { /* nobody listens yet: UDP drops it */
-                    sent++;
-                    continue;
-                }
-                return -1;
-            }
-            sent += rc;
-            first_call = 0;
+        int sent = send_all(fd, out, n_out);
+        if (sent < n_out) {
+            int refused = errno == EINVAL || errno == ENOPROTOOPT || errno == EIO;
+            return done == 0 && sent == 0 && refused ? 1 : -1;
         }
         done = at;
     }
     return 0;
+}
+
+int sim_send_datagrams(int fd, struct mmsghdr *msgs, int n, size_t segment_size, int *segmented)
+{
+    if (*segmented) {
+        int outcome = send_segmented(fd, msgs, n, segment_size);
+        if (outcome != 1) return outcome == 0 ? 0 : -1;
+        *segmented = 0; /* the kernel cannot segment: plain datagrams from now on */
+    }
+    return send_all(fd, msgs, n) == n ? 0 : -1;
 }

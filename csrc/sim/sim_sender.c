@@ -11,12 +11,12 @@
  * are encoded once per (module, variant) and sent in place: each datagram is two iovecs, the header
  * written for this frame and the kept payload. The sender's CPU then goes to sending, as a detector's
  * does. The ramp and jungfrau-pedestal (fresh noise every frame) are encoded per packet. With `gso` a
- * module's packets of a frame leave as a few UDP segmentation offload messages (sim_segments.c).
+ * module's packets of a frame leave as a few UDP segmentation offload messages (sim_datagrams.c).
  */
 #define _GNU_SOURCE
 #include "sim_sender.h"
 #include "sim_content.h"
-#include "sim_segments.h"
+#include "sim_datagrams.h"
 
 #include <arpa/inet.h>
 #include <errno.h>
@@ -115,22 +115,6 @@ static int open_sender(const char *host, const char *source, int port, char *err
         return -1;
     }
     return fd;
-}
-
-/* sendmmsg until every message went out; loopback may refuse with ENOBUFS/ECONNREFUSED. */
-static int send_all(int fd, struct mmsghdr *msgs, int n)
-{
-    int sent = 0;
-    while (sent < n) {
-        int rc = sendmmsg(fd, msgs + sent, n - sent, 0);
-        if (rc < 0) {
-            if (errno == EINTR || errno == ENOBUFS || errno == EAGAIN) continue;
-            if (errno == ECONNREFUSED) { sent++; continue; } /* nobody listens yet: UDP drops it */
-            return -1;
-        }
-        sent += rc;
-    }
-    return 0;
 }
 
 static void sleep_until(double t)
@@ -319,9 +303,7 @@ int sim_run(const sim_config *cfg, int *stop, sim_counters *counters, char *err,
                     n++;
                 }
             }
-            int unsent = gso ? sim_send_segmented(fds[m], msgs, n, fmt.packet_size) : 1;
-            if (unsent == 1) gso = 0; /* the kernel cannot segment: plain datagrams from now on */
-            if (unsent != 0 && (unsent < 0 || send_all(fds[m], msgs, n) != 0)) {
+            if (sim_send_datagrams(fds[m], msgs, n, fmt.packet_size, &gso) != 0) {
                 snprintf(err, err_len, "sending to port %d failed: %s", cfg->start_udp_port + m,
                          strerror(errno));
                 rc = -1;

@@ -32,7 +32,7 @@ typedef struct sim_config {
     int static_pixels;        /* benchmarks: every frame repeats the first frame's pixels (only
                                  headers are rewritten), so the sender's CPU goes to sending */
     int gso;                  /* benchmarks: send each module's packets as UDP segmentation offload messages
-                                 (sim_segments.h) when no loss, duplicate or foreign datagram is asked */
+                                 (sim_datagrams.h) when no loss, duplicate or foreign datagram is asked */
     uint32_t seed;            /* for loss / reorder / duplicate / foreign choices, and the content */
     int content;              /* SIM_CONTENT_* (sim_content.h): 0 is the ramp formula */
     double flux;              /* photons per pixel per frame of realistic content */
