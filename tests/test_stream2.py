@@ -257,3 +257,41 @@ def test_image_messages_carry_the_per_image_results_the_file_holds(tmp_path):
         socket.close()
     finally:
         daq.stop()
+
+
+def test_images_nobody_can_take_are_dropped_before_they_are_built(tmp_path):
+    """The publisher's gate: with no consumer a writer drops its images itself (the publisher sees none of
+    them, the live count has them); once a consumer connects, the gate opens and every image reaches it."""
+    from daq_server.stream.stream2_feed import Stream2Feed, StreamSpec
+    from daq_server.stream.stream2_publisher import Stream2Publisher
+
+    publisher = Stream2Publisher(f"tcp://127.0.0.1:{free_tcp_port()}")
+    try:
+        spec = StreamSpec(publisher.feed_address, 7, "series-7", time.time(), 0.0, publisher.gate.path)
+        feed = Stream2Feed(spec, (4, 6), "<u2")
+        image = np.arange(24, dtype="<u2").reshape(4, 6)
+        time.sleep(0.1)
+        assert not publisher.gate.open
+        for frame in range(50):
+            feed.send(frame, time.time(), image, compressed=False)
+        assert feed.dropped == 50 and publisher.dropped_by_writers(7) == 50
+        time.sleep(0.2)
+        assert publisher.counts(7).forwarded == 0 and publisher.counts(7).dropped == {}
+        assert feed.finish() == {"stream_images_sent": 0, "stream_images_dropped": 50}
+
+        consumer = pull_socket(publisher.address)
+        deadline = time.monotonic() + 10
+        while not publisher.gate.open and time.monotonic() < deadline:
+            time.sleep(0.01)
+        assert publisher.gate.open, "a connected consumer opens the gate"
+        spec = StreamSpec(publisher.feed_address, 8, "series-8", time.time(), 0.0, publisher.gate.path)
+        feed = Stream2Feed(spec, (4, 6), "<u2")
+        for frame in range(10):
+            feed.send(frame, time.time(), image, compressed=False)
+        received = [decode(consumer.recv()) for _ in range(10)]
+        assert [m["image_id"] for m in received] == list(range(10))
+        assert all(np.array_equal(m["data"]["default"], image) for m in received)
+        assert feed.finish() == {"stream_images_sent": 10, "stream_images_dropped": 0}
+        consumer.close()
+    finally:
+        publisher.close()

@@ -37,7 +37,7 @@ class ImageStream:
         series_id, self._next_series = self._next_series, self._next_series + 1
         exposure = request.nexus.count_time
         spec = StreamSpec(self.publisher.feed_address, series_id, str(uuid.uuid4()), time.time(),
-                          float(exposure) if exposure is not None else 0.0)  # fmt: skip
+                          float(exposure) if exposure is not None else 0.0, self.publisher.gate.path)  # fmt: skip
         fields = start_fields(request, config, shape, dtype, compression)
         self.publisher.begin(series_id, start_message(series_id, spec.series_unique_id, spec.series_time, fields))
         return spec
@@ -51,8 +51,10 @@ class ImageStream:
                 "images_dropped": dropped, "start_sent": bool(seen.start_sent)}  # fmt: skip
 
     def dropped_so_far(self, spec: StreamSpec) -> int:
-        """Images of the running series the publisher dropped so far (the writers' own drops come at the end)."""
-        return sum(self.publisher.counts(spec.series_id).dropped.values())
+        """Images of the running series the stream dropped so far: in the publisher, and in the writers as far
+        as they recorded them (their exact counts come at the end)."""
+        dropped_there = sum(self.publisher.counts(spec.series_id).dropped.values())
+        return dropped_there + self.publisher.dropped_by_writers(spec.series_id)
 
     def close(self) -> None:
         self.publisher.close()

@@ -2,10 +2,11 @@
 to the server's publisher (:mod:`daq_server.stream.stream2_publisher`), without ever waiting for it.
 
 A writer (a writer process, or the server's own) connects a ZeroMQ DEALER socket to the publisher's feed
-(an ``ipc://`` address) and sends each image message without blocking: when the publisher's queue for this
-writer is full (:data:`QUEUE` messages), the message is dropped here and counted. At the end (before the
-file closes) the writer sends a ``done`` mark after its last image and the publisher answers with the
-images of this writer it dropped itself, so that the file records every image the stream lost.
+(an ``ipc://`` address) and sends each image message without blocking. An image is dropped here and counted
+when the publisher's gate (:mod:`daq_server.stream.stream_gate`) says no consumer can take it now, before
+its message is built, or when the publisher's queue for this writer is full (:data:`QUEUE` messages). At the
+end (before the file closes) the writer sends a ``done`` mark after its last image and the publisher answers
+with the images of this writer it dropped itself, so that the file records every image the stream lost.
 
 Internal frames (DEALER -> ROUTER): ``[b"image", header, message]`` and ``[b"done", header]``, ``header``
 being :data:`HEADER` (series id, part index); the answer to ``done`` is ``[counts]`` (:data:`COUNTS`:
@@ -21,6 +22,7 @@ import numpy as np
 import zmq
 
 from daq_server.stream.stream2_messages import cbor_value, image_message
+from daq_server.stream.stream_gate import StreamGate
 
 QUEUE = 32
 """Messages queued at most on each side of a socket of the stream (a few tens of MB for 1 MB images)."""
@@ -42,6 +44,8 @@ class StreamSpec:
     """Unix time of the series' start (the ``arm_date``); image times are relative to it."""
     exposure: float = 0.0
     """Seconds of each image's exposure (the request's ``count_time``, 0 when not given)."""
+    gate_path: str = ""
+    """The publisher's gate file (:mod:`daq_server.stream.stream_gate`); none: every image is sent."""
 
 
 class Stream2Feed:
@@ -60,12 +64,22 @@ class Stream2Feed:
         self._socket.setsockopt(zmq.SNDHWM, QUEUE)
         self._socket.setsockopt(zmq.LINGER, 0)
         self._socket.connect(spec.feed_address)
+        self._gate: StreamGate | None = None
+        if spec.gate_path:
+            try:
+                self._gate = StreamGate(spec.gate_path)
+            except OSError:  # e.g. the publisher is closing: every image goes to it and is counted there
+                pass
 
     def send(self, frame_number: int, receive_time: float, data, compressed: bool, results: dict | None = None) -> None:
         """The next image of this writer: ``data`` its pixels (an array or buffer), or (``compressed``) the
         bitshuffle+LZ4 chunk written into the file; ``results`` (per-image results) go along when given."""
         image_id = self._index + self._k * self._count
         self._k += 1
+        if self._gate is not None and not self._gate.open:  # no consumer can take it: not even built
+            self.dropped += 1
+            self._gate.record_dropped(self._index, self.spec.series_id, self.dropped)
+            return
         if isinstance(data, np.ndarray):  # in the stream's (little-endian) type, e.g. a big-endian bsread image
             data = np.ascontiguousarray(data, dtype=self._dtype)
         extra = {"results": cbor_value(results)} if results else None
@@ -77,6 +91,8 @@ class Stream2Feed:
             self.sent += 1
         except zmq.Again:
             self.dropped += 1
+            if self._gate is not None:
+                self._gate.record_dropped(self._index, self.spec.series_id, self.dropped)
 
     def finish(self) -> dict[str, int]:
         """After the last image: the images this writer put on the stream and those the stream dropped
@@ -91,5 +107,7 @@ class Stream2Feed:
             pass
         finally:
             self._socket.close(linger=0)
+            if self._gate is not None:
+                self._gate.close()
         dropped = self.dropped + (self.sent if dropped_there is None else dropped_there)
         return {"stream_images_sent": self._k - dropped, "stream_images_dropped": dropped}

@@ -5,7 +5,9 @@ share the images (fan-out over processes and hosts). The writers (:mod:`daq_serv
 send their image messages to this publisher's feed, a ROUTER socket on an ``ipc://`` address; one thread
 here forwards them to the PUSH socket **without blocking**: when no consumer is connected or all of them
 are :data:`~daq_server.stream.stream2_feed.QUEUE` messages behind, the message is dropped and counted for
-its series and writer. Receiving and writing never wait for a consumer.
+its series and writer. Receiving and writing never wait for a consumer. The same thread keeps the gate
+(:mod:`daq_server.stream.stream_gate`) open only while a consumer can take a message, so that the writers
+drop images nobody can take before building their messages (they count those themselves).
 
 ``start`` and ``end`` come from the writer driver through a bounded Python queue; the same thread sends
 them, waiting up to :data:`CONTROL_TIMEOUT_S` for a consumer to take them, and counts those it lost.
@@ -26,6 +28,7 @@ from dataclasses import dataclass, field
 import zmq
 
 from daq_server.stream.stream2_feed import COUNTS, HEADER, QUEUE
+from daq_server.stream.stream_gate import StreamGate
 
 _log = logging.getLogger("daq_server.stream.stream2_publisher")
 CONTROL_TIMEOUT_S = 1.0
@@ -65,6 +68,7 @@ class Stream2Publisher:
         except zmq.ZMQError as error:
             self._close_sockets()
             raise ValueError(f"cannot bind the stream at {address}: {error}") from None
+        self.gate = StreamGate(f"{self._folder}/gate", create=True)
         self._control: queue.Queue = queue.Queue(maxsize=64)
         self._series: dict[int, SeriesCounts] = {}
         self._lock = threading.Lock()
@@ -85,6 +89,11 @@ class Stream2Publisher:
         """Queue the ``end`` message (after the writers' ``done`` marks were answered)."""
         self._put(("end", series_id, end))
 
+    def dropped_by_writers(self, series_id: int) -> int:
+        """Images of ``series_id`` the writers dropped so far (at the gate or their full queue), as they
+        recorded them in the gate; their exact counts come with their ``done`` marks."""
+        return self.gate.dropped(series_id)
+
     def counts(self, series_id: int) -> SeriesCounts:
         """A copy of what the stream did with ``series_id`` so far."""
         with self._lock:
@@ -102,6 +111,7 @@ class Stream2Publisher:
         self._running = False
         self._thread.join(timeout=10)
         self._close_sockets()
+        self.gate.close()
 
     def _close_sockets(self) -> None:
         self._push.close(linger=0)
@@ -114,6 +124,7 @@ class Stream2Publisher:
         poller.register(self._feed, zmq.POLLIN)
         while self._running or not self._control.empty():
             self._take_control()
+            self.gate.set_open(self._push.poll(0, zmq.POLLOUT) != 0)
             if not poller.poll(20):
                 continue
             for _ in range(QUEUE):
@@ -157,6 +168,7 @@ class Stream2Publisher:
                 forwarded = True
             except zmq.Again:
                 forwarded = False
+                self.gate.set_open(False)
             with self._lock:
                 if forwarded:
                     counts.forwarded += 1
