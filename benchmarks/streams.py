@@ -9,8 +9,9 @@ process: a PULL socket decoding every message with cbor2 and (compressed rows) D
 ``dectris-compression``, as an analysis process would (at nice 19: on this machine it competes with the DAQ for
 the CPU, at a beamline it runs on other hosts). Per compression: the rate the DAQ reaches without a stream
 (the simulator flat out), then the stream on at that rate, with the consumer and with no consumer at all
-(every stream message dropped), and the stream with the consumer and every per-image result on (the sustained
-benchmark's ``eigerres`` settings: a 200-bin radial profile, four ROI sums, a spot count; docs/results.rst).
+(every stream message dropped), and the stream with every per-image result on (the sustained benchmark's
+``eigerres`` settings: a 200-bin radial profile, four ROI sums, a spot count; docs/results.rst), with no consumer
+and with the consumer. ``cpu_budget.py`` shows what each of these costs per image.
 Prints one table beside the loopback ceiling of the same run; nothing asserts.
 """
 
@@ -171,6 +172,8 @@ def main() -> None:
             plain,
             row("Eiger 16 bit, stream + consumer", folder, s, compression, stream=True, consumer=True, rate=rate),
             row("Eiger 16 bit, stream, no consumer", folder, s, compression, stream=True, consumer=False, rate=rate),
+            row("Eiger 16 bit, stream + results, no consumer", folder, s, compression, stream=True, consumer=False,
+                rate=rate, results=True),
             row("Eiger 16 bit, stream + results + consumer", folder, s, compression, stream=True, consumer=True,
                 rate=rate, results=True),
         ]  # fmt: skip

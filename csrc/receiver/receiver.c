@@ -167,6 +167,9 @@ static int setup_modules(rx_receiver *rx, const module_geometry *geoms, double i
 static void tune_thread(rx_receiver *rx, int m)
 {
     pthread_t thread = rx->modules[m].thread;
+    char name[16];
+    snprintf(name, sizeof(name), "daq-rx-%d", m); /* visible in top -H and /proc/<pid>/task */
+    pthread_setname_np(thread, name);
     if (rx->cfg.pin_threads) {
         long n_cpus = sysconf(_SC_NPROCESSORS_ONLN);
         cpu_set_t cpus;
