@@ -22,7 +22,8 @@ SEED = 11
 
 
 def results_config(tmp_path, shape: tuple[int, int], unit: str = "q", threshold: float = 30) -> dict:
-    """A profile, a rectangle ROI, a mask ROI (a ring of pixels, as a .npy file) and a spot count."""
+    """A profile, a rectangle ROI, a mask ROI (a ring of pixels, as a .npy file) and a spot count, for every
+    image however late it reaches the pipeline (``max_delay_s`` None: a loaded test machine sheds none)."""
     yy, xx = np.mgrid[: shape[0], : shape[1]]
     ring = np.hypot(xx - 400, yy - 100) < 60
     np.save(tmp_path / "ring.npy", ring.astype(np.uint8))
@@ -30,6 +31,7 @@ def results_config(tmp_path, shape: tuple[int, int], unit: str = "q", threshold:
         "radial_profile": {"bins": 150, "unit": unit},
         "rois": {"roi0": [100, 200, 300, 400], "ring": str(tmp_path / "ring.npy")},
         "spots": {"threshold": threshold, "min_pixels": 2},
+        "max_delay_s": None,
     }
 
 
@@ -99,10 +101,37 @@ def test_eiger_photons_results_agree_with_numpy_pyfai_and_scipy(tmp_path, compre
             "results.h5", 12, GEOMETRY, content="photons", seed=3, loss=0.003, first_frame=1, rate_hz=50
         )
         assert status["acquisition"]["state"] == "FINISHED", status
+        assert status["acquisition"]["images_without_results"] == 0
         with h5py.File(output, "r") as f:
             assert f["entry/data/n_missing_packets"][:].any(), "lost packets: their pixels are left out"
+            assert f["entry"].attrs["images_without_results"] == 0
             assert ("parts" in f["entry"].attrs) == (writers > 1)
         assert check_against_oracles(output, config, GEOMETRY) > 12 * 75
+    finally:
+        daq.stop()
+
+
+@pytest.mark.parametrize("writers", [1, 2])
+def test_images_that_come_late_go_without_results_never_lost(tmp_path, writers):
+    """Images reaching the pipeline later than ``max_delay_s`` (here every one) are written whole and counted,
+    their results marked not computed (NaN, spot count -1), so that results never cost an image."""
+    config = example_configs.eiger_config(16, free_udp_ports(4), "EG-late")
+    config["results"] = results_config(tmp_path, (config["image_pixel_height"], config["image_pixel_width"]))
+    config["results"]["max_delay_s"] = 1e-6
+    args = ["--compression", "bitshuffle-lz4", "--writer-processes", str(writers)]
+    daq = RunningDaq(tmp_path / "server", config, extra_args=args).start()
+    try:
+        n = 8
+        status, output = daq.acquire("late.h5", n, GEOMETRY, content="photons", seed=3, rate_hz=50)
+        acquisition = status["acquisition"]
+        assert acquisition["state"] == "FINISHED" and acquisition["stats"]["n_write_completed"] == n
+        assert acquisition["images_without_results"] == n
+        with h5py.File(output, "r") as f:
+            assert f["entry/data/data"].shape[0] == n and f["entry"].attrs["images_without_results"] == n
+            assert np.isnan(f["entry/results/radial_profile/intensity"][()]).all()
+            assert (f["entry/results/spot_count/spot_count"][()] == -1).all()
+            assert np.isnan(f["entry/results/roi_sums/roi0"][()]).all()
+            assert f["entry/data/data"][n - 1].any(), "the images themselves are there"
     finally:
         daq.stop()
 

@@ -26,6 +26,7 @@ typedef struct job {
     int state;
     const void *src;
     uint64_t nbytes, tag;
+    int skip_results;     /* this image goes without the results stage */
     uint8_t *converted;   /* the convert stage's image (NULL without it) */
     uint8_t *out;         /* the compress stage's chunk (NULL without it) */
     double *values;       /* the results stage's values (NULL without it) */
@@ -68,7 +69,7 @@ static void run_stages(ip_pool *pool, job *j, cp_scratch *s, ir_scratch *r)
     }
     j->image = image;
     j->image_bytes = bytes;
-    if (pool->stages.results) ir_compute(pool->stages.results, image, j->values, r);
+    if (pool->stages.results && !j->skip_results) ir_compute(pool->stages.results, image, j->values, r);
     if (pool->stages.compress) {
         j->size = cp_compress_with(image, bytes, pool->image_elem_size, j->out, pool->capacity, s);
         j->result = j->out;
@@ -196,7 +197,7 @@ oom:
     return NULL;
 }
 
-int ip_submit(ip_pool *pool, const void *src, uint64_t nbytes, uint64_t tag)
+int ip_submit(ip_pool *pool, const void *src, uint64_t nbytes, uint64_t tag, int skip_results)
 {
     if (nbytes > pool->max_bytes || ((pool->stages.conversion || pool->stages.results) && nbytes != pool->max_bytes))
         return -1;
@@ -213,6 +214,7 @@ int ip_submit(ip_pool *pool, const void *src, uint64_t nbytes, uint64_t tag)
     j->src = src;
     j->nbytes = nbytes;
     j->tag = tag;
+    j->skip_results = skip_results;
     j->size = 0;
     pool->queue[(pool->queue_head + pool->queue_count++) % pool->n_jobs] = k;
     pool->order[(pool->order_head + pool->order_count++) % pool->n_jobs] = k;
@@ -243,7 +245,7 @@ int ip_next(ip_pool *pool, int timeout_ms, ip_result *out)
             out->counts = j->counts;
             out->image = j->image;
             out->image_bytes = j->image_bytes;
-            out->results = j->values;
+            out->results = j->skip_results ? NULL : j->values;
             j->state = JOB_TAKEN;
             pool->order_head = (pool->order_head + 1) % pool->n_jobs;
             pool->order_count--;

@@ -31,7 +31,7 @@ typedef struct ip_result {
     const uint8_t *image; /* the image before compression: the converted one, or the submitted one */
     uint64_t image_bytes;
     jc_counts counts;     /* of the conversion (zeros without one) */
-    const double *results; /* ir_n_values doubles of the results stage (NULL without it) */
+    const double *results; /* ir_n_values doubles of the results stage (NULL without it, or skipped) */
 } ip_result;
 
 typedef struct ip_counters {
@@ -48,8 +48,9 @@ ip_pool *ip_create(int n_threads, int n_jobs, uint64_t max_bytes, int elem_size,
                    int err_len);
 
 /* Queue an image (it must stay valid until its result is taken); waits while all jobs are busy.
+ * skip_results: this image goes without the results stage (its result's `results` is NULL).
  * Returns the job, or -1 if the image does not fit the pool. */
-int ip_submit(ip_pool *pool, const void *src, uint64_t nbytes, uint64_t tag);
+int ip_submit(ip_pool *pool, const void *src, uint64_t nbytes, uint64_t tag, int skip_results);
 
 /* The oldest submitted job, once done (results come in submission order):
  * 1 and *out filled, 0 if it is not done within timeout_ms or nothing is pending. */

@@ -40,6 +40,8 @@ class Acquisition:
     """A Jungfrau conversion's description (``info.conversion``: output, photon energy, pedestal, gain maps)."""
     stream: dict | None = None
     """What the Stream2 image stream did with the acquisition, once it ended (``acquire.image_stream``)."""
+    images_without_results: int | None = None
+    """Images that went without their per-image results (the DAQ behind), once it ended; None: no results."""
 
     @classmethod
     def started(cls, request: WriteRequest, conversion: dict | None = None) -> Acquisition:
@@ -106,6 +108,8 @@ class Acquisition:
         if self.stream is not None:
             extra["stream"] = dict(self.stream)
             extra["stream_dropped"] = self.stream["images_dropped"]
+        if self.images_without_results is not None:
+            extra["images_without_results"] = self.images_without_results
         stats = {
             "n_write_completed": self.n_write_completed,
             "n_write_requested": self.n_write_requested,

@@ -360,6 +360,7 @@ class WriterDriver:
             message = Message.COMPLETED
         spec, self._stream_spec = self._stream_spec, None
         acquisition.stream = self._end_stream(spec, getattr(writer, "stream_counts", {}))
+        acquisition.images_without_results = getattr(writer, "results_counts", {}).get("images_without_results")
         acquisition.end(state, message)
         try:
             self._on_end(acquisition)

@@ -82,13 +82,14 @@ class ImagePipeline:
         self._raw_bytes: dict[int, int] = {}
         self.final_counters: dict[str, int] = {}
 
-    def submit(self, image: np.ndarray, tag: int) -> None:
+    def submit(self, image: np.ndarray, tag: int, results: bool = True) -> None:
         """Queue ``image`` (it must stay valid until its result comes back); waits while ``in_flight``
         images are queued or being worked on, so take (:meth:`next`) and give back (:meth:`done`)
-        results before submitting more than ``in_flight``."""
+        results before submitting more than ``in_flight``. ``results`` False: this image goes without the
+        results stage (its result's ``results`` is None)."""
         if self._pool is None:
             raise RuntimeError("the image pipeline is closed")
-        job = lib.ip_submit(self._pool, ffi.from_buffer(image), image.nbytes, tag)
+        job = lib.ip_submit(self._pool, ffi.from_buffer(image), image.nbytes, tag, int(not results))
         if job < 0:
             raise ValueError(f"an image of {image.nbytes} bytes does not fit the pipeline's {self.max_bytes}")
         self._raw_bytes[job] = image.nbytes
@@ -103,7 +104,9 @@ class ImagePipeline:
         counts = counts_dict(r.counts) if self._conversion is not None else None
         data = memoryview(ffi.buffer(r.data, r.size))
         image = memoryview(ffi.buffer(r.image, r.image_bytes))
-        results = self._results.unpack(ffi.buffer(r.results, 8 * self._results.n_values)) if self._results else None
+        results = None
+        if self._results is not None and r.results != ffi.NULL:
+            results = self._results.unpack(ffi.buffer(r.results, 8 * self._results.n_values))
         return PipelineResult(
             r.job, int(r.tag), data, self._raw_bytes.pop(r.job), self.compress, image, counts, results
         )

@@ -62,8 +62,10 @@ LOST_PIXEL_MASK = "/entry/data/lost_pixel_mask"
 """Per image, the pixels of lost packets (``daq_server.write.pixel_mask``)."""
 STREAM_SUMMARY = ("stream_images_sent", "stream_images_dropped")
 """With the Stream2 image stream on: the images it sent and dropped, ``/entry`` attributes written at close."""
-SUMMARY = (*RECEIVER_COUNTERS, *STREAM_SUMMARY)
-"""The acquisition's receiver counters (and the stream's), ``/entry`` attributes written at close."""
+RESULTS_SUMMARY = ("images_without_results",)
+"""With per-image results configured: the images that went without them (the DAQ behind), written at close."""
+SUMMARY = (*RECEIVER_COUNTERS, *STREAM_SUMMARY, *RESULTS_SUMMARY)
+"""The acquisition's receiver counters (and the stream's, the results'), ``/entry`` attributes written at close."""
 METADATA_CHUNK = 4096
 """Entries per chunk of the per-image datasets."""
 
@@ -164,7 +166,8 @@ def create_layout(
     entry.attrs.update({**entry_attributes(target.request, config), "start_time": start_time})
     # what the close writes, made now: nothing can be added in SWMR mode, and the file is never reopened
     entry.attrs.update({"stop_time": 0.0, "n_images_written": np.int64(0)})
-    entry.attrs.update({key: np.int64(0) for key in SUMMARY if key not in STREAM_SUMMARY or target.stream})
+    left_out = (*(() if target.stream else STREAM_SUMMARY), *(() if results is not None else RESULTS_SUMMARY))
+    entry.attrs.update({key: np.int64(0) for key in SUMMARY if key not in left_out})
     data = entry.create_group("data")
     data.attrs.update({"NX_class": "NXdata", "signal": "data"})
     compression = hdf5plugin.Bitshuffle(cname="lz4") if target.compression == "bitshuffle-lz4" else {}

@@ -9,6 +9,7 @@ as pre-compressed chunks or from the pipeline's converted image.
 from __future__ import annotations
 
 import logging
+import time
 from collections import deque
 
 import numpy as np
@@ -43,6 +44,9 @@ class ImageWriter:
         compress = target.compression == BITSHUFFLE_LZ4
         flags = opened.flags if opened is not None else None
         results = open_results(target.config, target.request, target.shape, target.dtype, flags)
+        self._results_delay = target.config.results.max_delay_s if results is not None else None
+        self.images_without_results: int | None = 0 if results is not None else None
+        """Images that went without their results (late, or not through the pipeline); None: no results."""
         if compress or opened is not None or results is not None:  # first the pool: no file is left if it fails
             threads = compression_threads or default_threads()
             conversion = opened.conversion if opened is not None else None
@@ -65,6 +69,12 @@ class ImageWriter:
             self._stream = Stream2Feed(target.stream, target.shape, target.dtype, index, count)
 
     @property
+    def results_counts(self) -> dict[str, int]:
+        """``images_without_results`` with per-image results configured, else nothing."""
+        n = self.images_without_results
+        return {"images_without_results": n} if n is not None else {}
+
+    @property
     def n_written(self) -> int:
         """Images the file records (pixels and metadata flushed): what the status reports."""
         return self.file.n_recorded
@@ -81,16 +91,21 @@ class ImageWriter:
             if self.target.conversion is not None:
                 raise ValueError(f"a converting acquisition takes C-contiguous uint16 images, not {data.dtype}")
             self.drain(wait=True)  # e.g. a big-endian bsread image: h5py's filter converts it, in order
+            if self.images_without_results is not None:
+                self.images_without_results += 1
             self.file.write(data, image.frame_number, image.n_missing_packets, image.receive_time)
             if self._stream is not None:
                 self._stream.send(image.frame_number, image.receive_time, data, compressed=False)
             return
         if len(self._waiting) >= self._pool.in_flight:  # the pool is full: write the oldest first
             self.drain(wait=True, keep=self._pool.in_flight - 1)
+        late = self._results_delay is not None and time.time() - image.receive_time > self._results_delay
+        if late:  # the DAQ is behind: this image goes without its results, never the image for them
+            self.images_without_results += 1
         image.hold()
         self._waiting.append(image)
         try:
-            self._pool.submit(data, image.frame_number)
+            self._pool.submit(data, image.frame_number, results=not late)
         except Exception:
             self._waiting.pop().drop()
             raise
@@ -147,6 +162,8 @@ class ImageWriter:
             if self._stream is not None:  # after the last image, before the file records the stream's counts
                 self.stream_counts = self._stream.finish()
                 summary = {**(summary or {}), **self.stream_counts}
+            if self.results_counts:
+                summary = {**(summary or {}), **self.results_counts}
             self.file.close(summary)
 
     def _log_compression(self) -> None:

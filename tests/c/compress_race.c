@@ -40,7 +40,7 @@ int main(void)
         if (submitted < N_IMAGES && submitted - taken < 8) {
             uint16_t *image = images + (size_t)(submitted % 8) * IMAGE_PIXELS;
             for (int i = 0; i < IMAGE_PIXELS; i++) image[i] = (uint16_t)((i * 7 + submitted) % 13);
-            if (ip_submit(pool, image, bytes, (uint64_t)submitted) < 0) return 3;
+            if (ip_submit(pool, image, bytes, (uint64_t)submitted, 0) < 0) return 3;
             submitted++;
             continue;
         }
