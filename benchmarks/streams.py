@@ -8,10 +8,10 @@ Each row starts ``std_daq_server`` (with ``--stream-address``) and ``std_daq_sim
 process: a PULL socket decoding every message with cbor2 and (compressed rows) DECTRIS's
 ``dectris-compression``, as an analysis process would (at nice 19: on this machine it competes with the DAQ for
 the CPU, at a beamline it runs on other hosts). Per compression: the rate the DAQ reaches without a stream
-(the simulator flat out), then the stream on at that rate, with the consumer and with no consumer at all
-(every stream message dropped), and the stream with every per-image result on (the sustained benchmark's
-``eigerres`` settings: a 200-bin radial profile, four ROI sums, a spot count; docs/results.rst), with no consumer
-and with the consumer. ``cpu_budget.py`` shows what each of these costs per image.
+(images written per second, the simulator flat out), then the stream on at that rate, with the consumer and
+with no consumer at all (every stream message dropped), and the stream with every per-image result on (the
+sustained benchmark's ``eigerres`` settings: a 200-bin radial profile, four ROI sums, a spot count;
+docs/results.rst), with no consumer and with the consumer. ``cpu_budget.py`` shows what each costs per image.
 Prints one table beside the loopback ceiling of the same run; nothing asserts.
 """
 
@@ -131,6 +131,7 @@ def row(label: str, folder: Path, seconds: float, compression: str, stream: bool
     with h5py.File(output, "r") as f:
         written = len(f["entry/data/image_id"])
         dropped = int(f["entry"].attrs.get("stream_images_dropped", 0))
+        without = int(f["entry"].attrs["images_without_results"]) if results else None
     took = json.loads(reader.communicate(timeout=120)[0].splitlines()[-1]) if reader is not None else None
     server.stop()
     shutil.rmtree(work, ignore_errors=True)
@@ -138,6 +139,7 @@ def row(label: str, folder: Path, seconds: float, compression: str, stream: bool
               "rate": sent / send_s, "lost": sent - written, "written": written,
               "received": float(np.mean(received[1:] or received)) / 1e9, "dropped": dropped if stream else None,
               "rx_dropped": counters.get("images_dropped", 0), "incomplete": counters.get("images_incomplete", 0),
+              "without_results": without,
               "stream_images": None, "stream_gbs": None, "wire_gbs": None, "images_s": None}  # fmt: skip
     if took and took["seconds"] > 0:
         result |= {"stream_images": took["images"], "images_s": took["images"] / took["seconds"],
@@ -167,7 +169,7 @@ def main() -> None:
     for compression in args.compression.split(","):
         # the rate the DAQ reaches without a stream, then the stream on at that rate
         plain = row("Eiger 16 bit, no stream", folder, s, compression, stream=False, consumer=False, rate=0)
-        rate = plain["rate"]
+        rate = plain["rate"] * plain["written"] / max(plain["sent"], 1)  # the rate it wrote (flat out it may lose)
         rows += [
             plain,
             row("Eiger 16 bit, stream + consumer", folder, s, compression, stream=True, consumer=True, rate=rate),
@@ -180,11 +182,11 @@ def main() -> None:
     shutil.rmtree(folder, ignore_errors=True)
     print(f"{s:g} s per row, Eiger 16 bit photons; loopback ceiling {ceiling:.2f} GB/s at {EIGER_PACKET} B")
     columns = [  # title, width (negative: left-aligned), format, key
-        ("case", -42, "", "case"), ("compression", 14, "", "compression"), ("offered", 8, "", "offered"),
+        ("case", -44, "", "case"), ("compression", 14, "", "compression"), ("offered", 8, "", "offered"),
         ("sent", 7, "d", "sent"), ("lost", 5, "d", "lost"), ("ring", 5, "d", "rx_dropped"),
-        ("recv GB/s", 9, ".2f", "received"), ("streamed", 8, "d", "stream_images"),
-        ("dropped", 7, "d", "dropped"), ("images/s", 8, ".0f", "images_s"), ("stream GB/s", 11, ".2f", "stream_gbs"),
-        ("wire GB/s", 9, ".3f", "wire_gbs"),
+        ("recv GB/s", 9, ".2f", "received"), ("no results", 10, "d", "without_results"),
+        ("streamed", 8, "d", "stream_images"), ("dropped", 7, "d", "dropped"), ("images/s", 8, ".0f", "images_s"),
+        ("stream GB/s", 11, ".2f", "stream_gbs"), ("wire GB/s", 9, ".3f", "wire_gbs"),
     ]  # fmt: skip
 
     def cells(values: list[str]) -> str:
@@ -194,7 +196,8 @@ def main() -> None:
     for r in rows:
         print(cells(["" if r[key] is None else format(r[key], fmt) for _, _, fmt, key in columns]))
     print("(lost: images sent by the simulator that the file lacks; ring: images the receiver dropped for want of a")
-    print(" free ring slot (the writer behind); streamed/dropped: images the consumer decoded / the stream dropped;")
+    print(" free ring slot (the writer behind); no results: images written without their results (late, the DAQ")
+    print(" behind, docs/results.rst); streamed/dropped: images the consumer decoded / the stream dropped;")
     print(" stream GB/s: decoded image bytes per second at the consumer, wire GB/s: CBOR bytes per second)")
 
 
