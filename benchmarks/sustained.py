@@ -175,7 +175,7 @@ def run_row(label: str, config: dict, content: str, folder: Path, seconds: float
     if other is not None:
         other.kill()
         other.wait()
-    written, stored, drain_s = 0, 0, 0.0
+    written, stored, drain_s, without = 0, 0, 0.0, None
     if write:
         t1 = time.monotonic()
         while time.monotonic() - t1 < 600:  # until the writer caught up with what was received
@@ -188,6 +188,7 @@ def run_row(label: str, config: dict, content: str, folder: Path, seconds: float
         with h5py.File(output, "r") as f:
             written = len(f["entry/data/image_id"])
             stored = f["entry/data/data"].id.get_storage_size()
+            without = f["entry"].attrs.get("images_without_results")  # with results configured
     log = server.stop()
     per_core = re.findall(r"([\d.]+) GB/s per core", log)
     shutil.rmtree(work, ignore_errors=True)
@@ -202,6 +203,7 @@ def run_row(label: str, config: dict, content: str, folder: Path, seconds: float
         "received": float(np.mean(received[1:] or received)) / 1e9,
         "to_disk": stored / (send_s + drain_s) / 1e9 if write else None,
         "per_core": float(per_core[-1]) if per_core else None,
+        "without_results": None if without is None else int(without),
     }
 
 
@@ -275,7 +277,7 @@ def print_table(rows: list[dict], disk: float, seconds: float, ceilings: dict[in
     print(f"machine: {os.cpu_count()} cores; {seconds:g} s per row; disk (sequential write + fsync) {disk:.2f} GB/s; "
           "loopback ceiling " + ", ".join(f"{v:.2f} GB/s at {k} B" for k, v in ceilings.items()))  # fmt: skip
     header = (f"{'case':<30} {'compression':>14} {'offered':>8} {'sent':>7} {'lost':>6} {'ratio':>6} "
-              f"{'recv GB/s':>9} {'% ceil':>6} {'disk GB/s':>9} {'comp GB/s/core':>14}")  # fmt: skip
+              f"{'recv GB/s':>9} {'% ceil':>6} {'disk GB/s':>9} {'comp GB/s/core':>14} {'no results':>10}")  # fmt: skip
     print(header)
     print("-" * len(header))
 
@@ -285,9 +287,11 @@ def print_table(rows: list[dict], disk: float, seconds: float, ceilings: dict[in
     for r in rows:
         print(f"{r['case']:<30} {r['compression']:>14} {r['offered']:>8} {r['sent']:>7} {show(r['lost'], 'd'):>6} "
               f"{show(r['ratio'], '.1f'):>6} {r['received']:9.2f} {100 * r['received'] / r['ceiling']:6.0f} "
-              f"{show(r['to_disk'], '.2f'):>9} {show(r['per_core'], '.2f'):>14}")  # fmt: skip
+              f"{show(r['to_disk'], '.2f'):>9} {show(r['per_core'], '.2f'):>14} "
+              f"{show(r['without_results'], 'd'):>10}")  # fmt: skip
     print("(ceiling per datagram size: a bare sendmmsg -> recvmmsg pair on loopback, best of 3, same run;")
-    print(" recv GB/s: the server's detector bytes/s, averaged; disk GB/s: bytes stored / time to write them)")
+    print(" recv GB/s: the server's detector bytes/s, averaged; disk GB/s: bytes stored / time to write them;")
+    print(" no results: images written without their per-image results, the DAQ behind, docs/results.rst)")
 
 
 if __name__ == "__main__":

@@ -84,7 +84,7 @@ class ResultsConfig(BaseModel):
     """name -> a rectangle ``[x0, y0, x1, y1]`` (pixels, ends exclusive) or the absolute path of a ``.npy``
     mask of the image's shape (nonzero: in the ROI)."""
     spots: SpotsConfig | None = None
-    max_delay_s: Annotated[float, Field(gt=0, le=3600, allow_inf_nan=False)] | None = 0.5
+    max_delay_s: Annotated[float, Field(gt=0, le=3600, allow_inf_nan=False)] | None = 0.2
     """An image that reaches the image pipeline more than this many seconds after its first packet (the DAQ
     has fallen behind) goes without results, so that receiving never waits for them: images first. Counted
     (``images_without_results``); None: every image gets its results, whatever it costs."""

@@ -45,6 +45,7 @@ class ImageWriter:
         flags = opened.flags if opened is not None else None
         results = open_results(target.config, target.request, target.shape, target.dtype, flags)
         self._results_delay = target.config.results.max_delay_s if results is not None else None
+        self._results_behind = False
         self.images_without_results: int | None = 0 if results is not None else None
         """Images that went without their results (late, or not through the pipeline); None: no results."""
         if compress or opened is not None or results is not None:  # first the pool: no file is left if it fails
@@ -99,7 +100,7 @@ class ImageWriter:
             return
         if len(self._waiting) >= self._pool.in_flight:  # the pool is full: write the oldest first
             self.drain(wait=True, keep=self._pool.in_flight - 1)
-        late = self._results_delay is not None and time.time() - image.receive_time > self._results_delay
+        late = self._behind(image)
         if late:  # the DAQ is behind: this image goes without its results, never the image for them
             self.images_without_results += 1
         image.hold()
@@ -110,6 +111,17 @@ class ImageWriter:
             self._waiting.pop().drop()
             raise
         self.drain()
+
+    def _behind(self, image: ReceivedImage) -> bool:
+        """Is the DAQ behind (results left out)? From an image later than ``max_delay_s`` until one within half
+        of it: resuming at once would let each image with results push the backlog back up."""
+        if self._results_delay is not None:
+            age = time.time() - image.receive_time
+            if age > self._results_delay:
+                self._results_behind = True
+            elif age < self._results_delay / 2:
+                self._results_behind = False
+        return self._results_behind
 
     def drain(self, wait: bool = False, keep: int = 0) -> None:
         """Write the images the pool finished, in submission order; with ``wait``, until only ``keep``
