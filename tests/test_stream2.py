@@ -234,7 +234,7 @@ def test_jungfrau_converted_images_on_the_stream_equal_the_file(tmp_path, output
 def test_image_messages_carry_the_per_image_results_the_file_holds(tmp_path):
     config = configs.eiger_config(16, free_udp_ports(4), "EG-results")
     config["results"] = {"radial_profile": {"bins": 50, "unit": "q"}, "rois": {"roi0": [10, 20, 200, 220]},
-                         "spots": {"threshold": 5, "min_pixels": 2}}  # fmt: skip
+                         "spots": {"threshold": 5, "min_pixels": 2}, "max_delay_s": None}  # fmt: skip
     daq, address = stream_daq(tmp_path, config, "--compression", "bitshuffle-lz4")
     try:
         socket = pull_socket(address)
