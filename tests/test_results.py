@@ -176,6 +176,8 @@ def test_converted_jungfrau_results_in_two_theta(tmp_path):
         ({"spots": {"threshold": "high"}}, "threshold"),
         ({"spots": {"threshold": 3, "min_pixels": 0}}, "min_pixels"),
         ({"spots": {"min_pixels": 2}}, "threshold"),
+        ({"max_delay_s": 0}, "max_delay_s"),
+        ({"max_delay_s": "soon"}, "max_delay_s"),
         ({"histogram": {}}, "histogram"),
     ],
 )

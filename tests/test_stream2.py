@@ -274,7 +274,7 @@ def test_images_nobody_can_take_are_dropped_before_they_are_built(tmp_path):
         assert not publisher.gate.open
         for frame in range(50):
             feed.send(frame, time.time(), image, compressed=False)
-        assert feed.dropped == 50 and publisher.dropped_by_writers(7) == 50
+        assert feed.dropped == 50 and publisher.gate.dropped(7) == 50
         time.sleep(0.2)
         assert publisher.counts(7).forwarded == 0 and publisher.counts(7).dropped == {}
         assert feed.finish() == {"stream_images_sent": 0, "stream_images_dropped": 50}

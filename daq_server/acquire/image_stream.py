@@ -54,7 +54,7 @@ class ImageStream:
         """Images of the running series the stream dropped so far: in the publisher, and in the writers as far
         as they recorded them (their exact counts come at the end)."""
         dropped_there = sum(self.publisher.counts(spec.series_id).dropped.values())
-        return dropped_there + self.publisher.dropped_by_writers(spec.series_id)
+        return dropped_there + self.publisher.gate.dropped(spec.series_id)
 
     def close(self) -> None:
         self.publisher.close()

@@ -36,10 +36,9 @@ class ProcessImageWriter:
     def __init__(self, target: WriteTarget, pool: WriterPool, compression_threads: int = 0):
         self.target = target
         self.compression: dict[str, int] = {}
-        self.stream_counts: dict[str, int] = {}
-        """Images the processes put on the Stream2 stream and those it dropped (once closed)."""
-        self.results_counts: dict[str, int] = {}
-        """Images that went without their per-image results (once closed; with results configured)."""
+        self.summary_counts: dict[str, int] = {}
+        """What the processes counted besides their images, summed (once closed): the images they put on the
+        Stream2 stream and those it dropped, ``images_without_results``."""
         self._timeout_s = pool.timeout_s
         self._lock = threading.Condition()
         self._held: dict[int, ReceivedImage] = {}  # slot -> image a process has not released
@@ -194,10 +193,9 @@ class ProcessImageWriter:
                 image.drop()
             self._held.clear()
         self.compression = _summed([answer[3] for answer in self._closed if answer])
-        self.stream_counts = _summed([answer[5] for answer in self._closed if answer and len(answer) > 5])
-        self.results_counts = _summed([answer[6] for answer in self._closed if answer and len(answer) > 6])
-        if self.stream_counts or self.results_counts:  # the master file records the whole acquisition's counts
-            summary = {**(summary or {}), **self.stream_counts, **self.results_counts}
+        self.summary_counts = _summed([answer[5] for answer in self._closed if answer and len(answer) > 5])
+        if self.summary_counts:  # the master file records the whole acquisition's counts
+            summary = {**(summary or {}), **self.summary_counts}
         reasons = [answer[4] for answer in self._closed if answer and answer[4]]
         if self._master is not None:
             self._master, master = None, self._master

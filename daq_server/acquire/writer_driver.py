@@ -359,8 +359,9 @@ class WriterDriver:
             acquisition.request = dataclasses.replace(acquisition.request, n_images=planned)
             message = Message.COMPLETED
         spec, self._stream_spec = self._stream_spec, None
-        acquisition.stream = self._end_stream(spec, getattr(writer, "stream_counts", {}))
-        acquisition.images_without_results = getattr(writer, "results_counts", {}).get("images_without_results")
+        counts = getattr(writer, "summary_counts", {})
+        acquisition.stream = self._end_stream(spec, counts)
+        acquisition.images_without_results = counts.get("images_without_results")
         acquisition.end(state, message)
         try:
             self._on_end(acquisition)

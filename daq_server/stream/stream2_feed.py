@@ -77,8 +77,7 @@ class Stream2Feed:
         image_id = self._index + self._k * self._count
         self._k += 1
         if self._gate is not None and not self._gate.open:  # no consumer can take it: not even built
-            self.dropped += 1
-            self._gate.record_dropped(self._index, self.spec.series_id, self.dropped)
+            self._drop()
             return
         if isinstance(data, np.ndarray):  # in the stream's (little-endian) type, e.g. a big-endian bsread image
             data = np.ascontiguousarray(data, dtype=self._dtype)
@@ -90,9 +89,13 @@ class Stream2Feed:
             self._socket.send_multipart([b"image", self._header, message], flags=zmq.NOBLOCK, copy=False)
             self.sent += 1
         except zmq.Again:
-            self.dropped += 1
-            if self._gate is not None:
-                self._gate.record_dropped(self._index, self.spec.series_id, self.dropped)
+            self._drop()
+
+    def _drop(self) -> None:
+        """One image more dropped here, recorded in the gate for the live status."""
+        self.dropped += 1
+        if self._gate is not None:
+            self._gate.record_dropped(self._index, self.spec.series_id, self.dropped)
 
     def finish(self) -> dict[str, int]:
         """After the last image: the images this writer put on the stream and those the stream dropped

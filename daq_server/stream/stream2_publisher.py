@@ -89,11 +89,6 @@ class Stream2Publisher:
         """Queue the ``end`` message (after the writers' ``done`` marks were answered)."""
         self._put(("end", series_id, end))
 
-    def dropped_by_writers(self, series_id: int) -> int:
-        """Images of ``series_id`` the writers dropped so far (at the gate or their full queue), as they
-        recorded them in the gate; their exact counts come with their ``done`` marks."""
-        return self.gate.dropped(series_id)
-
     def counts(self, series_id: int) -> SeriesCounts:
         """A copy of what the stream did with ``series_id`` so far."""
         with self._lock:
@@ -124,7 +119,7 @@ class Stream2Publisher:
         poller.register(self._feed, zmq.POLLIN)
         while self._running or not self._control.empty():
             self._take_control()
-            self.gate.set_open(self._push.poll(0, zmq.POLLOUT) != 0)
+            self.gate.set_open(bool(self._push.get(zmq.EVENTS) & zmq.POLLOUT))
             if not poller.poll(20):
                 continue
             for _ in range(QUEUE):

@@ -5,8 +5,9 @@ The publisher opens the gate while a consumer can take a message (its PUSH socke
 it when none can (no consumer connected, or all of them :data:`~daq_server.stream.stream2_feed.QUEUE`
 messages behind). A writer looks at the gate before it builds an image message: a closed gate drops the
 image at once, so an absent or saturated consumer costs no message encoding and no copy between processes.
-The writers record the images they drop this way per series in the same file (one slot per writer), which
-the status reads while the acquisition runs; the exact counts still come with the writers' ``done`` marks.
+The writers record the images they drop (this way or at their full queue) per series in the same file (one
+slot per writer), which the status reads while the acquisition runs; the exact counts still come with the
+writers' ``done`` marks.
 
 Layout: int64 words, ``[open, (series id, dropped) x MAX_WRITERS]``; a writer uses slot ``index % MAX_WRITERS``
 (a slot is shared only beyond :data:`MAX_WRITERS` writers, which makes the live count approximate, never the
@@ -49,19 +50,17 @@ class StreamGate:
         self._words[0] = int(value)
 
     def record_dropped(self, index: int, series_id: int, dropped: int) -> None:
-        """A writer's side: ``dropped`` images of ``series_id`` dropped at the gate so far (writer ``index``)."""
+        """A writer's side: writer ``index`` dropped ``dropped`` images of ``series_id`` so far (at the gate
+        or at its full queue)."""
         slot = 1 + 2 * (index % MAX_WRITERS)
         self._words[slot + 1] = dropped
         self._words[slot] = series_id
 
     def dropped(self, series_id: int) -> int:
-        """Images of ``series_id`` the writers dropped at the gate so far (as far as recorded)."""
+        """Images of ``series_id`` the writers dropped so far, as far as they recorded them."""
         slots = self._words[1:].reshape(MAX_WRITERS, 2)
         return int(slots[slots[:, 0] == series_id, 1].sum())
 
     def close(self) -> None:
-        del self._words
-        try:
-            self._map.close()
-        except BufferError:  # an array view is still alive somewhere: the mapping goes with it
-            pass
+        del self._words  # the only view of the mapping
+        self._map.close()

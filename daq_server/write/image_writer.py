@@ -44,10 +44,10 @@ class ImageWriter:
         compress = target.compression == BITSHUFFLE_LZ4
         flags = opened.flags if opened is not None else None
         results = open_results(target.config, target.request, target.shape, target.dtype, flags)
+        self._has_results = results is not None
         self._results_delay = target.config.results.max_delay_s if results is not None else None
         self._results_behind = False
-        self.images_without_results: int | None = 0 if results is not None else None
-        """Images that went without their results (late, or not through the pipeline); None: no results."""
+        self._without_results = 0  # images that went without their results (late, or not through the pipeline)
         if compress or opened is not None or results is not None:  # first the pool: no file is left if it fails
             threads = compression_threads or default_threads()
             conversion = opened.conversion if opened is not None else None
@@ -61,19 +61,14 @@ class ImageWriter:
             if self._pool is not None:
                 self._pool.close()
             raise
-        self.stream_counts: dict[str, int] = {}
-        """The images this writer put on the Stream2 stream and those the stream dropped (once closed)."""
+        self.summary_counts: dict[str, int] = {}
+        """What this writer counted besides its images, once closed, also in the file's ``/entry`` attributes:
+        the images it put on the Stream2 stream and those the stream dropped, ``images_without_results``."""
         self._stream = None
         if target.stream is not None:
             share = target.share
             index, count = (share.index, share.count) if share is not None else (0, 1)
             self._stream = Stream2Feed(target.stream, target.shape, target.dtype, index, count)
-
-    @property
-    def results_counts(self) -> dict[str, int]:
-        """``images_without_results`` with per-image results configured, else nothing."""
-        n = self.images_without_results
-        return {"images_without_results": n} if n is not None else {}
 
     @property
     def n_written(self) -> int:
@@ -92,8 +87,7 @@ class ImageWriter:
             if self.target.conversion is not None:
                 raise ValueError(f"a converting acquisition takes C-contiguous uint16 images, not {data.dtype}")
             self.drain(wait=True)  # e.g. a big-endian bsread image: h5py's filter converts it, in order
-            if self.images_without_results is not None:
-                self.images_without_results += 1
+            self._without_results += 1
             self.file.write(data, image.frame_number, image.n_missing_packets, image.receive_time)
             if self._stream is not None:
                 self._stream.send(image.frame_number, image.receive_time, data, compressed=False)
@@ -102,7 +96,7 @@ class ImageWriter:
             self.drain(wait=True, keep=self._pool.in_flight - 1)
         late = self._behind(image)
         if late:  # the DAQ is behind: this image goes without its results, never the image for them
-            self.images_without_results += 1
+            self._without_results += 1
         image.hold()
         self._waiting.append(image)
         try:
@@ -172,11 +166,10 @@ class ImageWriter:
                     self._waiting.popleft().drop()
                 self._log_compression()
             if self._stream is not None:  # after the last image, before the file records the stream's counts
-                self.stream_counts = self._stream.finish()
-                summary = {**(summary or {}), **self.stream_counts}
-            if self.results_counts:
-                summary = {**(summary or {}), **self.results_counts}
-            self.file.close(summary)
+                self.summary_counts.update(self._stream.finish())
+            if self._has_results:
+                self.summary_counts["images_without_results"] = self._without_results
+            self.file.close({**(summary or {}), **self.summary_counts})
 
     def _log_compression(self) -> None:
         c = self.compression

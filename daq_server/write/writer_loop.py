@@ -11,8 +11,8 @@ Messages (pickled tuples, :mod:`multiprocessing.connection` framing) from the se
 ``("open", target, compression_threads)``                create ``target``'s file -> ``opened`` | ``refused``
 ``("image", slot, frame, n_missing, receive_time)``      write the image in ``slot`` (ready)
 ``("close", write_pending, summary)``                    finish the file -> ``closed`` (n_written, last_image,
-                                                         compression counters, error, stream counts,
-                                                         results counts)
+                                                         compression counters, error, summary counts:
+                                                         the stream's, images without results)
 ``("exit",)``                                            end the process
 
 and to it: ``("done", slots, n_written, last_image)`` (these slots are released: written or
@@ -150,7 +150,7 @@ class WriterLoop:
             answer = ("closed", writer.n_written, writer.last_image, writer.compression, "")
         except Exception as error:
             answer = ("closed", writer.n_written, writer.last_image, writer.compression, describe_error(error))
-        answer += (getattr(writer, "stream_counts", {}), getattr(writer, "results_counts", {}))
+        answer += (getattr(writer, "summary_counts", {}),)
         self.report(writer)
         try:
             self.conn.send(answer)
