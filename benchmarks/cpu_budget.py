@@ -30,10 +30,7 @@ from __future__ import annotations
 import argparse
 import os
 import shutil
-import signal
 import socket
-import subprocess
-import sys
 import tempfile
 import time
 from pathlib import Path
@@ -93,11 +90,7 @@ def measure(label: str, config: dict, content: str, folder: Path, args: argparse
         if prepare is not None:
             prepare(server)
         server.client.start_writer_async({"output_file": str(work / "budget.h5"), "n_images": 10_000_000})
-        sim = subprocess.Popen(
-            [sys.executable, "-m", "sim.cli", "--config", str(server.config_file), "--rate", str(args.rate),
-             "--n-images", "0", "--content", content, "--seed", "1", *sustained.SIM_OPTIONS],
-            stdout=subprocess.PIPE, text=True, preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
-        )  # fmt: skip
+        sim = sustained.start_sim(server, args.rate, content)
         time.sleep(3.0)  # past the start: every thread is up, the writer steady
 
         def snapshot():
@@ -107,8 +100,7 @@ def measure(label: str, config: dict, content: str, folder: Path, args: argparse
         daq0, sim0, written0, t0 = snapshot()
         time.sleep(args.seconds)
         daq1, sim1, written1, t1 = snapshot()
-        sim.send_signal(signal.SIGINT)
-        sim.communicate(timeout=60)
+        sustained.stop_sim(sim)
         server.client.stop_writer()
     finally:
         server.stop()

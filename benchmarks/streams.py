@@ -21,7 +21,6 @@ import argparse
 import json
 import os
 import shutil
-import signal
 import socket
 import subprocess
 import sys
@@ -116,15 +115,10 @@ def row(label: str, folder: Path, seconds: float, compression: str, stream: bool
     output = work / "stream.h5"
     image_bytes = config["image_pixel_width"] * config["image_pixel_height"] * 2
     server.client.start_writer_async({"output_file": str(output), "n_images": int(seconds * 20000)})
-    sim = subprocess.Popen(
-        [sys.executable, "-m", "sim.cli", "--config", str(server.config_file), "--rate", str(rate), "--n-images", "0",
-         "--content", "photons", "--seed", "1", *sustained.SIM_OPTIONS], stdout=subprocess.PIPE, text=True,
-        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
-    )  # fmt: skip
+    sim = sustained.start_sim(server, rate, "photons")
     t0 = time.monotonic()
     received = [sample_rate(server.client) for _ in range(max(1, round(seconds)))]
-    sim.send_signal(signal.SIGINT)
-    sent = json.loads(sim.communicate(timeout=60)[0])["frames_sent"]
+    sent = sustained.stop_sim(sim)["frames_sent"]
     send_s = time.monotonic() - t0
     wait_written(server.client)
     counters = server.client.stop_writer()["acquisition"].get("counters", {})  # file closed, end message queued

@@ -113,6 +113,22 @@ class Server:
         return self.log_file.read_text()
 
 
+def start_sim(server: Server, rate: float, content: str) -> subprocess.Popen:
+    """std_daq_sim for ``server``'s config at ``rate`` (0: flat out), ``content`` of seed 1 and SIM_OPTIONS, until
+    :func:`stop_sim`."""
+    return subprocess.Popen(
+        [sys.executable, "-m", "sim.cli", "--config", str(server.config_file), "--rate", str(rate), "--n-images", "0",
+         "--content", content, "--seed", "1", *SIM_OPTIONS], stdout=subprocess.PIPE, text=True,
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),  # stopped with Ctrl-C, even from a job
+    )  # fmt: skip
+
+
+def stop_sim(sim: subprocess.Popen) -> dict:
+    """Stop the simulator as Ctrl-C does; what it printed: its counters (``frames_sent`` …)."""
+    sim.send_signal(signal.SIGINT)
+    return json.loads(sim.communicate(timeout=60)[0])
+
+
 def photon_config(folder: Path) -> dict:
     """One Jungfrau module converted to photons with the simulator's gain maps (seed 1)."""
     config = configs.jungfrau_config(1, free_port(socket.SOCK_DGRAM, 1), "bench")
@@ -160,17 +176,12 @@ def run_row(label: str, config: dict, content: str, folder: Path, seconds: float
     if write:  # more than the sender can send: the acquisition is stopped when the sender stops
         server.client.start_writer_async({"output_file": str(output), "n_images": int(seconds * 20000)})
     other = subprocess.Popen(competitor, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL) if competitor else None
-    sim = subprocess.Popen(
-        [sys.executable, "-m", "sim.cli", "--config", str(server.config_file), "--rate", str(rate), "--n-images", "0",
-         "--content", content, "--seed", "1", *SIM_OPTIONS], stdout=subprocess.PIPE, text=True,
-        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),  # stopped with Ctrl-C, even from a job
-    )  # fmt: skip
+    sim = start_sim(server, rate, content)
     received, t0 = [], time.monotonic()
     while time.monotonic() - t0 < seconds:
         time.sleep(1.0)
         received.append(server.client.get_stats()["detector"]["bytes_per_second"])
-    sim.send_signal(signal.SIGINT)
-    sent = json.loads(sim.communicate(timeout=60)[0])
+    sent = stop_sim(sim)
     send_s = time.monotonic() - t0
     if other is not None:
         other.kill()
